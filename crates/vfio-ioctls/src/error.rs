@@ -1,0 +1,311 @@
+//! The one error type of the crate.
+//!
+//! Every variant carries what a user needs to act: the operation (ioctl or
+//! system call name), what it was applied to (a path, a region or IRQ index, an
+//! IOVA), the errno when the kernel refused, and a hint of what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Coarse classes of failure; each maps to a stable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A device, group, path or sysfs entry does not exist.
+    NotFound,
+    /// The caller lacks the rights to open or change something.
+    Permission,
+    /// An IOMMU group has devices not bound to vfio-pci (or pci-stub).
+    GroupNotViable,
+    /// The device or group is in use elsewhere.
+    Busy,
+    /// An argument is malformed or inconsistent.
+    InvalidArgument,
+    /// An offset, length, index or count lies outside what exists.
+    OutOfRange,
+    /// The object was closed before this call.
+    Closed,
+    /// Locked memory (`RLIMIT_MEMLOCK`) is too low to pin DMA memory.
+    Memlock,
+    /// The kernel, device or build does not offer this operation.
+    Unsupported,
+    /// Any other I/O failure.
+    Io,
+}
+
+impl ErrorKind {
+    /// The stable code, part of the public API (`ERR_VFIO_*`).
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "ERR_VFIO_NOT_FOUND",
+            ErrorKind::Permission => "ERR_VFIO_PERMISSION",
+            ErrorKind::GroupNotViable => "ERR_VFIO_GROUP_NOT_VIABLE",
+            ErrorKind::Busy => "ERR_VFIO_BUSY",
+            ErrorKind::InvalidArgument => "ERR_VFIO_INVALID_ARGUMENT",
+            ErrorKind::OutOfRange => "ERR_VFIO_OUT_OF_RANGE",
+            ErrorKind::Closed => "ERR_VFIO_CLOSED",
+            ErrorKind::Memlock => "ERR_VFIO_MEMLOCK",
+            ErrorKind::Unsupported => "ERR_VFIO_UNSUPPORTED",
+            ErrorKind::Io => "ERR_VFIO_IO",
+        }
+    }
+}
+
+/// Errors of VFIO operations.
+#[derive(Debug, thiserror::Error)]
+pub enum VfioError {
+    /// The kernel refused an ioctl or a system call.
+    #[error("{op} on {target} failed: {source}{}", hint_suffix(.op, .target, .source))]
+    Os {
+        /// The ioctl or system call, e.g. `VFIO_GROUP_GET_DEVICE_FD`.
+        op: &'static str,
+        /// What it was applied to: a path, `region 2`, `iova 0x1000`...
+        target: String,
+        /// The kernel's error, with its errno.
+        #[source]
+        source: io::Error,
+    },
+    /// A path or object does not exist.
+    #[error("{what} not found at {}{}", .path.display(), opt_hint(.hint))]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// The IOMMU group cannot be used: some of its devices are bound to host drivers.
+    #[error("IOMMU group {group} is not viable: {}", group_hint(.blockers))]
+    GroupNotViable {
+        /// The group number.
+        group: u32,
+        /// Devices of the group bound to a driver other than vfio-pci, as `address (driver)`.
+        blockers: Vec<String>,
+    },
+    /// An argument is malformed or inconsistent.
+    #[error("{op}: {message}")]
+    InvalidArgument {
+        /// The operation that checked it.
+        op: &'static str,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// An offset, length, index or count lies outside what exists.
+    #[error("{op}: {message}")]
+    OutOfRange {
+        /// The operation that checked it.
+        op: &'static str,
+        /// What is out of range and the valid range.
+        message: String,
+    },
+    /// The kernel, the device or this build does not offer the operation.
+    #[error("{op}: {message}")]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// Why it is not available.
+        message: String,
+    },
+    /// The object was closed before the call.
+    #[error("{op}: the {what} is closed; open it again")]
+    Closed {
+        /// The operation attempted.
+        op: &'static str,
+        /// What was closed (container, device, ...).
+        what: &'static str,
+    },
+    /// The kernel speaks another VFIO API version.
+    #[error("VFIO_GET_API_VERSION: kernel reports {found}, this library speaks {expected}")]
+    ApiVersion {
+        /// What the kernel reported.
+        found: i32,
+        /// What the library speaks.
+        expected: u32,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, VfioError>;
+
+impl VfioError {
+    /// An `Os` error from the last errno.
+    pub fn last_os(op: &'static str, target: impl Into<String>) -> Self {
+        Self::os(op, target, io::Error::last_os_error())
+    }
+
+    /// An `Os` error from a given `io::Error`.
+    pub fn os(op: &'static str, target: impl Into<String>, source: io::Error) -> Self {
+        VfioError::Os { op, target: target.into(), source }
+    }
+
+    /// An `InvalidArgument` error.
+    pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
+        VfioError::InvalidArgument { op, message: message.into() }
+    }
+
+    /// An `OutOfRange` error.
+    pub fn out_of_range(op: &'static str, message: impl Into<String>) -> Self {
+        VfioError::OutOfRange { op, message: message.into() }
+    }
+
+    /// An `Unsupported` error.
+    pub fn unsupported(op: &'static str, message: impl Into<String>) -> Self {
+        VfioError::Unsupported { op, message: message.into() }
+    }
+
+    /// The class of the failure, which gives the stable code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VfioError::Os { op, source, .. } => kind_of_errno(op, source.raw_os_error()),
+            VfioError::NotFound { .. } => ErrorKind::NotFound,
+            VfioError::GroupNotViable { .. } => ErrorKind::GroupNotViable,
+            VfioError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            VfioError::OutOfRange { .. } => ErrorKind::OutOfRange,
+            VfioError::Unsupported { .. } | VfioError::ApiVersion { .. } => ErrorKind::Unsupported,
+            VfioError::Closed { .. } => ErrorKind::Closed,
+        }
+    }
+
+    /// The stable `ERR_VFIO_*` code.
+    pub fn code(&self) -> &'static str {
+        self.kind().code()
+    }
+
+    /// The errno, when the kernel refused.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            VfioError::Os { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The ioctl or system call (or the library operation) that failed.
+    pub fn op(&self) -> &'static str {
+        match self {
+            VfioError::Os { op, .. }
+            | VfioError::InvalidArgument { op, .. }
+            | VfioError::OutOfRange { op, .. }
+            | VfioError::Unsupported { op, .. }
+            | VfioError::Closed { op, .. } => op,
+            VfioError::NotFound { .. } => "open",
+            VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
+            VfioError::ApiVersion { .. } => "VFIO_GET_API_VERSION",
+        }
+    }
+
+    /// The path involved, when there is one.
+    pub fn path(&self) -> Option<String> {
+        match self {
+            VfioError::Os { target, .. } if target.starts_with('/') => Some(target.clone()),
+            VfioError::NotFound { path, .. } => Some(path.display().to_string()),
+            VfioError::GroupNotViable { group, .. } => Some(format!("/dev/vfio/{group}")),
+            _ => None,
+        }
+    }
+}
+
+fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
+    match errno {
+        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => ErrorKind::NotFound,
+        Some(libc::EACCES) | Some(libc::EPERM) => ErrorKind::Permission,
+        Some(libc::EBUSY) => ErrorKind::Busy,
+        Some(libc::EINVAL) | Some(libc::EEXIST) => ErrorKind::InvalidArgument,
+        Some(libc::ENOMEM) if op == "VFIO_IOMMU_MAP_DMA" => ErrorKind::Memlock,
+        Some(libc::ENOSPC) if op == "VFIO_IOMMU_MAP_DMA" => ErrorKind::OutOfRange,
+        Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) => ErrorKind::Unsupported,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// What to do about a kernel error, by operation and errno.
+fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
+    let hint = match (op, source.raw_os_error()) {
+        ("open", Some(libc::ENOENT)) if target == "/dev/vfio/vfio" => {
+            "VFIO is not available: load the module (`modprobe vfio-pci`)"
+        }
+        ("open", Some(libc::ENOENT)) if target.starts_with("/dev/vfio/") => {
+            "the group has no device node: bind its devices to vfio-pci first"
+        }
+        ("open", Some(libc::EACCES | libc::EPERM)) => {
+            "run as root or grant your user access to /dev/vfio (a udev rule or chown)"
+        }
+        ("open", Some(libc::EBUSY)) => "the group is open in another process or container",
+        ("VFIO_GROUP_GET_DEVICE_FD", Some(libc::EBUSY)) => {
+            "the device is already open (here or in another process); close it first"
+        }
+        ("VFIO_IOMMU_MAP_DMA", Some(libc::ENOMEM)) => {
+            "RLIMIT_MEMLOCK is too low to pin this memory: raise it (`ulimit -l`, LimitMEMLOCK=) or map less"
+        }
+        ("VFIO_IOMMU_MAP_DMA", Some(libc::EEXIST)) => "the IOVA range overlaps an existing mapping",
+        ("VFIO_IOMMU_MAP_DMA", Some(libc::EINVAL)) => {
+            "the IOVA may lie outside the IOMMU's valid ranges (see iovaRanges) or be unaligned"
+        }
+        ("VFIO_DEVICE_RESET", _) => "the device may not support reset in its current state",
+        (_, Some(libc::EACCES | libc::EPERM)) => "run as root or with CAP_SYS_RAWIO",
+        _ => return String::new(),
+    };
+    format!(" ({hint})")
+}
+
+fn opt_hint(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+fn group_hint(blockers: &[String]) -> String {
+    if blockers.is_empty() {
+        "some of its devices are bound to host drivers; bind every device of the group to vfio-pci".into()
+    } else {
+        format!(
+            "these devices of the group are bound to other drivers: {}; bind them to vfio-pci (or unbind them)",
+            blockers.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memlock_is_its_own_kind_only_for_dma_map() {
+        let e = VfioError::os("VFIO_IOMMU_MAP_DMA", "iova 0x1000", io::Error::from_raw_os_error(libc::ENOMEM));
+        assert_eq!(e.kind(), ErrorKind::Memlock);
+        assert_eq!(e.code(), "ERR_VFIO_MEMLOCK");
+        assert!(e.to_string().contains("RLIMIT_MEMLOCK"), "{e}");
+        let e = VfioError::os("read", "region 0", io::Error::from_raw_os_error(libc::ENOMEM));
+        assert_eq!(e.kind(), ErrorKind::Io);
+    }
+
+    #[test]
+    fn errno_maps_to_codes() {
+        let cases = [
+            (libc::ENOENT, "ERR_VFIO_NOT_FOUND"),
+            (libc::EACCES, "ERR_VFIO_PERMISSION"),
+            (libc::EPERM, "ERR_VFIO_PERMISSION"),
+            (libc::EBUSY, "ERR_VFIO_BUSY"),
+            (libc::EINVAL, "ERR_VFIO_INVALID_ARGUMENT"),
+            (libc::ENOTTY, "ERR_VFIO_UNSUPPORTED"),
+            (libc::EIO, "ERR_VFIO_IO"),
+        ];
+        for (errno, code) in cases {
+            let e = VfioError::os("open", "/dev/vfio/7", io::Error::from_raw_os_error(errno));
+            assert_eq!(e.code(), code, "errno {errno}");
+            assert_eq!(e.errno(), Some(errno));
+            assert_eq!(e.path().as_deref(), Some("/dev/vfio/7"));
+        }
+    }
+
+    #[test]
+    fn missing_container_says_to_load_the_module() {
+        let e = VfioError::os("open", "/dev/vfio/vfio", io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(e.to_string().contains("modprobe vfio-pci"), "{e}");
+    }
+
+    #[test]
+    fn group_not_viable_names_the_blockers() {
+        let e = VfioError::GroupNotViable { group: 5, blockers: vec!["0000:00:1f.2 (ahci)".into()] };
+        assert_eq!(e.code(), "ERR_VFIO_GROUP_NOT_VIABLE");
+        assert!(e.to_string().contains("0000:00:1f.2 (ahci)"));
+        assert_eq!(e.path().as_deref(), Some("/dev/vfio/5"));
+    }
+}

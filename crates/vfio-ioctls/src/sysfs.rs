@@ -1,0 +1,1 @@
+//! PCI discovery and driver binding through sysfs.
