@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # cleanup/on_signal are invoked from traps
+# guest/run.sh — run a command inside a QEMU (TCG) guest that has an emulated
+# Intel IOMMU, QEMU's `edu` PCI device and an NVMe controller, with the host's
+# root filesystem mounted over 9p and chrooted into (same paths, same cwd).
+#
+# Usage: guest/run.sh [OPTIONS] [--] COMMAND [ARG...]
+#   One argument is run as a shell command line:  guest/run.sh 'cd x && make'
+#   Several arguments are run as an exact argv:   guest/run.sh -- ls -l /dev/vfio
+#
+# Options:
+#   --timeout SECS   kill the guest after SECS seconds, exit 124 (default 600,
+#                    env VFIO_GUEST_TIMEOUT)
+#   --bind-edu       bind the edu device to vfio-pci before running COMMAND
+#   --bind LIST      bind devices to vfio-pci; LIST is comma separated: edu,
+#                    nvme, VVVV:DDDD (vendor:device) or a PCI address
+#                    (env VFIO_GUEST_BIND)
+#   --tmpfs-tmp      mount a private tmpfs on /tmp (default: /tmp is the host's
+#                    /tmp over 9p and TMPDIR=/run/tmp, a guest tmpfs)
+#                    (env VFIO_GUEST_TMP=tmpfs)
+#   -v, --verbose    show kernel messages and guest progress (VFIO_GUEST_VERBOSE=1)
+#   -q, --quiet      no "[guest]" start line
+#   --keep           keep the run directory (cmd.sh, console.log) afterwards
+#   -h, --help       this text
+#
+# Exit status: COMMAND's exit status; 124 timeout; 125 the guest failed before
+# reporting a status (boot failure, ...); 3 prerequisites missing; 2 usage.
+# More env: VFIO_GUEST_CACHE, VFIO_GUEST_MEM (MiB, 2048), VFIO_GUEST_SMP (2),
+# VFIO_GUEST_CPU (qemu64,+svm), VFIO_GUEST_9P_CACHE (loose),
+# VFIO_GUEST_QEMU_ARGS (extra args, word-split), VFIO_GUEST_NO_SETUP=1 (fail
+# instead of running setup.sh when the cache is not ready).
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
+
+usage() { awk 'NR > 2 && /^#/ { sub(/^# ?/, ""); print; next } NR > 2 { exit }' "$0"; }
+
+TIMEOUT="${VFIO_GUEST_TIMEOUT:-600}"
+BIND="${VFIO_GUEST_BIND:-}"
+VERBOSE="${VFIO_GUEST_VERBOSE:-0}"
+QUIET=0
+KEEP="${VFIO_GUEST_KEEP:-0}"
+TMPMODE="${VFIO_GUEST_TMP:-host}"
+while (($#)); do
+    case "$1" in
+        --timeout)
+            (($# >= 2)) || die "$EXIT_USAGE" "--timeout needs a value"
+            TIMEOUT="$2"
+            shift
+            ;;
+        --timeout=*) TIMEOUT="${1#*=}" ;;
+        --bind-edu) BIND="$BIND,edu" ;;
+        --bind)
+            (($# >= 2)) || die "$EXIT_USAGE" "--bind needs a value"
+            BIND="$BIND,$2"
+            shift
+            ;;
+        --bind=*) BIND="$BIND,${1#*=}" ;;
+        --tmpfs-tmp) TMPMODE=tmpfs ;;
+        -v | --verbose) VERBOSE=1 ;;
+        -q | --quiet) QUIET=1 ;;
+        --keep) KEEP=1 ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        --)
+            shift
+            break
+            ;;
+        -*) die "$EXIT_USAGE" "unknown option '$1' (see guest/run.sh --help)" ;;
+        *) break ;;
+    esac
+    shift
+done
+(($#)) || die "$EXIT_USAGE" "no COMMAND given (usage: guest/run.sh [--timeout SECS] [--] COMMAND...)"
+[[ "$TIMEOUT" =~ ^[0-9]+$ && "$TIMEOUT" -gt 0 ]] || die "$EXIT_USAGE" "bad timeout '$TIMEOUT'"
+[[ "$VERBOSE" == 1 ]] || VERBOSE=0
+[[ "$TMPMODE" == host || "$TMPMODE" == tmpfs ]] || die "$EXIT_USAGE" "VFIO_GUEST_TMP must be 'host' or 'tmpfs'"
+BIND="${BIND//,/ }"
+read -r -a _bind <<<"$BIND"
+BIND="${_bind[*]}"
+[[ "$BIND" =~ ^[A-Za-z0-9:.\ ]*$ ]] || die "$EXIT_USAGE" "bad bind list '$BIND'"
+MEM="${VFIO_GUEST_MEM:-2048}"
+SMP="${VFIO_GUEST_SMP:-2}"
+CPU="${VFIO_GUEST_CPU:-qemu64,+svm}"
+P9CACHE="${VFIO_GUEST_9P_CACHE:-loose}"
+
+# ------------------------------------------------------------ prerequisites --
+if ! cache_ready; then
+    if [[ "${VFIO_GUEST_NO_SETUP:-0}" == 1 ]]; then
+        die "$EXIT_MISSING" "guest cache $CACHE is not ready (run guest/setup.sh)"
+    fi
+    log "guest cache $CACHE not ready: running guest/setup.sh"
+    "$GUEST_DIR/setup.sh" -q || die "$EXIT_MISSING" "guest/setup.sh failed; the guest cannot run"
+    cache_ready || die "$EXIT_MISSING" "guest/setup.sh ran but the cache at $CACHE is still not ready"
+fi
+for c in qemu-system-x86_64 timeout mkfifo truncate; do
+    command -v "$c" >/dev/null 2>&1 || die "$EXIT_MISSING" "command '$c' not found (run guest/setup.sh)"
+done
+[[ "$CACHE" != *[[:space:],]* ]] || die "$EXIT_MISSING" "cache dir '$CACHE' must not contain spaces or commas"
+
+# ------------------------------------------------------------------ run dir --
+mkdir -p "$CACHE/run"
+# Remove run directories that crashed runs left behind a day ago or earlier.
+find "$CACHE/run" -mindepth 1 -maxdepth 1 -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+RUN="$(mktemp -d "$CACHE/run/XXXXXXXX")"
+QPID=''
+OPID=''
+EPID=''
+cleanup() {
+    local p
+    for p in "$QPID" "$OPID" "$EPID"; do
+        [[ -z "$p" ]] || kill "$p" 2>/dev/null || true
+    done
+    if [[ "$KEEP" == 1 ]]; then
+        log "run directory kept: $RUN"
+    else
+        rm -rf "$RUN"
+    fi
+}
+trap cleanup EXIT
+on_signal() { # on_signal EXIT_CODE
+    local i
+    log "interrupted: stopping the guest"
+    if [[ -n "$QPID" ]]; then
+        kill -TERM "$QPID" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$QPID" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+trap 'on_signal 129' HUP
+
+# Single-quote a string for /bin/sh.
+shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+{
+    echo '# generated by guest/run.sh'
+    while IFS= read -r name; do
+        case "$name" in
+            PATH | HOME | VFIO_* | NODE_* | CARGO_* | RUST_* | npm_config_* | CI* | TERM*)
+                printf 'export %s=%s\n' "$name" "$(shq "${!name}")"
+                ;;
+        esac
+    done < <(compgen -e)
+    echo 'export VFIO_GUEST=1'
+    # Host /tmp is 9p (no sockets/FIFOs, slow writes): temp files go to tmpfs.
+    [[ "$TMPMODE" != host ]] || echo 'export TMPDIR=/run/tmp'
+    printf 'cd -- %s || { echo "[guest] cannot cd to %s" >&2; exit 125; }\n' "$(shq "$PWD")" "${PWD//[\'\"\\\$\`]/?}"
+    if (($# == 1)); then
+        printf 'exec /bin/sh -c %s\n' "$(shq "$1")"
+    else
+        printf 'exec'
+        for a in "$@"; do printf ' %s' "$(shq "$a")"; done
+        printf '\n'
+    fi
+} >"$RUN/cmd.sh"
+
+OUT_TTY=0
+ERR_TTY=0
+[[ ! -t 1 ]] || OUT_TTY=1
+[[ ! -t 2 ]] || ERR_TTY=1
+cat >"$RUN/guest.conf" <<EOF
+BIND='$BIND'
+TMPMODE=$TMPMODE
+OUT_TTY=$OUT_TTY
+ERR_TTY=$ERR_TTY
+EOF
+
+truncate -s 64M "$RUN/nvme.img"
+mkfifo "$RUN/out.fifo" "$RUN/err.fifo"
+
+# ------------------------------------------------------------------- qemu ----
+if [[ "$VERBOSE" == 1 ]]; then
+    KLOG="loglevel=7"
+else
+    KLOG="quiet loglevel=0"
+fi
+qesc() { printf '%s' "${1//,/,,}"; }
+# shellcheck disable=SC2054 # commas are part of qemu option values
+QEMU=(qemu-system-x86_64
+    -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu "$CPU"
+    -m "$MEM" -smp "$SMP" -nodefaults -display none -no-reboot
+    -chardev "stdio,id=con,signal=off,logfile=$(qesc "$RUN/console.log")" -serial chardev:con
+    -chardev "file,id=out,path=$(qesc "$RUN/out.fifo")" -serial chardev:out
+    -chardev "file,id=err,path=$(qesc "$RUN/err.fifo")" -serial chardev:err
+    -device intel-iommu,intremap=on,caching-mode=on
+    -device edu,addr=03.0
+    -drive "file=$(qesc "$RUN/nvme.img"),if=none,id=nvm,format=raw"
+    -device nvme,serial=deadbeef,drive=nvm,addr=04.0
+    -fsdev local,id=fs0,path=/,security_model=none,multidevs=remap
+    -device virtio-9p-pci,fsdev=fs0,mount_tag=hostroot,addr=05.0
+    -kernel "$VMLINUZ" -initrd "$INITRD"
+    -append "console=ttyS0 $KLOG intel_iommu=on panic=-1 mitigations=off vfio_guest.run=$RUN vfio_guest.verbose=$VERBOSE vfio_guest.9pcache=$P9CACHE"
+)
+if [[ -n "${VFIO_GUEST_QEMU_ARGS:-}" ]]; then
+    # shellcheck disable=SC2206 # word splitting is the documented interface
+    QEMU+=(${VFIO_GUEST_QEMU_ARGS})
+fi
+
+if (($# == 1)); then SHOWCMD="$1"; else SHOWCMD="${*@Q}"; fi
+[[ "$QUIET" == 1 ]] || log "running in QEMU guest (kernel $KVER, timeout ${TIMEOUT}s): $SHOWCMD"
+
+# The relays copy the guest's ttyS1/ttyS2 to our stdout/stderr (fds inherited,
+# so this works whatever stdout is: tty, pipe, file or socket).
+cat "$RUN/out.fifo" &
+OPID=$!
+cat "$RUN/err.fifo" >&2 &
+EPID=$!
+
+START=$SECONDS
+timeout -k 5 "$TIMEOUT" "${QEMU[@]}" </dev/null >&2 &
+QPID=$!
+qrc=0
+wait "$QPID" || qrc=$?
+QPID=''
+ELAPSED=$((SECONDS - START))
+
+# Unblock relays whose fifo qemu never opened, then let them drain.
+exec 7<>"$RUN/out.fifo" 8<>"$RUN/err.fifo"
+exec 7>&- 8>&-
+wait "$OPID" 2>/dev/null || true
+wait "$EPID" 2>/dev/null || true
+OPID=''
+EPID=''
+
+if [[ $qrc == 124 ]] || { [[ $qrc == 137 ]] && ((ELAPSED >= TIMEOUT)); }; then
+    log "TIMEOUT: command did not finish within ${TIMEOUT}s; qemu was killed (exit 124): $SHOWCMD"
+    exit "$EXIT_TIMEOUT"
+fi
+
+rc=''
+if [[ -f "$RUN/rc" ]]; then
+    rc="$(<"$RUN/rc")"
+fi
+if ! [[ "$rc" =~ ^[0-9]+$ ]]; then
+    log "the guest failed without reporting an exit status (qemu exit $qrc after ${ELAPSED}s)."
+    log "re-run with --verbose (kernel messages) and --keep (keeps the run directory with console.log) to debug"
+    exit "$EXIT_GUEST"
+fi
+[[ "$VERBOSE" == 0 ]] || log "exit status $rc after ${ELAPSED}s"
+exit "$rc"
