@@ -1,8 +1,57 @@
-//! Safe wrappers over the Linux VFIO user-space API.
+//! Safe wrappers over the Linux VFIO user-space API (`linux/vfio.h`).
+//!
+//! The same concepts and names as the rust-vmm `vfio-ioctls` crate: a
+//! [`VfioContainer`] (an IOMMU context) holds [`VfioGroup`]s, through which
+//! [`VfioDevice`]s are opened. Devices expose regions ([`VfioRegion`], with
+//! [`VfioRegionInfoCap`] capabilities), which can be read, written or mapped
+//! ([`MappedRegion`]), and interrupts ([`VfioIrq`]) delivered to eventfds.
+//! [`DmaBuffer`]s are memory the crate owns, mapped into the IOMMU.
+//! [`sysfs`] finds devices and binds them to vfio-pci.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vfio_ioctls::{VfioContainer, VfioDevice, VolatileAccess, pci_region};
+//!
+//! let container = Arc::new(VfioContainer::new(None)?);
+//! let device = Arc::new(VfioDevice::open("0000:00:03.0", container.clone())?);
+//! let bar0 = device.map_region(pci_region::BAR0)?;
+//! println!("id {:#x}", bar0.read_u32(0)?);
+//! let dma = container.allocate_dma(4096, 0x10_0000)?;
+//! dma.write_u32(0, 42)?;
+//! # Ok::<(), vfio_ioctls::VfioError>(())
+//! ```
 #![deny(missing_docs, missing_debug_implementations)]
 #![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
+mod abi;
+mod container;
+mod device;
+mod dma;
 mod error;
+mod group;
+mod hypervisor;
+mod iommu;
+mod ioctls;
+mod irq;
+#[cfg(feature = "kvm")]
+pub mod kvm;
+mod mmap;
+mod region;
 pub mod sysfs;
+mod volatile;
 
+pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
+pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
+pub use dma::{DmaBuffer, DmaMemory};
 pub use error::{ErrorKind, Result, VfioError};
+pub use group::VfioGroup;
+pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
+pub use iommu::{IommuInfo, IovaRange};
+pub use irq::{pci_irq, VfioIrq};
+pub use mmap::MappedRegion;
+pub use region::{
+    VfioRegion, VfioRegionInfoCap, VfioRegionInfoCapNvlink2Lnkspd, VfioRegionInfoCapNvlink2Ssatgt,
+    VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType, VfioRegionSparseMmapArea,
+};
+pub use vmm_sys_util::eventfd::EventFd;
+pub use volatile::VolatileAccess;

@@ -1,0 +1,245 @@
+//! VFIO devices: info, regions, reset (`VFIO_DEVICE_*`).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vfio_bindings::bindings::vfio::*;
+
+use crate::abi::{as_bytes, get_u32, get_u64, put_u32, set_argsz};
+use crate::container::VfioContainer;
+use crate::error::{Result, VfioError};
+use crate::group::VfioGroup;
+use crate::ioctls;
+use crate::irq::VfioIrq;
+use crate::region::{parse_region_caps, VfioRegion};
+use crate::sysfs::Sysfs;
+
+/// PCI region indices (`VFIO_PCI_*_REGION_INDEX`).
+pub mod pci_region {
+    /// BAR 0; BARs 1 to 5 follow.
+    pub const BAR0: u32 = 0;
+    /// The expansion ROM.
+    pub const ROM: u32 = 6;
+    /// PCI configuration space.
+    pub const CONFIG: u32 = 7;
+    /// Legacy VGA ranges.
+    pub const VGA: u32 = 8;
+    /// How many regions every vfio-pci device reports, at least.
+    pub const NUM_REGIONS: u32 = 9;
+}
+
+/// Device-wide info (`VFIO_DEVICE_GET_INFO`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct VfioDeviceInfo {
+    /// `VFIO_DEVICE_FLAGS_*` bits.
+    pub flags: u32,
+    /// Number of regions.
+    pub num_regions: u32,
+    /// Number of IRQ indices.
+    pub num_irqs: u32,
+}
+
+impl VfioDeviceInfo {
+    /// Whether this is a PCI device.
+    pub fn is_pci(&self) -> bool {
+        self.flags & VFIO_DEVICE_FLAGS_PCI != 0
+    }
+
+    /// Whether the device supports `VFIO_DEVICE_RESET`.
+    pub fn can_reset(&self) -> bool {
+        self.flags & VFIO_DEVICE_FLAGS_RESET != 0
+    }
+}
+
+/// An open VFIO device. Dropping it closes the device and, if it was the group's
+/// last device, detaches the group from the container.
+#[derive(Debug)]
+pub struct VfioDevice {
+    // Declared first so it is closed before the group is released (the kernel refuses
+    // to unset a group's container while one of its devices is open).
+    file: File,
+    name: String,
+    sysfs_path: PathBuf,
+    info: VfioDeviceInfo,
+    regions: Vec<VfioRegion>,
+    pub(crate) irqs: Vec<VfioIrq>,
+    group: Arc<VfioGroup>,
+}
+
+impl VfioDevice {
+    /// Opens the device at `sysfs_path` (e.g. `/sys/bus/pci/devices/0000:00:03.0`)
+    /// through `container`, finding its group through the `iommu_group` link.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing device or group, `InvalidArgument` for a path outside
+    /// sysfs, `GroupNotViable`, `Busy` when the device is already open, the kernel's errno otherwise.
+    pub fn new(sysfs_path: &Path, container: Arc<VfioContainer>) -> Result<Self> {
+        let path = sysfs_path
+            .to_str()
+            .ok_or_else(|| VfioError::invalid("open device", format!("path {} is not UTF-8", sysfs_path.display())))?;
+        Self::open(path, container)
+    }
+
+    /// Opens a device by PCI address (`0000:00:03.0`, `00:03.0`) or sysfs path.
+    pub fn open(address_or_path: &str, container: Arc<VfioContainer>) -> Result<Self> {
+        Self::open_in(&Sysfs::new(), address_or_path, container)
+    }
+
+    /// Like [`VfioDevice::open`] with another sysfs root.
+    pub fn open_in(sysfs: &Sysfs, address_or_path: &str, container: Arc<VfioContainer>) -> Result<Self> {
+        let location = sysfs.resolve_device(address_or_path)?;
+        let group = container.group(location.group)?;
+        let file = group.device_file(&location.name)?;
+        let info = get_device_info(&file, &location.name)?;
+        let regions = (0..info.num_regions)
+            .map(|index| get_region(&file, &location.name, index))
+            .collect::<Result<Vec<_>>>()?;
+        let irqs = (0..info.num_irqs).map(|index| crate::irq::get_irq(&file, &location.name, index)).collect::<Result<Vec<_>>>()?;
+        Ok(VfioDevice { file, name: location.name, sysfs_path: location.sysfs_path, info, regions, irqs, group })
+    }
+
+    /// The device's name in its group (its PCI address).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The canonical sysfs directory of the device.
+    pub fn sysfs_path(&self) -> &Path {
+        &self.sysfs_path
+    }
+
+    /// Device-wide info.
+    pub fn info(&self) -> VfioDeviceInfo {
+        self.info
+    }
+
+    /// The group the device belongs to.
+    pub fn group(&self) -> &Arc<VfioGroup> {
+        &self.group
+    }
+
+    /// Every region, indexed by VFIO region index (absent ones included).
+    pub fn regions(&self) -> &[VfioRegion] {
+        &self.regions
+    }
+
+    /// One region by VFIO index.
+    ///
+    /// # Errors
+    /// `OutOfRange` past the device's number of regions.
+    pub fn region(&self, index: u32) -> Result<&VfioRegion> {
+        self.regions.get(index as usize).ok_or_else(|| {
+            VfioError::out_of_range("region", format!("region index {index} is past the device's {} regions", self.regions.len()))
+        })
+    }
+
+    /// Region flags, 0 for an unknown index (upstream's accessor).
+    pub fn get_region_flags(&self, index: u32) -> u32 {
+        self.region(index).map(|r| r.flags).unwrap_or(0)
+    }
+
+    /// Region offset in the device fd, 0 for an unknown index (upstream's accessor).
+    pub fn get_region_offset(&self, index: u32) -> u64 {
+        self.region(index).map(|r| r.offset).unwrap_or(0)
+    }
+
+    /// Region size, 0 for an unknown index (upstream's accessor).
+    pub fn get_region_size(&self, index: u32) -> u64 {
+        self.region(index).map(|r| r.size).unwrap_or(0)
+    }
+
+    /// Region capabilities, empty for an unknown index (upstream's accessor).
+    pub fn get_region_caps(&self, index: u32) -> Vec<crate::VfioRegionInfoCap> {
+        self.region(index).map(|r| r.caps.clone()).unwrap_or_default()
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of region `index` (pread on the device fd).
+    ///
+    /// # Errors
+    /// `OutOfRange` for a range past the region (or overflowing), `InvalidArgument`
+    /// for a region that cannot be read, the kernel's errno otherwise.
+    pub fn region_read(&self, index: u32, buf: &mut [u8], offset: u64) -> Result<()> {
+        let region = self.region(index)?;
+        region.check_range("region_read", offset, buf.len())?;
+        if !region.readable() {
+            return Err(VfioError::invalid("region_read", format!("region {index} of {} is not readable", self.name)));
+        }
+        self.file
+            .read_exact_at(buf, region.offset + offset)
+            .map_err(|e| VfioError::os("pread", format!("{} region {index} offset {offset:#x}", self.name), e))
+    }
+
+    /// Writes `buf` at `offset` of region `index` (pwrite on the device fd).
+    ///
+    /// # Errors
+    /// As [`VfioDevice::region_read`]; `InvalidArgument` for a read-only region.
+    pub fn region_write(&self, index: u32, buf: &[u8], offset: u64) -> Result<()> {
+        let region = self.region(index)?;
+        region.check_range("region_write", offset, buf.len())?;
+        if !region.writable() {
+            return Err(VfioError::invalid("region_write", format!("region {index} of {} is read-only", self.name)));
+        }
+        self.file
+            .write_all_at(buf, region.offset + offset)
+            .map_err(|e| VfioError::os("pwrite", format!("{} region {index} offset {offset:#x}", self.name), e))
+    }
+
+    /// Resets the device (`VFIO_DEVICE_RESET`).
+    ///
+    /// # Errors
+    /// `Unsupported` when the device reports no reset method; the kernel's errno otherwise.
+    pub fn reset(&self) -> Result<()> {
+        if !self.info.can_reset() {
+            return Err(VfioError::unsupported(
+                "VFIO_DEVICE_RESET",
+                format!("{} reports no reset method (VFIO_DEVICE_FLAGS_RESET is clear)", self.name),
+            ));
+        }
+        ioctls::device_reset(&self.file).map_err(|e| VfioError::os("VFIO_DEVICE_RESET", self.name.clone(), e))
+    }
+
+    /// The device fd.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl std::os::fd::AsRawFd for VfioDevice {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+fn get_device_info(file: &File, name: &str) -> Result<VfioDeviceInfo> {
+    let info = ioctls::device_get_info(file).map_err(|e| VfioError::os("VFIO_DEVICE_GET_INFO", name.to_string(), e))?;
+    Ok(VfioDeviceInfo { flags: info.flags, num_regions: info.num_regions, num_irqs: info.num_irqs })
+}
+
+/// Queries one region, growing the buffer once if the capability chain does not fit.
+fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
+    const OP: &str = "VFIO_DEVICE_GET_REGION_INFO";
+    let header = std::mem::size_of::<vfio_region_info>();
+    let mut buf = vec![0u64; header / 8];
+    for _ in 0..4 {
+        let len = buf.len() * 8;
+        set_argsz(&mut buf, len);
+        put_u32(&mut buf, 8, index);
+        match ioctls::device_get_region_info(file, &mut buf) {
+            // The kernel answers EINVAL for indices a device does not implement (e.g. VGA).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(VfioRegion::absent(index)),
+            Err(e) => return Err(VfioError::os(OP, format!("{name} region {index}"), e)),
+            Ok(()) => {}
+        }
+        let wanted = get_u32(&buf, 0) as usize;
+        let flags = get_u32(&buf, 4);
+        if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 && wanted > len {
+            buf = vec![0u64; wanted.div_ceil(8)];
+            continue;
+        }
+        let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 { parse_region_caps(as_bytes(&buf), get_u32(&buf, 12))? } else { Vec::new() };
+        return Ok(VfioRegion { index, present: true, flags, size: get_u64(&buf, 16), offset: get_u64(&buf, 24), caps });
+    }
+    Err(VfioError::invalid(OP, format!("{name} region {index}: the kernel kept asking for a larger buffer")))
+}

@@ -1,0 +1,144 @@
+//! The hypervisor's VFIO device (KVM or MSHV), with which groups are registered
+//! so that the hypervisor can set up coherent DMA and interrupt bypass.
+
+use std::fs::File;
+
+#[allow(unused_imports)]
+use crate::error::{Result, VfioError};
+
+/// Which hypervisor a [`VfioDeviceFd`] belongs to.
+#[derive(Debug)]
+pub(crate) enum DeviceFdInner {
+    #[cfg(feature = "kvm")]
+    Kvm(kvm_ioctls::DeviceFd),
+    #[cfg(feature = "mshv")]
+    Mshv(mshv_ioctls::DeviceFd),
+    /// Without a hypervisor feature no value can exist.
+    #[cfg(not(any(feature = "kvm", feature = "mshv")))]
+    #[allow(dead_code)]
+    Never(std::convert::Infallible),
+}
+
+/// A hypervisor's VFIO pseudo-device (`KVM_DEV_TYPE_VFIO` or `MSHV_DEV_TYPE_VFIO`).
+///
+/// Give it to [`crate::VfioContainer::new`]: every group that joins the container
+/// is then added to it, and removed when the group leaves.
+#[derive(Debug)]
+pub struct VfioDeviceFd(pub(crate) DeviceFdInner);
+
+/// How a container shares the hypervisor device (upstream's name).
+pub type VfioContainerDeviceHandle = std::sync::Arc<VfioDeviceFd>;
+
+/// The `KVM_DEV_VFIO_FILE` / `MSHV_DEV_VFIO_FILE` attribute group and its operations
+/// (the same numbers as the older `*_VFIO_GROUP*`).
+const VFIO_FILE: u32 = 1;
+const VFIO_FILE_ADD: u64 = 1;
+const VFIO_FILE_DEL: u64 = 2;
+
+impl VfioDeviceFd {
+    /// Wraps a KVM VFIO device fd.
+    #[cfg(feature = "kvm")]
+    pub fn new_from_kvm(fd: kvm_ioctls::DeviceFd) -> Self {
+        VfioDeviceFd(DeviceFdInner::Kvm(fd))
+    }
+
+    /// Unwraps the KVM device fd.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when this is not a KVM device.
+    #[cfg(feature = "kvm")]
+    pub fn to_kvm(self) -> Result<kvm_ioctls::DeviceFd> {
+        match self.0 {
+            DeviceFdInner::Kvm(fd) => Ok(fd),
+            #[allow(unreachable_patterns)]
+            _ => Err(VfioError::invalid("to_kvm", "this VFIO device fd belongs to MSHV, not KVM")),
+        }
+    }
+
+    /// Wraps an MSHV VFIO device fd.
+    #[cfg(feature = "mshv")]
+    pub fn new_from_mshv(fd: mshv_ioctls::DeviceFd) -> Self {
+        VfioDeviceFd(DeviceFdInner::Mshv(fd))
+    }
+
+    /// Unwraps the MSHV device fd.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when this is not an MSHV device.
+    #[cfg(feature = "mshv")]
+    pub fn to_mshv(self) -> Result<mshv_ioctls::DeviceFd> {
+        match self.0 {
+            DeviceFdInner::Mshv(fd) => Ok(fd),
+            #[allow(unreachable_patterns)]
+            _ => Err(VfioError::invalid("to_mshv", "this VFIO device fd belongs to KVM, not MSHV")),
+        }
+    }
+
+    /// Duplicates the underlying fd.
+    ///
+    /// # Errors
+    /// The errno of `dup`.
+    pub fn try_clone(&self) -> Result<Self> {
+        match &self.0 {
+            #[cfg(feature = "kvm")]
+            DeviceFdInner::Kvm(fd) => {
+                let dup = dup_fd(fd)?;
+                // SAFETY: `dup` is a new fd of a KVM device that nothing else owns.
+                Ok(VfioDeviceFd::new_from_kvm(unsafe { <kvm_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }))
+            }
+            #[cfg(feature = "mshv")]
+            DeviceFdInner::Mshv(fd) => {
+                let dup = dup_fd(fd)?;
+                // SAFETY: `dup` is a new fd of an MSHV device that nothing else owns.
+                Ok(VfioDeviceFd::new_from_mshv(unsafe { <mshv_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }))
+            }
+            #[cfg(not(any(feature = "kvm", feature = "mshv")))]
+            DeviceFdInner::Never(never) => match *never {},
+        }
+    }
+
+    /// Registers a VFIO group with the hypervisor.
+    pub(crate) fn add_group(&self, group: &File) -> Result<()> {
+        self.group_attr(group, VFIO_FILE_ADD, "KVM_DEV_VFIO_FILE_ADD")
+    }
+
+    /// Removes a VFIO group from the hypervisor.
+    pub(crate) fn remove_group(&self, group: &File) -> Result<()> {
+        self.group_attr(group, VFIO_FILE_DEL, "KVM_DEV_VFIO_FILE_DEL")
+    }
+
+    #[allow(unused_variables)]
+    fn group_attr(&self, group: &File, attr: u64, op: &'static str) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd: i32 = group.as_raw_fd();
+        let addr = &fd as *const i32 as u64;
+        let target = format!("group fd {fd}");
+        match &self.0 {
+            #[cfg(feature = "kvm")]
+            DeviceFdInner::Kvm(dev) => {
+                let attr = kvm_bindings::kvm_device_attr { group: VFIO_FILE, attr, addr, flags: 0 };
+                dev.set_device_attr(&attr)
+                    .map_err(|e| VfioError::os(op, target, std::io::Error::from_raw_os_error(e.errno())))
+            }
+            #[cfg(feature = "mshv")]
+            DeviceFdInner::Mshv(dev) => {
+                let attr = mshv_bindings::mshv_device_attr { group: VFIO_FILE, attr, addr, flags: 0 };
+                let op = if attr.attr == VFIO_FILE_ADD { "MSHV_DEV_VFIO_FILE_ADD" } else { "MSHV_DEV_VFIO_FILE_DEL" };
+                dev.set_device_attr(&attr)
+                    .map_err(|e| VfioError::os(op, target, std::io::Error::from_raw_os_error(e.errno())))
+            }
+            #[cfg(not(any(feature = "kvm", feature = "mshv")))]
+            DeviceFdInner::Never(never) => match *never {},
+        }
+    }
+}
+
+#[cfg(any(feature = "kvm", feature = "mshv"))]
+fn dup_fd(fd: &impl std::os::fd::AsRawFd) -> Result<std::os::fd::RawFd> {
+    // SAFETY: `dup` only reads the fd number; the fd is valid while `fd` is borrowed.
+    let dup = unsafe { libc::dup(fd.as_raw_fd()) };
+    if dup < 0 {
+        return Err(VfioError::last_os("dup", "hypervisor VFIO device"));
+    }
+    Ok(dup)
+}

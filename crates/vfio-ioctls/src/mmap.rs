@@ -1,0 +1,151 @@
+//! Regions mapped into this process (mmap of the device fd), honouring sparse areas.
+
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::container::page_size;
+use crate::device::VfioDevice;
+use crate::error::{Result, VfioError};
+use crate::region::VfioRegionSparseMmapArea;
+use crate::volatile::{check_within, VolatileAccess};
+
+/// A device region mapped into this process. Only its mmap-able areas are
+/// accessible; the rest of the span is reserved with no access. Keeps the device
+/// open, and is unmapped when dropped.
+#[derive(Debug)]
+pub struct MappedRegion {
+    base: NonNull<u8>,
+    /// Bytes reserved (the region's size rounded up to pages).
+    span: usize,
+    index: u32,
+    size: u64,
+    areas: Vec<VfioRegionSparseMmapArea>,
+    device: Arc<VfioDevice>,
+}
+
+// SAFETY: the mapping is owned by this value and only reached through raw pointers with
+// volatile accesses, which any thread may do; the device behind it is `Send + Sync`.
+unsafe impl Send for MappedRegion {}
+// SAFETY: as above: shared access is only volatile loads and stores of plain integers.
+unsafe impl Sync for MappedRegion {}
+
+impl VfioDevice {
+    /// Maps region `index` (all of its mmap-able areas) into this process.
+    ///
+    /// # Errors
+    /// `OutOfRange` for an unknown index; `Unsupported` for a region that cannot be
+    /// mmapped (use `region_read`/`region_write`); the kernel's errno otherwise.
+    pub fn map_region(self: &Arc<Self>, index: u32) -> Result<MappedRegion> {
+        const OP: &str = "mmap";
+        let region = self.region(index)?.clone();
+        let areas = region.mmap_areas();
+        if areas.is_empty() {
+            return Err(VfioError::unsupported(
+                OP,
+                format!("region {index} of {} cannot be mmapped; use region read/write instead", self.name()),
+            ));
+        }
+        let page = page_size();
+        let span = usize::try_from(region.size.div_ceil(page) * page)
+            .map_err(|_| VfioError::out_of_range(OP, format!("region {index} is larger than the address space")))?;
+        for area in &areas {
+            if area.offset % page != 0 || area.offset.checked_add(area.size).is_none_or(|end| end > span as u64) {
+                return Err(VfioError::invalid(
+                    OP,
+                    format!("region {index}: sparse area {:#x}+{:#x} is unaligned or outside the region", area.offset, area.size),
+                ));
+            }
+        }
+        // SAFETY: a fresh anonymous reservation with no access; the kernel picks the address.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), span, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+        };
+        if base == libc::MAP_FAILED {
+            return Err(VfioError::last_os(OP, format!("{} region {index} (reserve {span:#x} bytes)", self.name())));
+        }
+        let Some(base) = NonNull::new(base.cast::<u8>()) else {
+            return Err(VfioError::invalid(OP, "mmap returned a null mapping"));
+        };
+        // From here on `mapped` owns the reservation and unmaps it on any error.
+        let mapped = MappedRegion { base, span, index, size: region.size, areas, device: self.clone() };
+        let prot = (if region.readable() { libc::PROT_READ } else { 0 }) | (if region.writable() { libc::PROT_WRITE } else { 0 });
+        for area in &mapped.areas {
+            let len = usize::try_from(area.size.div_ceil(page) * page).unwrap_or(usize::MAX);
+            let file_offset = libc::off_t::try_from(region.offset + area.offset)
+                .map_err(|_| VfioError::out_of_range(OP, format!("region {index} offset does not fit off_t")))?;
+            // SAFETY: the target lies inside our own reservation (checked above), so MAP_FIXED
+            // replaces only memory this value owns; the fd is the open device.
+            let at = unsafe {
+                libc::mmap(
+                    mapped.base.as_ptr().add(area.offset as usize).cast(),
+                    len,
+                    prot,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    self.as_raw_fd(),
+                    file_offset,
+                )
+            };
+            if at == libc::MAP_FAILED {
+                return Err(VfioError::last_os(OP, format!("{} region {index} area {:#x}+{:#x}", self.name(), area.offset, area.size)));
+            }
+        }
+        Ok(mapped)
+    }
+}
+
+impl MappedRegion {
+    /// The region index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The region's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The mapped areas, relative to the region's start.
+    pub fn areas(&self) -> &[VfioRegionSparseMmapArea] {
+        &self.areas
+    }
+
+    /// The start of the mapping. Accessible only within [`MappedRegion::areas`].
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// The device this region belongs to.
+    pub fn device(&self) -> &Arc<VfioDevice> {
+        &self.device
+    }
+}
+
+impl VolatileAccess for MappedRegion {
+    fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
+        check_within(op, &format!("region {}", self.index), offset, width, self.size)?;
+        let end = offset + width as u64;
+        if !self.areas.iter().any(|a| offset >= a.offset && end <= a.offset + a.size) {
+            return Err(VfioError::out_of_range(
+                op,
+                format!("region {}: [{offset:#x}, {end:#x}) is not in an mmapped area (e.g. the MSI-X table); use region read/write", self.index),
+            ));
+        }
+        // SAFETY: `offset < size <= span`, so the result stays inside our mapping.
+        Ok(unsafe { self.base.as_ptr().add(offset as usize) })
+    }
+
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for MappedRegion {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`span` describe exactly the reservation this value made and owns;
+        // nothing can use it after drop.
+        if unsafe { libc::munmap(self.base.as_ptr().cast(), self.span) } != 0 {
+            log::warn!("munmap of region {}: {}", self.index, std::io::Error::last_os_error());
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `Container`: the JS handle of a `VfioContainer`.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use vfio_ioctls::{VfioContainer, VfioDevice};
+
+use crate::device::Device;
+use crate::dma::DmaBuffer;
+use crate::error::{bigint_to_u64, closed, IntoJs};
+
+/// How a container is tied to a hypervisor.
+#[napi(object)]
+pub struct ContainerOptions {
+    /// A KVM VFIO device fd from your VMM (`KVM_CREATE_DEVICE` of type VFIO); it is duplicated.
+    pub kvm_device_fd: Option<i32>,
+    /// Create a KVM VM and its VFIO device for this container (for tools and tests).
+    pub create_kvm_vm: Option<bool>,
+    /// Open this node instead of `/dev/vfio/vfio`.
+    pub path: Option<String>,
+}
+
+/// An IOMMU range that can be mapped, inclusive.
+#[napi(object)]
+pub struct IovaRange {
+    /// First IOVA.
+    pub start: BigInt,
+    /// Last IOVA.
+    pub end: BigInt,
+}
+
+/// What `VFIO_IOMMU_GET_INFO` reports.
+#[napi(object)]
+pub struct IommuInfo {
+    /// `VFIO_IOMMU_INFO_*` flags.
+    pub flags: u32,
+    /// Bitmap of page sizes.
+    pub iova_pgsizes: BigInt,
+    /// Usable IOVA ranges.
+    pub iova_ranges: Vec<IovaRange>,
+    /// Mappings still allowed, when reported.
+    pub dma_avail: Option<u32>,
+}
+
+/// One DMA mapping.
+#[napi(object)]
+pub struct DmaMapping {
+    /// Its IOVA.
+    pub iova: BigInt,
+    /// Its size.
+    pub size: BigInt,
+}
+
+/// A VFIO container (`/dev/vfio/vfio`).
+#[napi]
+pub struct Container {
+    inner: Option<Arc<VfioContainer>>,
+    #[cfg(feature = "kvm")]
+    _vm: Option<kvm_ioctls::VmFd>,
+}
+
+#[napi]
+impl Container {
+    /// Opens the container.
+    #[napi(constructor)]
+    pub fn new(options: Option<ContainerOptions>) -> Result<Self> {
+        let options = options.unwrap_or(ContainerOptions { kvm_device_fd: None, create_kvm_vm: None, path: None });
+        let mut vm = None;
+        let device_fd = match (options.kvm_device_fd, options.create_kvm_vm.unwrap_or(false)) {
+            (Some(_), true) => {
+                return Err(crate::error::invalid("new Container", "give kvmDeviceFd or createKvmVm, not both"))
+            }
+            (Some(fd), false) => Some(Arc::new(vfio_ioctls::kvm::device_fd_from_raw(fd).js()?)),
+            (None, true) => {
+                let kvm = vfio_ioctls::kvm::create_vm_vfio_device().js()?;
+                vm = Some(kvm.vm);
+                Some(Arc::new(kvm.device))
+            }
+            (None, false) => None,
+        };
+        let path = options.path.unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
+        let inner = VfioContainer::open(std::path::Path::new(&path), device_fd).js()?;
+        Ok(Container { inner: Some(Arc::new(inner)), _vm: vm })
+    }
+
+    pub(crate) fn get(&self) -> Result<&Arc<VfioContainer>> {
+        self.inner.as_ref().ok_or_else(|| closed("container"))
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// Whether a hypervisor VFIO device is attached.
+    #[napi(getter)]
+    pub fn has_hypervisor_device(&self) -> Result<bool> {
+        Ok(self.get()?.device_fd().is_some())
+    }
+
+    /// `VFIO_GET_API_VERSION`.
+    #[napi]
+    pub fn api_version(&self) -> Result<i32> {
+        self.get()?.api_version().js()
+    }
+
+    /// `VFIO_CHECK_EXTENSION`.
+    #[napi]
+    pub fn check_extension(&self, extension: u32) -> Result<bool> {
+        self.get()?.check_extension(extension).js()
+    }
+
+    /// Numbers of the attached groups.
+    #[napi]
+    pub fn group_ids(&self) -> Result<Vec<u32>> {
+        Ok(self.get()?.group_ids())
+    }
+
+    /// `VFIO_IOMMU_GET_INFO`.
+    #[napi]
+    pub fn iommu_info(&self) -> Result<IommuInfo> {
+        let info = self.get()?.iommu_info().js()?;
+        Ok(IommuInfo {
+            flags: info.flags,
+            iova_pgsizes: info.iova_pgsizes.into(),
+            iova_ranges: info.iova_ranges.iter().map(|r| IovaRange { start: r.start.into(), end: r.end.into() }).collect(),
+            dma_avail: info.dma_avail,
+        })
+    }
+
+    /// Current DMA mappings.
+    #[napi]
+    pub fn dma_mappings(&self) -> Result<Vec<DmaMapping>> {
+        Ok(self.get()?.dma_mappings().into_iter().map(|(iova, size)| DmaMapping { iova: iova.into(), size: size.into() }).collect())
+    }
+
+    /// Opens a device by PCI address or sysfs path.
+    #[napi]
+    pub fn open_device(&self, address_or_path: String) -> Result<Device> {
+        let container = self.get()?.clone();
+        let device = VfioDevice::open(&address_or_path, container).js()?;
+        Ok(Device::wrap(Arc::new(device)))
+    }
+
+    /// Allocates page-aligned memory and maps it at `iova`.
+    #[napi]
+    pub fn allocate_dma(&self, size: BigInt, iova: BigInt) -> Result<DmaBuffer> {
+        let size = bigint_to_u64("allocateDma", "size", &size)?;
+        let iova = bigint_to_u64("allocateDma", "iova", &iova)?;
+        let buffer = self.get()?.allocate_dma(size, iova).js()?;
+        Ok(DmaBuffer::wrap(buffer))
+    }
+
+    /// Drops this handle; devices and DMA buffers opened through it keep the container alive.
+    #[napi]
+    pub fn close(&mut self) {
+        self.inner = None;
+        self._vm = None;
+    }
+}

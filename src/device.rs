@@ -1,0 +1,269 @@
+//! `Device`: the JS handle of a `VfioDevice`.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use vfio_ioctls::{VfioDevice, VfioRegionInfoCap};
+
+use crate::error::{closed, to_u64, IntoJs};
+use crate::irq::Interrupts;
+use crate::region::MappedRegion;
+
+/// One capability of a region.
+#[napi(object)]
+pub struct RegionCap {
+    /// `sparse-mmap`, `type`, `msix-mappable`, `nvlink2-ssatgt`, `nvlink2-lnkspd` or `unknown`.
+    pub kind: String,
+    /// Sparse areas (`sparse-mmap`).
+    pub areas: Option<Vec<MmapArea>>,
+    /// Region type (`type`).
+    pub r#type: Option<u32>,
+    /// Region subtype (`type`).
+    pub subtype: Option<u32>,
+    /// NVLink2 target (`nvlink2-ssatgt`).
+    pub tgt: Option<BigInt>,
+    /// NVLink2 link speed (`nvlink2-lnkspd`).
+    pub link_speed: Option<u32>,
+    /// Capability id (`unknown`).
+    pub id: Option<u32>,
+    /// Capability version (`unknown`).
+    pub version: Option<u32>,
+}
+
+/// A mmap-able area of a region.
+#[napi(object)]
+pub struct MmapArea {
+    /// Offset within the region.
+    pub offset: f64,
+    /// Size.
+    pub size: f64,
+}
+
+/// One region's info.
+#[napi(object)]
+pub struct RegionInfo {
+    /// VFIO region index.
+    pub index: u32,
+    /// Whether the device implements it.
+    pub present: bool,
+    /// `VFIO_REGION_INFO_FLAG_*`.
+    pub flags: u32,
+    /// Size in bytes.
+    pub size: f64,
+    /// Offset in the device fd.
+    pub offset: f64,
+    /// Readable.
+    pub readable: bool,
+    /// Writable.
+    pub writable: bool,
+    /// mmap-able.
+    pub mappable: bool,
+    /// Capabilities.
+    pub caps: Vec<RegionCap>,
+}
+
+/// One IRQ index's info.
+#[napi(object)]
+pub struct IrqInfo {
+    /// IRQ index.
+    pub index: u32,
+    /// `VFIO_IRQ_INFO_*`.
+    pub flags: u32,
+    /// Vectors.
+    pub count: u32,
+    /// Can take eventfds.
+    pub eventfd: bool,
+    /// Maskable.
+    pub maskable: bool,
+    /// Masked by the kernel when it fires.
+    pub automasked: bool,
+}
+
+/// Device-wide info.
+#[napi(object)]
+pub struct DeviceInfo {
+    /// PCI address / name in the group.
+    pub name: String,
+    /// Canonical sysfs path.
+    pub sysfs_path: String,
+    /// IOMMU group.
+    pub group: u32,
+    /// `VFIO_DEVICE_FLAGS_*`.
+    pub flags: u32,
+    /// Number of regions.
+    pub num_regions: u32,
+    /// Number of IRQ indices.
+    pub num_irqs: u32,
+    /// Is PCI.
+    pub pci: bool,
+    /// Supports reset.
+    pub can_reset: bool,
+    /// Largest vector count of INTx/MSI/MSI-X.
+    pub max_interrupts: u32,
+}
+
+fn cap_to_js(cap: &VfioRegionInfoCap) -> RegionCap {
+    let mut out = RegionCap {
+        kind: String::new(),
+        areas: None,
+        r#type: None,
+        subtype: None,
+        tgt: None,
+        link_speed: None,
+        id: None,
+        version: None,
+    };
+    match cap {
+        VfioRegionInfoCap::SparseMmap(s) => {
+            out.kind = "sparse-mmap".into();
+            out.areas = Some(s.areas.iter().map(|a| MmapArea { offset: a.offset as f64, size: a.size as f64 }).collect());
+        }
+        VfioRegionInfoCap::Type(t) => {
+            out.kind = "type".into();
+            out.r#type = Some(t.type_);
+            out.subtype = Some(t.subtype);
+        }
+        VfioRegionInfoCap::MsixMappable => out.kind = "msix-mappable".into(),
+        VfioRegionInfoCap::Nvlink2Ssatgt(n) => {
+            out.kind = "nvlink2-ssatgt".into();
+            out.tgt = Some(n.tgt.into());
+        }
+        VfioRegionInfoCap::Nvlink2Lnkspd(n) => {
+            out.kind = "nvlink2-lnkspd".into();
+            out.link_speed = Some(n.link_speed);
+        }
+        VfioRegionInfoCap::Unknown { id, version } => {
+            out.kind = "unknown".into();
+            out.id = Some(u32::from(*id));
+            out.version = Some(u32::from(*version));
+        }
+    }
+    out
+}
+
+/// An open VFIO device.
+#[napi]
+pub struct Device {
+    inner: Option<Arc<VfioDevice>>,
+}
+
+#[napi]
+impl Device {
+    pub(crate) fn wrap(inner: Arc<VfioDevice>) -> Self {
+        Device { inner: Some(inner) }
+    }
+
+    fn get(&self) -> Result<&Arc<VfioDevice>> {
+        self.inner.as_ref().ok_or_else(|| closed("device"))
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// Device-wide info.
+    #[napi]
+    pub fn info(&self) -> Result<DeviceInfo> {
+        let d = self.get()?;
+        let info = d.info();
+        Ok(DeviceInfo {
+            name: d.name().to_string(),
+            sysfs_path: d.sysfs_path().display().to_string(),
+            group: d.group().id(),
+            flags: info.flags,
+            num_regions: info.num_regions,
+            num_irqs: info.num_irqs,
+            pci: info.is_pci(),
+            can_reset: info.can_reset(),
+            max_interrupts: d.max_interrupts(),
+        })
+    }
+
+    /// Every region, by VFIO index.
+    #[napi]
+    pub fn regions(&self) -> Result<Vec<RegionInfo>> {
+        Ok(self
+            .get()?
+            .regions()
+            .iter()
+            .map(|r| RegionInfo {
+                index: r.index,
+                present: r.present,
+                flags: r.flags,
+                size: r.size as f64,
+                offset: r.offset as f64,
+                readable: r.readable(),
+                writable: r.writable(),
+                mappable: r.mappable(),
+                caps: r.caps.iter().map(cap_to_js).collect(),
+            })
+            .collect())
+    }
+
+    /// Every IRQ index.
+    #[napi]
+    pub fn irqs(&self) -> Result<Vec<IrqInfo>> {
+        Ok(self
+            .get()?
+            .irqs()
+            .iter()
+            .map(|i| IrqInfo {
+                index: i.index,
+                flags: i.flags,
+                count: i.count,
+                eventfd: i.eventfd(),
+                maskable: i.maskable(),
+                automasked: i.automasked(),
+            })
+            .collect())
+    }
+
+    /// Reads `length` bytes at `offset` of region `index`.
+    #[napi]
+    pub fn region_read(&self, index: u32, offset: f64, length: u32) -> Result<Buffer> {
+        let offset = to_u64("regionRead", "offset", offset)?;
+        let mut buf = vec![0u8; length as usize];
+        self.get()?.region_read(index, &mut buf, offset).js()?;
+        Ok(buf.into())
+    }
+
+    /// Writes `data` at `offset` of region `index`.
+    #[napi]
+    pub fn region_write(&self, index: u32, offset: f64, data: &[u8]) -> Result<()> {
+        let offset = to_u64("regionWrite", "offset", offset)?;
+        self.get()?.region_write(index, data, offset).js()
+    }
+
+    /// Maps region `index` into the process.
+    #[napi]
+    pub fn map_region(&self, index: u32) -> Result<MappedRegion> {
+        Ok(MappedRegion::wrap(self.get()?.map_region(index).js()?))
+    }
+
+    /// `VFIO_DEVICE_RESET`.
+    #[napi]
+    pub fn reset(&self) -> Result<()> {
+        self.get()?.reset().js()
+    }
+
+    /// Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.
+    #[napi]
+    pub fn enable_irq(&self, index: u32, start: u32, count: u32) -> Result<Interrupts> {
+        Interrupts::enable(self.get()?.clone(), index, start, count)
+    }
+
+    /// Disables IRQ `index` (all its vectors).
+    #[napi]
+    pub fn disable_irq(&self, index: u32) -> Result<()> {
+        self.get()?.disable_irq(index).js()
+    }
+
+    /// Closes the handle; mapped regions and interrupts keep the device open until they close too.
+    #[napi]
+    pub fn close(&mut self) {
+        self.inner = None;
+    }
+}

@@ -1,0 +1,106 @@
+//! PCI discovery and binding, from sysfs.
+
+use napi_derive::napi;
+use vfio_ioctls::sysfs::{PciAddress, PciDeviceInfo, Sysfs};
+
+use crate::error::IntoJs;
+
+/// A PCI device as sysfs shows it.
+#[napi(object)]
+pub struct PciDevice {
+    /// `DDDD:BB:DD.F`.
+    pub address: String,
+    /// sysfs directory.
+    pub sysfs_path: String,
+    /// Vendor id.
+    pub vendor: u32,
+    /// Device id.
+    pub device: u32,
+    /// 24-bit class code.
+    pub class: u32,
+    /// Revision.
+    pub revision: u32,
+    /// Subsystem vendor id.
+    pub subsystem_vendor: u32,
+    /// Subsystem device id.
+    pub subsystem_device: u32,
+    /// Bound driver.
+    pub driver: Option<String>,
+    /// `driver_override`.
+    pub driver_override: Option<String>,
+    /// IOMMU group.
+    pub iommu_group: Option<u32>,
+    /// Other devices of the group.
+    pub group_members: Vec<String>,
+    /// NUMA node.
+    pub numa_node: Option<i32>,
+    /// Usable through VFIO now.
+    pub vfio_usable: bool,
+}
+
+fn to_js(d: PciDeviceInfo) -> PciDevice {
+    PciDevice {
+        address: d.address.to_string(),
+        sysfs_path: d.sysfs_path.display().to_string(),
+        vendor: d.vendor.into(),
+        device: d.device.into(),
+        class: d.class,
+        revision: d.revision.into(),
+        subsystem_vendor: d.subsystem_vendor.into(),
+        subsystem_device: d.subsystem_device.into(),
+        driver: d.driver,
+        driver_override: d.driver_override,
+        iommu_group: d.iommu_group,
+        group_members: d.group_members,
+        numa_node: d.numa_node,
+        vfio_usable: d.vfio_usable,
+    }
+}
+
+fn sysfs(root: Option<String>) -> Sysfs {
+    root.map(Sysfs::with_root).unwrap_or_default()
+}
+
+fn parse(address: &str) -> napi::Result<PciAddress> {
+    address.parse::<PciAddress>().js()
+}
+
+/// Every PCI device, sorted by address. `root` replaces `/sys` (for tests).
+#[napi]
+pub fn list_pci_devices(root: Option<String>) -> napi::Result<Vec<PciDevice>> {
+    Ok(sysfs(root).list_pci_devices().js()?.into_iter().map(to_js).collect())
+}
+
+/// One PCI device.
+#[napi]
+pub fn pci_device(address: String, root: Option<String>) -> napi::Result<PciDevice> {
+    Ok(to_js(sysfs(root).pci_device(&parse(&address)?).js()?))
+}
+
+/// Normalizes a PCI address (`00:03.0` → `0000:00:03.0`), or throws.
+#[napi]
+pub fn parse_pci_address(address: String) -> napi::Result<String> {
+    Ok(parse(&address)?.to_string())
+}
+
+/// The outcome of `bindVfio`.
+#[napi(object)]
+pub struct BindResult {
+    /// The driver the device had.
+    pub previous_driver: Option<String>,
+    /// It was bound to vfio-pci already.
+    pub already_bound: bool,
+}
+
+/// Binds a device to vfio-pci, unbinding it from its driver first.
+#[napi]
+pub fn bind_vfio(address: String, root: Option<String>) -> napi::Result<BindResult> {
+    let outcome = sysfs(root).bind_vfio(&parse(&address)?).js()?;
+    Ok(BindResult { previous_driver: outcome.previous_driver, already_bound: outcome.already_bound })
+}
+
+/// Unbinds a device from vfio-pci and lets its driver (or `restore`) take it.
+#[napi]
+pub fn unbind_vfio(address: String, restore: Option<String>, root: Option<String>) -> napi::Result<Option<String>> {
+    sysfs(root).unbind_vfio(&parse(&address)?, restore.as_deref()).js()
+}

@@ -1,0 +1,79 @@
+//! The accessor methods shared by `MappedRegion` and `DmaBuffer`, generated once.
+
+/// Generates `readU8..readU64`, `writeU8..writeU64`, `read` and `write` on a class
+/// whose `mem(&self) -> Result<&dyn VolatileAccess>` gives the memory.
+macro_rules! volatile_methods {
+    ($class:ident) => {
+        #[napi]
+        impl $class {
+            /// Reads an 8-bit value.
+            #[napi]
+            pub fn read_u8(&self, offset: f64) -> Result<u32> {
+                let off = to_u64("readU8", "offset", offset)?;
+                self.mem()?.read_u8(off).map(u32::from).js()
+            }
+            /// Reads an aligned 16-bit value.
+            #[napi]
+            pub fn read_u16(&self, offset: f64) -> Result<u32> {
+                let off = to_u64("readU16", "offset", offset)?;
+                self.mem()?.read_u16(off).map(u32::from).js()
+            }
+            /// Reads an aligned 32-bit value.
+            #[napi]
+            pub fn read_u32(&self, offset: f64) -> Result<u32> {
+                let off = to_u64("readU32", "offset", offset)?;
+                self.mem()?.read_u32(off).js()
+            }
+            /// Reads an aligned 64-bit value.
+            #[napi]
+            pub fn read_u64(&self, offset: f64) -> Result<BigInt> {
+                let off = to_u64("readU64", "offset", offset)?;
+                self.mem()?.read_u64(off).map(BigInt::from).js()
+            }
+            /// Writes an 8-bit value.
+            #[napi]
+            pub fn write_u8(&self, offset: f64, value: u32) -> Result<()> {
+                let off = to_u64("writeU8", "offset", offset)?;
+                let v = u8::try_from(value).map_err(|_| out_of_range("writeU8", &format!("value {value} does not fit 8 bits")))?;
+                self.mem()?.write_u8(off, v).js()
+            }
+            /// Writes an aligned 16-bit value.
+            #[napi]
+            pub fn write_u16(&self, offset: f64, value: u32) -> Result<()> {
+                let off = to_u64("writeU16", "offset", offset)?;
+                let v = u16::try_from(value).map_err(|_| out_of_range("writeU16", &format!("value {value} does not fit 16 bits")))?;
+                self.mem()?.write_u16(off, v).js()
+            }
+            /// Writes an aligned 32-bit value.
+            #[napi]
+            pub fn write_u32(&self, offset: f64, value: u32) -> Result<()> {
+                let off = to_u64("writeU32", "offset", offset)?;
+                self.mem()?.write_u32(off, value).js()
+            }
+            /// Writes an aligned 64-bit value.
+            #[napi]
+            pub fn write_u64(&self, offset: f64, value: BigInt) -> Result<()> {
+                let off = to_u64("writeU64", "offset", offset)?;
+                let v = bigint_to_u64("writeU64", "value", &value)?;
+                self.mem()?.write_u64(off, v).js()
+            }
+            /// Copies `length` bytes at `offset` into a new Buffer.
+            #[napi]
+            pub fn read(&self, offset: f64, length: u32) -> Result<Buffer> {
+                let off = to_u64("read", "offset", offset)?;
+                let mem = self.mem()?;
+                let mut buf = vec![0u8; length as usize];
+                mem.read_bytes(off, &mut buf).js()?;
+                Ok(buf.into())
+            }
+            /// Copies `data` to `offset`.
+            #[napi]
+            pub fn write(&self, offset: f64, data: &[u8]) -> Result<()> {
+                let off = to_u64("write", "offset", offset)?;
+                self.mem()?.write_bytes(off, data).js()
+            }
+        }
+    };
+}
+
+pub(crate) use volatile_methods;
