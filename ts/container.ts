@@ -1,0 +1,90 @@
+/** The VFIO container: an IOMMU context; devices are opened and DMA is mapped through it. */
+import type * as Binding from '../native/binding'
+import { Device } from './device'
+import { DmaBuffer } from './dma'
+import { call, VfioTypeError } from './errors'
+import { Handle } from './handle'
+import { native } from './native'
+import { str, u64, uint } from './validate'
+
+/** Options of `new Container()`. */
+export interface ContainerOptions {
+  /** A KVM VFIO device fd from your VMM; it is duplicated, yours stays yours. */
+  kvmDeviceFd?: number
+  /** Create a KVM VM and its VFIO device, so groups are registered with KVM. */
+  createKvmVm?: boolean
+  /** Another container node than `/dev/vfio/vfio`. */
+  path?: string
+}
+
+/** What `VFIO_IOMMU_GET_INFO` reports. */
+export type IommuInfo = Binding.IommuInfo
+
+/** A VFIO container (`/dev/vfio/vfio`). */
+export class Container extends Handle<Binding.Container> {
+  /**
+   * Opens the container and checks the API version and the Type1v2 IOMMU.
+   * Throws `ERR_VFIO_NOT_FOUND` without VFIO, `ERR_VFIO_PERMISSION`, `ERR_VFIO_UNSUPPORTED`.
+   */
+  constructor(options: ContainerOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw new VfioTypeError('options must be an object')
+    const opts: Binding.ContainerOptions = {}
+    if (options.kvmDeviceFd !== undefined) opts.kvmDeviceFd = uint('kvmDeviceFd', options.kvmDeviceFd, 0x7fff_ffff)
+    if (options.createKvmVm !== undefined) opts.createKvmVm = Boolean(options.createKvmVm)
+    if (options.path !== undefined) opts.path = str('path', options.path)
+    const n = call(() => new (native().Container)(opts))
+    super(n, 'container')
+  }
+
+  /** `VFIO_GET_API_VERSION` (0 for every kernel so far). */
+  apiVersion(): number {
+    return call(() => this.native.apiVersion())
+  }
+
+  /** `VFIO_CHECK_EXTENSION` (see `Extension`). */
+  checkExtension(extension: number): boolean {
+    const e = uint('extension', extension, 0xffff_ffff)
+    return call(() => this.native.checkExtension(e))
+  }
+
+  /** Whether a hypervisor (KVM/MSHV) VFIO device is attached. */
+  get hasHypervisorDevice(): boolean {
+    return call(() => this.native.hasHypervisorDevice)
+  }
+
+  /** Numbers of the IOMMU groups attached now. */
+  groupIds(): number[] {
+    return call(() => this.native.groupIds())
+  }
+
+  /** IOMMU page sizes and usable IOVA ranges; needs an open device first. */
+  iommuInfo(): IommuInfo {
+    return call(() => this.native.iommuInfo())
+  }
+
+  /** Current DMA mappings. */
+  dmaMappings(): { iova: bigint; size: bigint }[] {
+    return call(() => this.native.dmaMappings())
+  }
+
+  /**
+   * Opens a device by PCI address (`0000:00:03.0` or `00:03.0`) or sysfs path.
+   * Throws `ERR_VFIO_INVALID_ARGUMENT` for malformed input, `ERR_VFIO_NOT_FOUND`,
+   * `ERR_VFIO_GROUP_NOT_VIABLE` (naming the devices to bind), `ERR_VFIO_BUSY`.
+   */
+  openDevice(addressOrPath: string): Device {
+    const a = str('addressOrPath', addressOrPath)
+    return new Device(call(() => this.native.openDevice(a)))
+  }
+
+  /**
+   * Allocates `size` bytes of zeroed, page-aligned memory and maps it at `iova` for the
+   * container's devices. `size` and `iova` must be page-aligned and not overlap a mapping.
+   */
+  allocateDma(size: number | bigint, options: { iova: number | bigint }): DmaBuffer {
+    if (typeof options !== 'object' || options === null) throw new VfioTypeError('options must be { iova }')
+    const s = u64('size', size)
+    const iova = u64('iova', options.iova)
+    return new DmaBuffer(call(() => this.native.allocateDma(s, iova)))
+  }
+}

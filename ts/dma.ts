@@ -1,0 +1,66 @@
+/** DMA buffers: memory the library owns, mapped at an IOVA in the IOMMU. */
+import type * as Binding from '../native/binding'
+import { call, ErrorCode, VfioError } from './errors'
+import { externalBuffersAllowed } from './native'
+import { VolatileHandle } from './region'
+
+/**
+ * A DMA buffer. Devices reach it at {@link DmaBuffer.iova}; JavaScript reaches it
+ * through `read`/`write`, the `readU*`/`writeU*` accessors, or the zero-copy {@link DmaBuffer.view}.
+ * Its memory lives as long as this object or a view of it does.
+ */
+export class DmaBuffer extends VolatileHandle<Binding.DmaBuffer> {
+  #view: Buffer | undefined
+  readonly #external: boolean
+
+  /** @internal */
+  constructor(n: Binding.DmaBuffer, external = externalBuffersAllowed()) {
+    super(n, 'DMA buffer')
+    this.#external = external
+  }
+
+  /** The IOVA devices use. */
+  get iova(): bigint {
+    return call(() => this.native.iova)
+  }
+
+  /** The size in bytes. */
+  get size(): number {
+    return call(() => this.native.size)
+  }
+
+  /** Whether the buffer is mapped in the IOMMU. */
+  get mapped(): boolean {
+    return !this.closed && call(() => this.native.mapped)
+  }
+
+  /** Whether {@link DmaBuffer.view} is available (not in Electron, nor with VFIO_IOCTLS_NO_EXTERNAL_BUFFERS=1). */
+  get hasView(): boolean {
+    return this.#external
+  }
+
+  /**
+   * A zero-copy `Buffer` over the memory: what JavaScript writes there, the device
+   * reads. Throws `ERR_VFIO_UNSUPPORTED` where external buffers are forbidden; use
+   * `read`/`write` there.
+   */
+  get view(): Buffer {
+    if (!this.#external) {
+      throw new VfioError(
+        ErrorCode.UNSUPPORTED,
+        'this runtime forbids external buffers (Electron, or VFIO_IOCTLS_NO_EXTERNAL_BUFFERS is set): use read()/write()',
+      )
+    }
+    this.#view ??= call(() => this.native.view())
+    return this.#view
+  }
+
+  /** Removes the IOMMU mapping; the memory stays readable. Throws `ERR_VFIO_INVALID_ARGUMENT` when not mapped. */
+  unmap(): void {
+    call(() => this.native.unmap())
+  }
+
+  protected override onClose(): void {
+    this.#view = undefined
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Typed errors. Every error this library throws has a stable `code`; errors from
+ * the kernel also carry `errno`, `syscall` (the ioctl or system call) and `path`.
+ */
+
+/** The stable error codes, part of the public API. */
+export const ErrorCode = {
+  NOT_FOUND: 'ERR_VFIO_NOT_FOUND',
+  PERMISSION: 'ERR_VFIO_PERMISSION',
+  GROUP_NOT_VIABLE: 'ERR_VFIO_GROUP_NOT_VIABLE',
+  BUSY: 'ERR_VFIO_BUSY',
+  INVALID_ARGUMENT: 'ERR_VFIO_INVALID_ARGUMENT',
+  OUT_OF_RANGE: 'ERR_VFIO_OUT_OF_RANGE',
+  CLOSED: 'ERR_VFIO_CLOSED',
+  MEMLOCK: 'ERR_VFIO_MEMLOCK',
+  UNSUPPORTED: 'ERR_VFIO_UNSUPPORTED',
+  IO: 'ERR_VFIO_IO',
+  ABORTED: 'ERR_VFIO_ABORTED',
+} as const
+
+/** One of the {@link ErrorCode} values. */
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+interface ErrorFields {
+  errno?: number
+  syscall?: string
+  path?: string
+  cause?: unknown
+}
+
+/** An error from vfio-ioctls: a kernel failure, bad input or a closed handle. */
+export class VfioError extends Error {
+  /** Stable code, e.g. `ERR_VFIO_NOT_FOUND`. */
+  readonly code: ErrorCodeValue
+  /** The kernel's errno, when the kernel refused. */
+  readonly errno?: number
+  /** The ioctl or system call (or the library operation) that failed. */
+  readonly syscall?: string
+  /** The path involved, when there is one. */
+  readonly path?: string
+
+  constructor(code: ErrorCodeValue, message: string, fields: ErrorFields = {}) {
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause })
+    this.name = 'VfioError'
+    this.code = code
+    if (fields.errno !== undefined) this.errno = fields.errno
+    if (fields.syscall !== undefined) this.syscall = fields.syscall
+    if (fields.path !== undefined) this.path = fields.path
+  }
+}
+
+/** A wrongly typed argument. Also carries `code` = `ERR_VFIO_INVALID_ARGUMENT`. */
+export class VfioTypeError extends TypeError {
+  readonly code = ErrorCode.INVALID_ARGUMENT
+  constructor(message: string) {
+    super(message)
+    this.name = 'VfioTypeError'
+  }
+}
+
+const MARKER = '\u001fvfio:'
+
+/** Turns an error thrown by the native binding into a {@link VfioError}. */
+export function fromNative(err: unknown): unknown {
+  if (!(err instanceof Error) || !err.message.startsWith(MARKER)) return err
+  const end = err.message.indexOf('\n')
+  try {
+    const record = JSON.parse(err.message.slice(MARKER.length, end < 0 ? undefined : end)) as {
+      code: ErrorCodeValue
+      message: string
+      errno?: number
+      syscall?: string
+      path?: string
+    }
+    return new VfioError(record.code, record.message, {
+      errno: record.errno,
+      syscall: record.syscall,
+      path: record.path,
+      cause: err,
+    })
+  } catch {
+    return err
+  }
+}
+
+/** Runs a native call, converting its errors. */
+export function call<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+/** `ERR_VFIO_CLOSED` for a call on a closed object. */
+export function closedError(what: string): VfioError {
+  return new VfioError(ErrorCode.CLOSED, `the ${what} is closed; open it again`)
+}

@@ -1,0 +1,33 @@
+/**
+ * vfio-ioctls: safe Linux VFIO for Node.js.
+ *
+ * ```ts
+ * import { Container, RegionIndex } from 'vfio-ioctls'
+ * using container = new Container()
+ * using device = container.openDevice('0000:00:03.0')
+ * using bar0 = device.regions[RegionIndex.BAR0].map()
+ * console.log(bar0.readU32(0).toString(16))
+ * ```
+ */
+import { native } from './native'
+import { call } from './errors'
+
+export { Container, type ContainerOptions, type IommuInfo } from './container'
+export { Device, type DeviceInfo, type IrqInfo } from './device'
+export { DmaBuffer } from './dma'
+export { Interrupts, type InterruptEvent } from './interrupts'
+export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory } from './region'
+export { VfioError, VfioTypeError, ErrorCode, type ErrorCodeValue } from './errors'
+export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, PciConfig } from './constants'
+export * as sysfs from './sysfs'
+export type { PciDevice } from './sysfs'
+
+/** Which hypervisor integrations (`kvm`, `mshv`) the native binary has. */
+export function features(): string[] {
+  return call(() => native().features())
+}
+
+/** The system page size (DMA sizes and IOVAs are multiples of it). */
+export function pageSize(): number {
+  return call(() => native().pageSize())
+}

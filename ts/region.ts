@@ -1,0 +1,189 @@
+/** Device regions: info, read/write through the device fd, and mmapped access. */
+import type * as Binding from '../native/binding'
+import { call } from './errors'
+import { Handle } from './handle'
+import { bytes, u64, uint } from './validate'
+import type { Device } from './device'
+
+/** A capability of a region (`VFIO_REGION_INFO_CAP_*`). */
+export type RegionCap =
+  | { kind: 'sparse-mmap'; areas: MmapArea[] }
+  | { kind: 'type'; type: number; subtype: number }
+  | { kind: 'msix-mappable' }
+  | { kind: 'nvlink2-ssatgt'; tgt: bigint }
+  | { kind: 'nvlink2-lnkspd'; linkSpeed: number }
+  | { kind: 'unknown'; id: number; version: number }
+
+/** An mmap-able area, relative to the region's start. */
+export interface MmapArea {
+  offset: number
+  size: number
+}
+
+function toCap(c: Binding.RegionCap): RegionCap {
+  switch (c.kind) {
+    case 'sparse-mmap':
+      return { kind: 'sparse-mmap', areas: c.areas ?? [] }
+    case 'type':
+      return { kind: 'type', type: c.type ?? 0, subtype: c.subtype ?? 0 }
+    case 'msix-mappable':
+      return { kind: 'msix-mappable' }
+    case 'nvlink2-ssatgt':
+      return { kind: 'nvlink2-ssatgt', tgt: c.tgt ?? 0n }
+    case 'nvlink2-lnkspd':
+      return { kind: 'nvlink2-lnkspd', linkSpeed: c.linkSpeed ?? 0 }
+    default:
+      return { kind: 'unknown', id: c.id ?? 0, version: c.version ?? 0 }
+  }
+}
+
+/**
+ * One region of a device; `device.regions[i].index === i`, also for regions the
+ * device does not implement (`present` false).
+ */
+export class Region {
+  /** VFIO region index. */
+  readonly index: number
+  /** Whether the device implements it. */
+  readonly present: boolean
+  /** `VFIO_REGION_INFO_FLAG_*` bits. */
+  readonly flags: number
+  /** Size in bytes. */
+  readonly size: number
+  /** Offset of the region in the device fd. */
+  readonly offset: number
+  /** Can be read. */
+  readonly readable: boolean
+  /** Can be written. */
+  readonly writable: boolean
+  /** Can be mmapped (see `caps` for sparse areas). */
+  readonly mappable: boolean
+  /** Capabilities in chain order. */
+  readonly caps: readonly RegionCap[]
+  readonly #device: Device
+
+  /** @internal */
+  constructor(device: Device, info: Binding.RegionInfo) {
+    this.#device = device
+    this.index = info.index
+    this.present = info.present
+    this.flags = info.flags
+    this.size = info.size
+    this.offset = info.offset
+    this.readable = info.readable
+    this.writable = info.writable
+    this.mappable = info.mappable
+    this.caps = Object.freeze(info.caps.map(toCap))
+  }
+
+  /** Reads `length` bytes at `offset` (pread). The device must be open. */
+  read(offset: number | bigint, length: number): Buffer {
+    return this.#device.regionRead(this.index, offset, length)
+  }
+
+  /** Writes `data` at `offset` (pwrite). The device must be open. */
+  write(offset: number | bigint, data: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    this.#device.regionWrite(this.index, offset, data)
+  }
+
+  /** Maps the region's mmap-able areas into the process. */
+  map(): MappedRegion {
+    return this.#device.mapRegion(this.index)
+  }
+}
+
+/** Volatile, bounds- and alignment-checked access shared by mapped regions and DMA buffers. */
+export interface VolatileMemory {
+  readU8(offset: number): number
+  readU16(offset: number): number
+  readU32(offset: number): number
+  readU64(offset: number): bigint
+  writeU8(offset: number, value: number): void
+  writeU16(offset: number, value: number): void
+  writeU32(offset: number, value: number): void
+  writeU64(offset: number, value: bigint | number): void
+  read(offset: number, length: number): Buffer
+  write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void
+}
+
+type NativeVolatile = Binding.MappedRegion | Binding.DmaBuffer
+
+/** Implements {@link VolatileMemory} over a native handle. */
+export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N> implements VolatileMemory {
+  /** Reads 8 bits at `offset`. */
+  readU8(offset: number): number {
+    const o = uint('offset', offset)
+    return call(() => this.native.readU8(o))
+  }
+  /** Reads 16 bits at `offset` (2-aligned). */
+  readU16(offset: number): number {
+    const o = uint('offset', offset)
+    return call(() => this.native.readU16(o))
+  }
+  /** Reads 32 bits at `offset` (4-aligned). */
+  readU32(offset: number): number {
+    const o = uint('offset', offset)
+    return call(() => this.native.readU32(o))
+  }
+  /** Reads 64 bits at `offset` (8-aligned). */
+  readU64(offset: number): bigint {
+    const o = uint('offset', offset)
+    return call(() => this.native.readU64(o))
+  }
+  /** Writes 8 bits. */
+  writeU8(offset: number, value: number): void {
+    const o = uint('offset', offset)
+    const v = uint('value', value, 0xff)
+    call(() => this.native.writeU8(o, v))
+  }
+  /** Writes 16 bits (2-aligned). */
+  writeU16(offset: number, value: number): void {
+    const o = uint('offset', offset)
+    const v = uint('value', value, 0xffff)
+    call(() => this.native.writeU16(o, v))
+  }
+  /** Writes 32 bits (4-aligned). */
+  writeU32(offset: number, value: number): void {
+    const o = uint('offset', offset)
+    const v = uint('value', value, 0xffff_ffff)
+    call(() => this.native.writeU32(o, v))
+  }
+  /** Writes 64 bits (8-aligned). */
+  writeU64(offset: number, value: bigint | number): void {
+    const o = uint('offset', offset)
+    const v = u64('value', value)
+    call(() => this.native.writeU64(o, v))
+  }
+  /** Copies `length` bytes at `offset` into a new Buffer. */
+  read(offset: number, length: number): Buffer {
+    const o = uint('offset', offset)
+    const n = uint('length', length, 0xffff_ffff)
+    return call(() => this.native.read(o, n))
+  }
+  /** Copies `data` to `offset`. */
+  write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    const o = uint('offset', offset)
+    const b = bytes('data', data)
+    call(() => this.native.write(o, b))
+  }
+}
+
+/** A region mapped into this process. Keeps its device open until closed. */
+export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
+  /** @internal */
+  constructor(n: Binding.MappedRegion) {
+    super(n, 'mapped region')
+  }
+  /** The region index. */
+  get index(): number {
+    return call(() => this.native.index)
+  }
+  /** The region size. */
+  get size(): number {
+    return call(() => this.native.size)
+  }
+  /** The accessible (mmapped) areas. */
+  get areas(): MmapArea[] {
+    return call(() => this.native.areas)
+  }
+}
