@@ -169,6 +169,10 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
     this.#native = undefined
     for (const w of this.#waiters) w.reject(closedError('interrupts'))
     this.#waiters.clear()
+    if (this.#referenced) {
+      this.#referenced = false
+      call(() => n.unref())
+    }
     call(() => n.close())
   }
 

@@ -1,0 +1,41 @@
+import test from 'ava'
+import { Container, features, pageSize } from '../ts/index'
+import { throwsCode } from './helpers'
+
+test('a missing container node gives ERR_VFIO_NOT_FOUND with errno, syscall and path', (t) => {
+  const err = throwsCode(t, () => new Container({ path: '/nonexistent/vfio' }), 'ERR_VFIO_NOT_FOUND') as unknown as {
+    errno: number
+    syscall: string
+    path: string
+  }
+  t.is(err.errno, 2)
+  t.is(err.syscall, 'open')
+  t.is(err.path, '/nonexistent/vfio')
+})
+
+test('a node that is not a VFIO container is unsupported (ENOTTY)', (t) => {
+  const err = throwsCode(t, () => new Container({ path: '/dev/null' }), 'ERR_VFIO_UNSUPPORTED') as unknown as {
+    errno: number
+    syscall: string
+  }
+  t.is(err.errno, 25)
+  t.is(err.syscall, 'VFIO_GET_API_VERSION')
+})
+
+test('bad options are refused before any system call', (t) => {
+  throwsCode(t, () => new Container(null as never), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => new Container({ kvmDeviceFd: -1 }), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => new Container({ kvmDeviceFd: 1.5 }), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => new Container({ path: '' }), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => new Container({ kvmDeviceFd: 3, createKvmVm: true }), 'ERR_VFIO_INVALID_ARGUMENT')
+})
+
+test('a kvm device fd that is not open is refused with EBADF', (t) => {
+  const err = throwsCode(t, () => new Container({ kvmDeviceFd: 1_000_000 }), 'ERR_VFIO_IO') as unknown as { errno: number }
+  t.is(err.errno, 9)
+})
+
+test('features and page size come from the binary', (t) => {
+  t.deepEqual(features(), ['kvm', 'mshv'])
+  t.is(pageSize(), 4096)
+})

@@ -1,0 +1,74 @@
+import test from 'ava'
+import { Device, RegionIndex } from '../ts/index'
+import { fakeDevice } from './fakes'
+import { throwsCode } from './helpers'
+
+test('regions are indexed by VFIO index, absent ones included', (t) => {
+  const d = new Device(fakeDevice().native)
+  t.is(d.regions.length, 9)
+  d.regions.forEach((r, i) => t.is(r.index, i))
+  t.false(d.regions[RegionIndex.VGA].present)
+  t.deepEqual(d.regions[RegionIndex.BAR0].caps, [{ kind: 'sparse-mmap', areas: [{ offset: 0, size: 0x1000 }] }])
+  t.is(d.name, '0000:00:03.0')
+  t.is(d.maxInterrupts, 1)
+})
+
+test('region arguments are validated before the native call', (t) => {
+  const f = fakeDevice()
+  const d = new Device(f.native)
+  throwsCode(t, () => d.regionRead(-1, 0, 4), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => d.regionRead(0, 1.5, 4), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => d.regionRead(0, 2 ** 53, 4), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => d.regionRead(0, 0, 2 ** 32), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => d.regionRead('0' as never, 0, 4), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => d.regionWrite(0, 0, 'text' as never), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => d.region(9), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => d.mapRegion(-2), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => d.enableIrq(1, { count: -1 }), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => d.disableIrq(NaN), 'ERR_VFIO_INVALID_ARGUMENT')
+  t.deepEqual(f.calls, [])
+})
+
+test('valid calls reach the native handle with converted arguments', (t) => {
+  const f = fakeDevice()
+  const d = new Device(f.native)
+  d.regions[RegionIndex.CONFIG].read(2n, 2)
+  d.regions[RegionIndex.CONFIG].write(4, new Uint16Array([4]))
+  d.reset()
+  d.enableMsi(1).close()
+  d.regions[RegionIndex.BAR0].map().close()
+  t.deepEqual(f.calls, [
+    'regionRead(7,2,2)',
+    'regionWrite(7,4,2)',
+    'reset()',
+    'enableIrq(1,0,1)',
+    'listen()',
+    'close()',
+    'mapRegion(0)',
+    'close()',
+  ])
+})
+
+test('every call after close throws ERR_VFIO_CLOSED; closing twice is harmless', (t) => {
+  const f = fakeDevice()
+  const d = new Device(f.native)
+  d.close()
+  d.close()
+  t.true(d.closed)
+  throwsCode(t, () => d.regionRead(0, 0, 4), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.regions[0].write(0, Buffer.alloc(4)), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.mapRegion(0), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.reset(), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.enableIntx(), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.disableIrq(0), 'ERR_VFIO_CLOSED')
+  t.deepEqual(f.calls, ['close()'])
+})
+
+test('Symbol.dispose closes', (t) => {
+  const f = fakeDevice()
+  {
+    using d = new Device(f.native)
+    t.false(d.closed)
+  }
+  t.deepEqual(f.calls, ['close()'])
+})

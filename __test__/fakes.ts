@@ -1,0 +1,106 @@
+/**
+ * In-process fakes of the native handles, for testing the facade's own logic
+ * (argument checks, lifetimes, event delivery). They model no kernel behaviour:
+ * everything kernel-facing is tested in the guest (`__test__/guest`).
+ */
+import type * as Binding from '../native/binding'
+import { recorder } from './helpers'
+
+export function fakeDevice() {
+  const rec = recorder()
+  const regions: Binding.RegionInfo[] = Array.from({ length: 9 }, (_, index) => ({
+    index,
+    present: index !== 8,
+    flags: index === 0 ? 7 : index === 7 ? 3 : 0,
+    size: index === 0 ? 0x100000 : index === 7 ? 256 : 0,
+    offset: index * 0x10000000000,
+    readable: index === 0 || index === 7,
+    writable: index === 0 || index === 7,
+    mappable: index === 0,
+    caps: index === 0 ? [{ kind: 'sparse-mmap', areas: [{ offset: 0, size: 0x1000 }] }] : [],
+  }))
+  const n = {
+    info: () => ({
+      name: '0000:00:03.0',
+      sysfsPath: '/sys/devices/pci0000:00/0000:00:03.0',
+      group: 1,
+      flags: 3,
+      numRegions: 9,
+      numIrqs: 5,
+      pci: true,
+      canReset: true,
+      maxInterrupts: 1,
+    }),
+    regions: () => regions,
+    irqs: () => [0, 1, 2, 3, 4].map((index) => ({ index, flags: 1, count: index < 2 ? 1 : 0, eventfd: true, maskable: index === 0, automasked: index === 0 })),
+    regionRead: (i: number, o: number, l: number) => (rec.record('regionRead', i, o, l), Buffer.alloc(l)),
+    regionWrite: (i: number, o: number, d: Uint8Array) => rec.record('regionWrite', i, o, d.length),
+    mapRegion: (i: number) => (rec.record('mapRegion', i), fakeMemory(rec)),
+    reset: () => rec.record('reset'),
+    enableIrq: (i: number, s: number, c: number) => (rec.record('enableIrq', i, s, c), fakeInterrupts(rec, i, s, c).native),
+    disableIrq: (i: number) => rec.record('disableIrq', i),
+    close: () => rec.record('close'),
+    closed: false,
+  }
+  return { native: n as unknown as Binding.Device, calls: rec.calls }
+}
+
+export function fakeMemory(rec = recorder()) {
+  const mem = Buffer.alloc(0x1000)
+  const n = {
+    index: 0,
+    size: 0x1000,
+    areas: [{ offset: 0, size: 0x1000 }],
+    iova: 0x100000n,
+    mapped: true,
+    readU8: (o: number) => mem.readUInt8(o),
+    readU16: (o: number) => mem.readUInt16LE(o),
+    readU32: (o: number) => (rec.record('readU32', o), mem.readUInt32LE(o)),
+    readU64: (o: number) => mem.readBigUInt64LE(o),
+    writeU8: (o: number, v: number) => mem.writeUInt8(v, o),
+    writeU16: (o: number, v: number) => mem.writeUInt16LE(v, o),
+    writeU32: (o: number, v: number) => (rec.record('writeU32', o, v), mem.writeUInt32LE(v, o)),
+    writeU64: (o: number, v: bigint) => mem.writeBigUInt64LE(v, o),
+    read: (o: number, l: number) => Buffer.from(mem.subarray(o, o + l)),
+    write: (o: number, d: Uint8Array) => mem.set(d, o),
+    view: () => (rec.record('view'), mem),
+    unmap: () => rec.record('unmap'),
+    close: () => rec.record('close'),
+  }
+  return n as unknown as Binding.MappedRegion & Binding.DmaBuffer
+}
+
+export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1) {
+  let fire: ((vector: number, count: number) => void) | undefined
+  let refs = 0
+  const n = {
+    index,
+    start,
+    count,
+    listen: (cb: (v: number, c: number) => void) => {
+      rec.record('listen')
+      fire = cb
+    },
+    ref: () => {
+      refs = 1
+      rec.record('ref')
+    },
+    unref: () => {
+      refs = 0
+      rec.record('unref')
+    },
+    trigger: (v: number) => {
+      rec.record('trigger', v)
+      queueMicrotask(() => fire?.(v, 1))
+    },
+    mask: (v: number) => rec.record('mask', v),
+    unmask: (v: number) => rec.record('unmask', v),
+    close: () => rec.record('close'),
+  }
+  return {
+    native: n as unknown as Binding.Interrupts,
+    calls: rec.calls,
+    fire: (v: number, c = 1) => fire?.(v, c),
+    referenced: () => refs > 0,
+  }
+}

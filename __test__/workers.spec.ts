@@ -1,0 +1,26 @@
+import test from 'ava'
+import { Worker } from 'node:worker_threads'
+import path from 'node:path'
+
+test('the addon loads in two worker threads at once', async (t) => {
+  const binding = path.join(__dirname, '..', 'native', 'binding.cjs')
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const b = require(workerData)
+    let code
+    try { new b.Container({ path: '/nonexistent/vfio' }) } catch (e) { code = e.message.split('\\n')[1] }
+    parentPort.postMessage({ features: b.features(), pageSize: b.pageSize(), code })
+  `
+  const run = () =>
+    new Promise<{ features: string[]; pageSize: number; code: string }>((resolve, reject) => {
+      const w = new Worker(code, { eval: true, workerData: binding })
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+  const results = await Promise.all([run(), run()])
+  for (const r of results) {
+    t.deepEqual(r.features, ['kvm', 'mshv'])
+    t.is(r.pageSize, 4096)
+    t.regex(r.code, /^ERR_VFIO_NOT_FOUND/)
+  }
+})
