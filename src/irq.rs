@@ -97,7 +97,7 @@ impl Interrupts {
     /// Calls `callback(vector, count)` on each wake-up. The watch does not keep the
     /// process alive until `ref()` is called.
     #[napi(ts_args_type = "callback: (vector: number, count: number) => void")]
-    pub fn listen(&mut self, callback: Function<(u32, u32), ()>) -> Result<()> {
+    pub fn listen(&mut self, callback: Function<FnArgs<(u32, u32)>, ()>) -> Result<()> {
         let enabled = self.get_mut()?;
         if enabled.callback.is_some() {
             return Err(crate::error::invalid("listen", "already listening; call stop() first"));
@@ -185,6 +185,11 @@ impl Interrupts {
         let Some(mut enabled) = self.inner.take() else { return Ok(()) };
         enabled.stop_listening();
         enabled.disabled = true;
-        enabled.device.disable_irq(enabled.index).js()
+        match enabled.device.disable_irq(enabled.index) {
+            // EINVAL: the index is not enabled any more (e.g. `device.disableIrq()` came
+            // first); the vectors are off, which is what close asks for.
+            Err(e) if e.errno() == Some(libc::EINVAL) => Ok(()),
+            other => other.js(),
+        }
     }
 }

@@ -7,13 +7,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use napi::bindgen_prelude::FnArgs;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use vmm_sys_util::eventfd::EventFd;
 
 /// Called with (vector, count of interrupts since the last call). Weak: it does not keep
 /// the process alive unless the facade refs it.
-pub type IrqCallback = ThreadsafeFunction<(u32, u32), (), (u32, u32), Status, false, true>;
+pub type IrqCallback = ThreadsafeFunction<FnArgs<(u32, u32)>, (), FnArgs<(u32, u32)>, Status, false, true>;
 
 /// One watched eventfd.
 pub struct Registration {
@@ -73,7 +74,7 @@ fn run(poller: &Poller) {
             // Non-blocking eventfd: EAGAIN means another reader got there first.
             let Ok(count) = fd.read() else { continue };
             let callback = callback.lock().unwrap_or_else(|p| p.into_inner());
-            callback.call((vector, u32::try_from(count).unwrap_or(u32::MAX)), ThreadsafeFunctionCallMode::NonBlocking);
+            callback.call((vector, u32::try_from(count).unwrap_or(u32::MAX)).into(), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
 }

@@ -284,10 +284,15 @@ impl VfioContainer {
         Ok(())
     }
 
+    /// The current IOMMU context's generation, `None` while no IOMMU is set.
+    pub(crate) fn current_generation(&self) -> Option<u64> {
+        let s = self.lock();
+        s.iommu_set.then_some(s.generation)
+    }
+
     /// Unmaps a mapping made in IOMMU `generation`, if that context still exists.
     pub(crate) fn dma_unmap_owned(&self, iova: u64, size: u64, generation: u64) -> Result<()> {
-        let current = { let s = self.lock(); s.iommu_set.then_some(s.generation) };
-        if current != Some(generation) {
+        if self.current_generation() != Some(generation) {
             return Ok(()); // The IOMMU context (and the mapping with it) is gone already.
         }
         self.dma_unmap(iova, size)

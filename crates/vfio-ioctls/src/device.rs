@@ -239,7 +239,10 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
             continue;
         }
         let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 { parse_region_caps(as_bytes(&buf), get_u32(&buf, 12))? } else { Vec::new() };
-        return Ok(VfioRegion { index, present: true, flags, size: get_u64(&buf, 16), offset: get_u64(&buf, 24), caps });
+        let size = get_u64(&buf, 16);
+        // vfio-pci answers for BARs a device lacks with size 0 and no flags: absent too.
+        let present = size > 0 || flags != 0;
+        return Ok(VfioRegion { index, present, flags, size, offset: get_u64(&buf, 24), caps });
     }
     Err(VfioError::invalid(OP, format!("{name} region {index}: the kernel kept asking for a larger buffer")))
 }

@@ -104,9 +104,12 @@ impl DmaBuffer {
         self.memory.len() as u64
     }
 
-    /// Whether the buffer is still mapped in the IOMMU.
+    /// Whether the buffer is still mapped in the IOMMU: not unmapped, and the IOMMU
+    /// context it was mapped in still exists (the kernel drops every mapping when the
+    /// container's last group leaves).
     pub fn is_mapped(&self) -> bool {
-        self.mapping.lock().map(|m| m.is_some()).unwrap_or(false)
+        let mapping = *self.mapping.lock().unwrap_or_else(|p| p.into_inner());
+        mapping.is_some() && mapping == self.container.current_generation()
     }
 
     /// The memory, shareable beyond the buffer (e.g. by a zero-copy view); it is freed

@@ -71,10 +71,17 @@ impl PciAddress {
         if device > 31 || function > 7 {
             return Err(VfioError::invalid(
                 "PCI address",
-                format!("device {device:#x} must be at most 0x1f and function {function} at most 7"),
+                format!(
+                    "device {device:#x} must be at most 0x1f and function {function} at most 7"
+                ),
             ));
         }
-        Ok(PciAddress { domain, bus, device, function })
+        Ok(PciAddress {
+            domain,
+            bus,
+            device,
+            function,
+        })
     }
 }
 
@@ -100,7 +107,12 @@ fn parse_address(s: &str) -> Option<PciAddress> {
     if device > 31 || function > 7 {
         return None;
     }
-    Some(PciAddress { domain, bus, device: device as u8, function: function as u8 })
+    Some(PciAddress {
+        domain,
+        bus,
+        device: device as u8,
+        function: function as u8,
+    })
 }
 
 impl FromStr for PciAddress {
@@ -121,7 +133,11 @@ impl FromStr for PciAddress {
 
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
     }
 }
 
@@ -228,17 +244,24 @@ fn write_file(path: &Path, content: &str) -> Result<()> {
         .truncate(true)
         .open(path)
         .map_err(|e| VfioError::os("write", path_str(path), e))?;
-    f.write_all(content.as_bytes()).map_err(|e| VfioError::os("write", path_str(path), e))
+    f.write_all(content.as_bytes())
+        .map_err(|e| VfioError::os("write", path_str(path), e))
 }
 
 /// Reads a hex number like `0x8086` that must fit in `bits` bits.
 fn read_hex(path: &Path, bits: u32) -> Result<u32> {
     let content = read_file(path)?;
     let text = content.trim();
-    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
     let value = hex_field(digits, 1, 8).filter(|v| bits >= 32 || *v < (1u32 << bits));
     value.ok_or_else(|| {
-        malformed(path, format!("expected a hex number of at most {bits} bits like 0x8086, found {text:?}"))
+        malformed(
+            path,
+            format!("expected a hex number of at most {bits} bits like 0x8086, found {text:?}"),
+        )
     })
 }
 
@@ -272,7 +295,9 @@ fn validate_driver_name(name: &str) -> Result<()> {
         && name.len() <= 64
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -309,7 +334,11 @@ impl Sysfs {
     }
 
     fn group_devices_dir(&self, group: u32) -> PathBuf {
-        self.root.join("kernel").join("iommu_groups").join(group.to_string()).join("devices")
+        self.root
+            .join("kernel")
+            .join("iommu_groups")
+            .join(group.to_string())
+            .join("devices")
     }
 
     /// The device directory of `addr`, which must exist.
@@ -396,17 +425,27 @@ impl Sysfs {
         if !canonical.is_dir() {
             return Err(VfioError::invalid(
                 OP,
-                format!("{addr_or_path:?} resolves to {}, which is not a directory", canonical.display()),
+                format!(
+                    "{addr_or_path:?} resolves to {}, which is not a directory",
+                    canonical.display()
+                ),
             ));
         }
         let name = canonical
             .file_name()
             .and_then(|n| n.to_str())
             .map(str::to_owned)
-            .ok_or_else(|| VfioError::invalid(OP, format!("{} has no usable name", canonical.display())))?;
+            .ok_or_else(|| {
+                VfioError::invalid(OP, format!("{} has no usable name", canonical.display()))
+            })?;
         let address = parse_address(&name);
         let group = self.iommu_group(&canonical)?;
-        Ok(DeviceLocation { sysfs_path: canonical, name, address, group })
+        Ok(DeviceLocation {
+            sysfs_path: canonical,
+            name,
+            address,
+            group,
+        })
     }
 
     /// The IOMMU group of the device in `device_dir`: the last component of
@@ -528,18 +567,25 @@ impl Sysfs {
             None => None,
             Some(s) => {
                 let s = s.trim();
-                let node: i32 = s
-                    .parse()
-                    .map_err(|_| malformed(&numa_path, format!("expected a decimal number, found {s:?}")))?;
+                let node: i32 = s.parse().map_err(|_| {
+                    malformed(
+                        &numa_path,
+                        format!("expected a decimal number, found {s:?}"),
+                    )
+                })?;
                 (node >= 0).then_some(node)
             }
         };
         let own_name = addr.to_string();
         let (group_members, vfio_usable) = match iommu_group {
             Some(g) => {
-                let members: Vec<String> =
-                    self.group_devices(g)?.into_iter().filter(|m| *m != own_name).collect();
-                let usable = driver.as_deref() == Some(VFIO_PCI) && self.group_blockers(g)?.is_empty();
+                let members: Vec<String> = self
+                    .group_devices(g)?
+                    .into_iter()
+                    .filter(|m| *m != own_name)
+                    .collect();
+                let usable =
+                    driver.as_deref() == Some(VFIO_PCI) && self.group_blockers(g)?.is_empty();
                 (members, usable)
             }
             None => (Vec::new(), false),
@@ -612,7 +658,10 @@ impl Sysfs {
         let name = addr.to_string();
         let previous_driver = link_name(&dir.join("driver"))?;
         if previous_driver.as_deref() == Some(VFIO_PCI) {
-            return Ok(BindOutcome { previous_driver: None, already_bound: true });
+            return Ok(BindOutcome {
+                previous_driver: None,
+                already_bound: true,
+            });
         }
         if previous_driver.is_some() {
             write_file(&dir.join("driver").join("unbind"), &name)?;
@@ -623,7 +672,9 @@ impl Sysfs {
         let now = link_name(&dir.join("driver"))?;
         if now.as_deref() != Some(VFIO_PCI) {
             let previously = match &previous_driver {
-                Some(d) => format!("; it was unbound from {d}, restore it with unbind_vfio(Some({d:?}))"),
+                Some(d) => {
+                    format!("; it was unbound from {d}, restore it with unbind_vfio(Some({d:?}))")
+                }
                 None => String::new(),
             };
             return Err(VfioError::unsupported(
@@ -634,7 +685,10 @@ impl Sysfs {
                 ),
             ));
         }
-        Ok(BindOutcome { previous_driver, already_bound: false })
+        Ok(BindOutcome {
+            previous_driver,
+            already_bound: false,
+        })
     }
 
     /// Unbinds the device at `addr` from vfio-pci and lets a host driver take it.
@@ -680,6 +734,11 @@ impl Sysfs {
                             now.as_deref().unwrap_or("no driver")
                         )),
                     });
+                }
+                // A driver binds only a device it matches: vfio-pci matches none by id, so
+                // name it in driver_override first (as bind_vfio does); others keep no override.
+                if wanted == VFIO_PCI {
+                    write_file(&dir.join("driver_override"), VFIO_PCI)?;
                 }
                 write_file(&driver_dir.join("bind"), &name)?;
                 now = link_name(&driver_link)?;
@@ -746,12 +805,27 @@ mod tests {
         ] {
             fs::write(dir.join(file), value).unwrap();
         }
-        symlink(format!("../../../devices/pci0000:00/{name}"), root.join("bus/pci/devices").join(name)).unwrap();
+        symlink(
+            format!("../../../devices/pci0000:00/{name}"),
+            root.join("bus/pci/devices").join(name),
+        )
+        .unwrap();
         if let Some(g) = group {
-            let gdir = root.join("kernel/iommu_groups").join(g.to_string()).join("devices");
+            let gdir = root
+                .join("kernel/iommu_groups")
+                .join(g.to_string())
+                .join("devices");
             fs::create_dir_all(&gdir).unwrap();
-            symlink(format!("../../../kernel/iommu_groups/{g}"), dir.join("iommu_group")).unwrap();
-            symlink(format!("../../../../devices/pci0000:00/{name}"), gdir.join(name)).unwrap();
+            symlink(
+                format!("../../../kernel/iommu_groups/{g}"),
+                dir.join("iommu_group"),
+            )
+            .unwrap();
+            symlink(
+                format!("../../../../devices/pci0000:00/{name}"),
+                gdir.join(name),
+            )
+            .unwrap();
         }
         if let Some(d) = driver {
             symlink(format!("../../../bus/pci/drivers/{d}"), dir.join("driver")).unwrap();
@@ -773,8 +847,18 @@ mod tests {
         add_device(&root, C, "0x060100\n", Some(7), Some("vfio-pci"));
         add_device(&root, D, "0x060400\n", Some(7), Some("pcieport"));
         add_device(&root, E, "0x030000\n", None, None);
-        fs::write(root.join("devices/pci0000:00").join(E).join("numa_node"), "1\n").unwrap();
-        fs::write(root.join("devices/pci0000:00").join(E).join("driver_override"), "vfio-pci\n").unwrap();
+        fs::write(
+            root.join("devices/pci0000:00").join(E).join("numa_node"),
+            "1\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("devices/pci0000:00")
+                .join(E)
+                .join("driver_override"),
+            "vfio-pci\n",
+        )
+        .unwrap();
         // Not a PCI address: skipped by list.
         fs::create_dir_all(root.join("bus/pci/devices/garbage")).unwrap();
         Fake { _tmp: tmp, root }
@@ -786,9 +870,25 @@ mod tests {
 
     #[test]
     fn sysfs_parses_valid_addresses() {
-        assert_eq!(addr("0000:00:03.0"), PciAddress { domain: 0, bus: 0, device: 3, function: 0 });
+        assert_eq!(
+            addr("0000:00:03.0"),
+            PciAddress {
+                domain: 0,
+                bus: 0,
+                device: 3,
+                function: 0
+            }
+        );
         assert_eq!(addr("00:03.0"), addr("0000:00:03.0"));
-        assert_eq!(addr("ABCD:Ef:1F.7"), PciAddress { domain: 0xabcd, bus: 0xef, device: 0x1f, function: 7 });
+        assert_eq!(
+            addr("ABCD:Ef:1F.7"),
+            PciAddress {
+                domain: 0xabcd,
+                bus: 0xef,
+                device: 0x1f,
+                function: 7
+            }
+        );
         assert_eq!(addr("10000:01:00.1").domain, 0x10000);
         assert_eq!(addr("ffffffff:ff:1f.7").domain, 0xffff_ffff);
         assert_eq!(PciAddress::new(0, 1, 2, 3).unwrap(), addr("01:02.3"));
@@ -821,9 +921,18 @@ mod tests {
         ] {
             let e = bad.parse::<PciAddress>().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
-            assert!(matches!(e, VfioError::InvalidArgument { op: "parse PCI address", .. }));
+            assert!(matches!(
+                e,
+                VfioError::InvalidArgument {
+                    op: "parse PCI address",
+                    ..
+                }
+            ));
             let msg = e.to_string();
-            assert!(msg.contains(&format!("{bad:?}")) && msg.contains("DDDD:BB:DD.F"), "{msg}");
+            assert!(
+                msg.contains(&format!("{bad:?}")) && msg.contains("DDDD:BB:DD.F"),
+                "{msg}"
+            );
         }
     }
 
@@ -844,7 +953,10 @@ mod tests {
         let s = Sysfs::new();
         assert_eq!(s.root(), Path::new("/sys"));
         assert_eq!(Sysfs::default().root(), Path::new("/sys"));
-        assert_eq!(s.device_dir(&addr("00:03.0")), Path::new("/sys/bus/pci/devices/0000:00:03.0"));
+        assert_eq!(
+            s.device_dir(&addr("00:03.0")),
+            Path::new("/sys/bus/pci/devices/0000:00:03.0")
+        );
     }
 
     #[test]
@@ -860,8 +972,14 @@ mod tests {
         assert_eq!(s.resolve_device(A).unwrap(), expected);
         assert_eq!(s.resolve_device("00:03.0").unwrap(), expected);
         let bus_path = f.root.join("bus/pci/devices").join(A);
-        assert_eq!(s.resolve_device(bus_path.to_str().unwrap()).unwrap(), expected);
-        assert_eq!(s.resolve_device(f.dev(A).to_str().unwrap()).unwrap(), expected);
+        assert_eq!(
+            s.resolve_device(bus_path.to_str().unwrap()).unwrap(),
+            expected
+        );
+        assert_eq!(
+            s.resolve_device(f.dev(A).to_str().unwrap()).unwrap(),
+            expected
+        );
         let with_dots = format!("{}/bus/pci/devices/../devices/{A}", f.root.display());
         assert_eq!(s.resolve_device(&with_dots).unwrap(), expected);
     }
@@ -880,7 +998,14 @@ mod tests {
             let e = s.resolve_device(&p).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{p}: {e}");
         }
-        for p in ["", "../../etc", "bus/pci/devices/0000:00:03.0", " 00:03.0", "0000:00:03.0\n", "00:03.0/../x"] {
+        for p in [
+            "",
+            "../../etc",
+            "bus/pci/devices/0000:00:03.0",
+            " 00:03.0",
+            "0000:00:03.0\n",
+            "00:03.0/../x",
+        ] {
             let e = s.resolve_device(p).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{p:?}: {e}");
         }
@@ -895,7 +1020,10 @@ mod tests {
         assert!(e.to_string().contains("vfio-ioctls list"), "{e}");
         let p = format!("{}/bus/pci/devices/0000:00:04.0", f.root.display());
         let e = s.resolve_device(&p).unwrap_err();
-        assert!(matches!(&e, VfioError::NotFound { path, .. } if *path == PathBuf::from(&p)), "{e}");
+        assert!(
+            matches!(&e, VfioError::NotFound { path, .. } if path.as_path() == Path::new(&p)),
+            "{e}"
+        );
     }
 
     #[test]
@@ -912,7 +1040,10 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(s.iommu_group(&f.dev(A)).unwrap(), 5);
-        assert_eq!(s.iommu_group(&f.root.join("nope")).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.iommu_group(&f.root.join("nope")).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -920,20 +1051,32 @@ mod tests {
         let f = fake();
         let s = f.sysfs();
         assert_eq!(s.group_devices(5).unwrap(), vec![A.to_string()]);
-        assert_eq!(s.group_devices(7).unwrap(), vec![D.to_string(), C.to_string(), B.to_string()]);
+        assert_eq!(
+            s.group_devices(7).unwrap(),
+            vec![D.to_string(), C.to_string(), B.to_string()]
+        );
         assert_eq!(s.group_blockers(5).unwrap(), Vec::<String>::new());
-        assert_eq!(s.group_blockers(7).unwrap(), vec!["0000:00:1f.2 (ahci)".to_string()]);
+        assert_eq!(
+            s.group_blockers(7).unwrap(),
+            vec!["0000:00:1f.2 (ahci)".to_string()]
+        );
         assert_eq!(s.group_devices(99).unwrap_err().kind(), ErrorKind::NotFound);
 
         // pcieport on a non-bridge blocks; pci-stub and no driver do not.
         fs::write(f.dev(D).join("class"), "0x060100\n").unwrap();
         f.set_driver(B, "pci-stub");
-        assert_eq!(s.group_blockers(7).unwrap(), vec!["0000:00:1c.0 (pcieport)".to_string()]);
+        assert_eq!(
+            s.group_blockers(7).unwrap(),
+            vec!["0000:00:1c.0 (pcieport)".to_string()]
+        );
         fs::remove_file(f.dev(D).join("driver")).unwrap();
         assert!(s.group_blockers(7).unwrap().is_empty());
         // A vfio-pci look-alike is not vfio-pci.
         f.set_driver(B, "vfio-pci-foo");
-        assert_eq!(s.group_blockers(7).unwrap(), vec!["0000:00:1f.2 (vfio-pci-foo)".to_string()]);
+        assert_eq!(
+            s.group_blockers(7).unwrap(),
+            vec!["0000:00:1f.2 (vfio-pci-foo)".to_string()]
+        );
     }
 
     #[test]
@@ -972,7 +1115,10 @@ mod tests {
         assert_eq!(b.driver.as_deref(), Some("ahci"));
         assert!(!b.vfio_usable);
         let e = &list[4];
-        assert_eq!((e.iommu_group, e.driver.clone(), e.numa_node), (None, None, Some(1)));
+        assert_eq!(
+            (e.iommu_group, e.driver.clone(), e.numa_node),
+            (None, None, Some(1))
+        );
         assert_eq!(e.driver_override.as_deref(), Some("vfio-pci"));
         assert!(e.group_members.is_empty() && !e.vfio_usable);
 
@@ -988,7 +1134,10 @@ mod tests {
         fs::write(f.dev(A).join("vendor"), "0x1ffff\n").unwrap();
         let e = s.pci_device(&addr(A)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
-        assert_eq!(e.path(), Some(path_str(&f.dev(A).join("vendor"))));
+        assert_eq!(
+            e.path(),
+            Some(path_str(&s.device_dir(&addr(A)).join("vendor")))
+        );
         assert!(e.to_string().contains("0x1ffff"), "{e}");
         fs::write(f.dev(A).join("vendor"), "bogus").unwrap();
         assert_eq!(s.pci_device(&addr(A)).unwrap_err().kind(), ErrorKind::Io);
@@ -998,8 +1147,14 @@ mod tests {
         fs::remove_file(f.dev(A).join("class")).unwrap();
         let e = s.pci_device(&addr(A)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
-        assert_eq!(e.path(), Some(path_str(&f.dev(A).join("class"))));
-        assert_eq!(s.pci_device(&addr("0000:00:05.0")).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.path(),
+            Some(path_str(&s.device_dir(&addr(A)).join("class")))
+        );
+        assert_eq!(
+            s.pci_device(&addr("0000:00:05.0")).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -1009,9 +1164,14 @@ mod tests {
         let e = s.bind_vfio(&addr(B)).unwrap_err();
         // The fake kernel does not rebind: the driver is still ahci.
         assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(matches!(&e, VfioError::Unsupported { op: "bind", message } if message.contains("modprobe vfio-pci")));
+        assert!(
+            matches!(&e, VfioError::Unsupported { op: "bind", message } if message.contains("modprobe vfio-pci"))
+        );
         assert_eq!(f.read("bus/pci/drivers/ahci/unbind"), B);
-        assert_eq!(f.read(&format!("bus/pci/devices/{B}/driver_override")), "vfio-pci");
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{B}/driver_override")),
+            "vfio-pci"
+        );
         assert_eq!(f.read("bus/pci/drivers_probe"), B);
 
         // A device without a driver: nothing to unbind.
@@ -1026,17 +1186,32 @@ mod tests {
         let f = fake();
         let s = f.sysfs();
         let out = s.bind_vfio(&addr(A)).unwrap();
-        assert_eq!(out, BindOutcome { previous_driver: None, already_bound: true });
+        assert_eq!(
+            out,
+            BindOutcome {
+                previous_driver: None,
+                already_bound: true
+            }
+        );
         assert_eq!(f.read("bus/pci/drivers_probe"), "");
         assert_eq!(f.read("bus/pci/drivers/vfio-pci/unbind"), "");
-        assert_eq!(f.read(&format!("bus/pci/devices/{A}/driver_override")), "(null)\n");
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{A}/driver_override")),
+            "(null)\n"
+        );
     }
 
     fn mkfifo(path: &Path) {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
         let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-        assert_eq!(rc, 0, "mkfifo {}: {}", path.display(), io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "mkfifo {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        );
     }
 
     #[test]
@@ -1060,10 +1235,23 @@ mod tests {
             (written, probed)
         });
         let out = s.bind_vfio(&addr(B)).unwrap();
-        assert_eq!(out, BindOutcome { previous_driver: Some("ahci".into()), already_bound: false });
-        assert_eq!(kernel.join().unwrap(), ("vfio-pci".to_string(), B.to_string()));
+        assert_eq!(
+            out,
+            BindOutcome {
+                previous_driver: Some("ahci".into()),
+                already_bound: false
+            }
+        );
+        assert_eq!(
+            kernel.join().unwrap(),
+            ("vfio-pci".to_string(), B.to_string())
+        );
         assert_eq!(f.read("bus/pci/drivers/ahci/unbind"), B);
-        assert!(s.pci_device(&addr(B)).unwrap().driver.as_deref() == Some("vfio-pci"));
+        // (driver_override is still a FIFO here, so do not read it through pci_device.)
+        assert_eq!(
+            link_name(&f.dev(B).join("driver")).unwrap().as_deref(),
+            Some("vfio-pci")
+        );
     }
 
     #[test]
@@ -1073,11 +1261,20 @@ mod tests {
         fs::remove_dir_all(f.root.join("bus/pci/drivers/vfio-pci")).unwrap();
         let e = s.bind_vfio(&addr(B)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.to_string().contains("not loaded") && e.to_string().contains("modprobe vfio-pci"), "{e}");
+        assert!(
+            e.to_string().contains("not loaded") && e.to_string().contains("modprobe vfio-pci"),
+            "{e}"
+        );
         assert_eq!(f.read("bus/pci/drivers/ahci/unbind"), "");
-        assert_eq!(f.read(&format!("bus/pci/devices/{B}/driver_override")), "(null)\n");
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{B}/driver_override")),
+            "(null)\n"
+        );
         assert_eq!(f.read("bus/pci/drivers_probe"), "");
-        assert_eq!(s.bind_vfio(&addr("0000:00:05.0")).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.bind_vfio(&addr("0000:00:05.0")).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -1088,7 +1285,10 @@ mod tests {
         let now = s.unbind_vfio(&addr(A), Some("ahci")).unwrap();
         assert_eq!(now.as_deref(), Some("vfio-pci"));
         assert_eq!(f.read("bus/pci/drivers/vfio-pci/unbind"), A);
-        assert_eq!(f.read(&format!("bus/pci/devices/{A}/driver_override")), "\n");
+        assert_eq!(
+            f.read(&format!("bus/pci/devices/{A}/driver_override")),
+            "\n"
+        );
         assert_eq!(f.read("bus/pci/drivers_probe"), A);
         assert_eq!(f.read("bus/pci/drivers/ahci/bind"), A);
 
@@ -1100,7 +1300,10 @@ mod tests {
 
         // Restoring a driver that is already there writes no bind.
         fs::write(f.root.join("bus/pci/drivers/ahci/bind"), "").unwrap();
-        assert_eq!(s.unbind_vfio(&addr(B), Some("ahci")).unwrap().as_deref(), Some("ahci"));
+        assert_eq!(
+            s.unbind_vfio(&addr(B), Some("ahci")).unwrap().as_deref(),
+            Some("ahci")
+        );
         assert_eq!(f.read("bus/pci/drivers/ahci/bind"), "");
         assert_eq!(f.read("bus/pci/drivers/ahci/unbind"), "");
 

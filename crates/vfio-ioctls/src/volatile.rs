@@ -55,28 +55,52 @@ pub trait VolatileAccess {
         write(self, "write_u64", offset, value)
     }
 
-    /// Copies `buf.len()` bytes at `offset` into `buf`, byte by byte (volatile).
+    /// Copies `buf.len()` bytes at `offset` into `buf` with volatile loads, 32 bits at a
+    /// time where aligned (MMIO registers often ignore narrower accesses), else bytes.
     fn read_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
         let src = self.checked_ptr("read_bytes", offset, buf.len())?;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `checked_ptr` vouched for `buf.len()` accessible bytes at `src`.
-            *b = unsafe { std::ptr::read_volatile(src.add(i)) };
+        let mut i = 0;
+        while i < buf.len() {
+            // SAFETY: `checked_ptr` vouched for `buf.len()` accessible bytes at `src`; a 4-byte
+            // load is used only when it fits in the rest and is 4-aligned.
+            unsafe {
+                let p = src.add(i);
+                if (p as usize) % 4 == 0 && buf.len() - i >= 4 {
+                    let word = std::ptr::read_volatile(p.cast::<u32>());
+                    buf[i..i + 4].copy_from_slice(&word.to_ne_bytes());
+                    i += 4;
+                } else {
+                    buf[i] = std::ptr::read_volatile(p);
+                    i += 1;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Copies `buf` to `offset`, byte by byte (volatile).
+    /// Copies `buf` to `offset` with volatile stores, 32 bits at a time where aligned.
     fn write_bytes(&self, offset: u64, buf: &[u8]) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
         let dst = self.checked_ptr("write_bytes", offset, buf.len())?;
-        for (i, b) in buf.iter().enumerate() {
-            // SAFETY: `checked_ptr` vouched for `buf.len()` accessible bytes at `dst`.
-            unsafe { std::ptr::write_volatile(dst.add(i), *b) };
+        let mut i = 0;
+        while i < buf.len() {
+            // SAFETY: as in `read_bytes`: in bounds per `checked_ptr`, and aligned for 4-byte stores.
+            unsafe {
+                let p = dst.add(i);
+                if (p as usize) % 4 == 0 && buf.len() - i >= 4 {
+                    let word = u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+                    std::ptr::write_volatile(p.cast::<u32>(), word);
+                    i += 4;
+                } else {
+                    std::ptr::write_volatile(p, buf[i]);
+                    i += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -148,6 +172,11 @@ mod tests {
         let mut out = [0u8; 5];
         m.read_bytes(16, &mut out).unwrap();
         assert_eq!(&out, b"hello");
+        // Unaligned start and odd lengths mix byte and word accesses.
+        m.write_bytes(1, b"abcdefghij").unwrap();
+        let mut out = [0u8; 10];
+        m.read_bytes(1, &mut out).unwrap();
+        assert_eq!(&out, b"abcdefghij");
     }
 
     #[test]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `npm run demo`: the user-mode edu driver (examples/edu-driver.ts) end to end in the
+# QEMU guest. Installs and builds what is missing or stale, prepares the guest, runs
+# the driver there and exits with its status (124: guest timeout; see guest/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+
+[ -d node_modules ] || { echo "demo: installing dependencies (npm ci)"; npm ci; }
+
+# Rebuild when the addon or dist/ is missing or older than its sources.
+newer() { [ -n "$(find "${@:2}" -newer "$1" -type f -print -quit 2>/dev/null)" ]; }
+stale() {
+    local nodes=(native/vfio-ioctls.*.node) node
+    node=${nodes[0]}
+    [ -f "$node" ] && [ -f dist/index.js ] && [ -f dist/cli.js ] || return 0
+    newer "$node" src crates build.rs Cargo.toml Cargo.lock || newer dist/index.js ts tsconfig.json
+}
+if stale; then
+    echo "demo: building (npm run build:debug)"
+    npm run build:debug
+fi
+
+bash guest/setup.sh -q
+
+set +e
+guest/run.sh --timeout 300 -- node --import tsx examples/edu-driver.ts
+rc=$?
+set -e
+echo "demo: exit $rc after $((SECONDS - start)) s"
+exit "$rc"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the kernel suites in the QEMU guest: the core crate's kernel tests (built here,
+# run there) and the ava guest suite against the built addon. One boot for both.
+# Prints each suite's output and ends with `guest: N passed, N failed`.
+# Exit codes: 0 all passed; 1 a test failed; 3 the guest could not run (says why).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+[ -f native/vfio-ioctls.linux-x64-gnu.node ] && [ -f dist/index.js ] || npm run build:debug || exit 1
+
+kernel_bin=$(cargo test -p vfio-ioctls --test kernel --no-run --message-format=json 2>/dev/null \
+  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+if [ -z "$kernel_bin" ]; then
+  echo "test-guest: could not build the kernel test binary (cargo test -p vfio-ioctls --test kernel --no-run)" >&2
+  exit 1
+fi
+
+log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
+# The inner script runs in the guest; ${...} inside it expand there.
+bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
+  status=0
+  echo "== kernel: cargo kernel tests"
+  "$0" --test-threads=1 || status=1
+  echo "== guest: ava suite"
+  node node_modules/ava/entrypoints/cli.mjs --config ava.guest.config.mjs --tap || status=1
+  exit $status
+' "$kernel_bin" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+
+passed=0
+failed=0
+while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
+  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log"
+  awk '/^# pass /{p=$3} /^# fail /{f=$3} END{if (p != "" || f != "") print p+0, f+0}' "$log"
+)
+rm -f "$log"
+if [ "$rc" -ge 2 ] && [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
+  echo "guest: could not run (harness exit $rc); see the [guest] lines above" >&2
+  exit 3
+fi
+[ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1 # a suite died without reporting
+echo "guest: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
