@@ -65,11 +65,21 @@ impl Container {
     /// Opens the container.
     #[napi(constructor)]
     pub fn new(options: Option<ContainerOptions>) -> Result<Self> {
-        let options = options.unwrap_or(ContainerOptions { kvm_device_fd: None, create_kvm_vm: None, path: None });
+        let options = options.unwrap_or(ContainerOptions {
+            kvm_device_fd: None,
+            create_kvm_vm: None,
+            path: None,
+        });
         let mut vm = None;
-        let device_fd = match (options.kvm_device_fd, options.create_kvm_vm.unwrap_or(false)) {
+        let device_fd = match (
+            options.kvm_device_fd,
+            options.create_kvm_vm.unwrap_or(false),
+        ) {
             (Some(_), true) => {
-                return Err(crate::error::invalid("new Container", "give kvmDeviceFd or createKvmVm, not both"))
+                return Err(crate::error::invalid(
+                    "new Container",
+                    "give kvmDeviceFd or createKvmVm, not both",
+                ))
             }
             (Some(fd), false) => Some(Arc::new(vfio_ioctls::kvm::device_fd_from_raw(fd).js()?)),
             (None, true) => {
@@ -79,9 +89,14 @@ impl Container {
             }
             (None, false) => None,
         };
-        let path = options.path.unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
+        let path = options
+            .path
+            .unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
         let inner = VfioContainer::open(std::path::Path::new(&path), device_fd).js()?;
-        Ok(Container { inner: Some(Arc::new(inner)), _vm: vm })
+        Ok(Container {
+            inner: Some(Arc::new(inner)),
+            _vm: vm,
+        })
     }
 
     pub(crate) fn get(&self) -> Result<&Arc<VfioContainer>> {
@@ -125,7 +140,14 @@ impl Container {
         Ok(IommuInfo {
             flags: info.flags,
             iova_pgsizes: info.iova_pgsizes.into(),
-            iova_ranges: info.iova_ranges.iter().map(|r| IovaRange { start: r.start.into(), end: r.end.into() }).collect(),
+            iova_ranges: info
+                .iova_ranges
+                .iter()
+                .map(|r| IovaRange {
+                    start: r.start.into(),
+                    end: r.end.into(),
+                })
+                .collect(),
             dma_avail: info.dma_avail,
         })
     }
@@ -133,7 +155,15 @@ impl Container {
     /// Current DMA mappings.
     #[napi]
     pub fn dma_mappings(&self) -> Result<Vec<DmaMapping>> {
-        Ok(self.get()?.dma_mappings().into_iter().map(|(iova, size)| DmaMapping { iova: iova.into(), size: size.into() }).collect())
+        Ok(self
+            .get()?
+            .dma_mappings()
+            .into_iter()
+            .map(|(iova, size)| DmaMapping {
+                iova: iova.into(),
+                size: size.into(),
+            })
+            .collect())
     }
 
     /// Opens a device by PCI address or sysfs path.

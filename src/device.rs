@@ -117,7 +117,15 @@ fn cap_to_js(cap: &VfioRegionInfoCap) -> RegionCap {
     match cap {
         VfioRegionInfoCap::SparseMmap(s) => {
             out.kind = "sparse-mmap".into();
-            out.areas = Some(s.areas.iter().map(|a| MmapArea { offset: a.offset as f64, size: a.size as f64 }).collect());
+            out.areas = Some(
+                s.areas
+                    .iter()
+                    .map(|a| MmapArea {
+                        offset: a.offset as f64,
+                        size: a.size as f64,
+                    })
+                    .collect(),
+            );
         }
         VfioRegionInfoCap::Type(t) => {
             out.kind = "type".into();

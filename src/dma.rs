@@ -18,7 +18,10 @@ pub struct DmaBuffer {
 
 impl DmaBuffer {
     pub(crate) fn wrap(inner: vfio_ioctls::DmaBuffer) -> Self {
-        DmaBuffer { inner: Some(inner), view_made: false }
+        DmaBuffer {
+            inner: Some(inner),
+            view_made: false,
+        }
     }
 
     fn get(&self) -> Result<&vfio_ioctls::DmaBuffer> {
@@ -62,14 +65,19 @@ impl DmaBuffer {
     #[napi]
     pub fn view(&mut self, env: Env) -> Result<Buffer> {
         if self.view_made {
-            return Err(invalid("view", "a view of this buffer exists already; reuse it"));
+            return Err(invalid(
+                "view",
+                "a view of this buffer exists already; reuse it",
+            ));
         }
         let memory: Arc<DmaMemory> = self.get()?.memory().clone();
         let (ptr, len) = (memory.as_ptr(), memory.len());
         // SAFETY: `ptr`/`len` describe memory owned by `memory`; the finalizer owns a clone of
         // that Arc, so the memory outlives the JS Buffer. JS writes through the view are plain
         // stores into memory the library owns (a device may see them via DMA, by design).
-        let slice = unsafe { BufferSlice::from_external(&env, ptr, len, memory, |_, memory| drop(memory)) }?;
+        let slice = unsafe {
+            BufferSlice::from_external(&env, ptr, len, memory, |_, memory| drop(memory))
+        }?;
         self.view_made = true;
         slice.into_buffer(&env)
     }
@@ -83,7 +91,9 @@ impl DmaBuffer {
     /// Unmaps (if mapped) and drops the handle; views keep the memory alive.
     #[napi]
     pub fn close(&mut self) -> Result<()> {
-        let Some(buffer) = self.inner.take() else { return Ok(()) };
+        let Some(buffer) = self.inner.take() else {
+            return Ok(());
+        };
         if buffer.is_mapped() {
             buffer.unmap().js()?;
         }

@@ -26,7 +26,13 @@ fn json_string(s: &str) -> String {
 }
 
 /// Builds the JS error for `code` with optional errno, syscall and path.
-pub fn js_error(code: &str, message: &str, errno: Option<i32>, syscall: Option<&str>, path: Option<&str>) -> Error {
+pub fn js_error(
+    code: &str,
+    message: &str,
+    errno: Option<i32>,
+    syscall: Option<&str>,
+    path: Option<&str>,
+) -> Error {
     let mut record = format!("{{\"code\":{}", json_string(code));
     if let Some(errno) = errno {
         record.push_str(&format!(",\"errno\":{errno}"));
@@ -38,27 +44,54 @@ pub fn js_error(code: &str, message: &str, errno: Option<i32>, syscall: Option<&
         record.push_str(&format!(",\"path\":{}", json_string(path)));
     }
     record.push_str(&format!(",\"message\":{}}}", json_string(message)));
-    Error::new(Status::GenericFailure, format!("{MARKER}{record}\n{code}: {message}"))
+    Error::new(
+        Status::GenericFailure,
+        format!("{MARKER}{record}\n{code}: {message}"),
+    )
 }
 
 /// Converts a core error.
 pub fn to_js(e: VfioError) -> Error {
-    js_error(e.code(), &e.to_string(), e.errno(), Some(e.op()), e.path().as_deref())
+    js_error(
+        e.code(),
+        &e.to_string(),
+        e.errno(),
+        Some(e.op()),
+        e.path().as_deref(),
+    )
 }
 
 /// `ERR_VFIO_CLOSED` for a call on a closed handle.
 pub fn closed(what: &str) -> Error {
-    js_error(ErrorKind::Closed.code(), &format!("the {what} is closed; open it again"), None, None, None)
+    js_error(
+        ErrorKind::Closed.code(),
+        &format!("the {what} is closed; open it again"),
+        None,
+        None,
+        None,
+    )
 }
 
 /// `ERR_VFIO_INVALID_ARGUMENT` for bad input found in the binding.
 pub fn invalid(op: &str, message: &str) -> Error {
-    js_error(ErrorKind::InvalidArgument.code(), &format!("{op}: {message}"), None, Some(op), None)
+    js_error(
+        ErrorKind::InvalidArgument.code(),
+        &format!("{op}: {message}"),
+        None,
+        Some(op),
+        None,
+    )
 }
 
 /// `ERR_VFIO_OUT_OF_RANGE` for bad input found in the binding.
 pub fn out_of_range(op: &str, message: &str) -> Error {
-    js_error(ErrorKind::OutOfRange.code(), &format!("{op}: {message}"), None, Some(op), None)
+    js_error(
+        ErrorKind::OutOfRange.code(),
+        &format!("{op}: {message}"),
+        None,
+        Some(op),
+        None,
+    )
 }
 
 /// Converts core results.
@@ -76,17 +109,27 @@ impl<T> IntoJs<T> for Result<T, VfioError> {
 /// A JS number that must be a non-negative safe integer (offsets, lengths).
 pub fn to_u64(op: &str, what: &str, value: f64) -> napi::Result<u64> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    if !value.is_finite() || value.fract() != 0.0 || value < 0.0 || value > MAX_SAFE {
-        return Err(invalid(op, &format!("{what} must be a non-negative safe integer, got {value}")));
+    if !value.is_finite() || value.fract() != 0.0 || !(0.0..=MAX_SAFE).contains(&value) {
+        return Err(invalid(
+            op,
+            &format!("{what} must be a non-negative safe integer, got {value}"),
+        ));
     }
     Ok(value as u64)
 }
 
 /// A JS BigInt that must fit u64.
-pub fn bigint_to_u64(op: &str, what: &str, value: &napi::bindgen_prelude::BigInt) -> napi::Result<u64> {
+pub fn bigint_to_u64(
+    op: &str,
+    what: &str,
+    value: &napi::bindgen_prelude::BigInt,
+) -> napi::Result<u64> {
     let (negative, v, lossless) = value.get_u64();
     if negative || !lossless {
-        return Err(invalid(op, &format!("{what} must be a BigInt in [0, 2^64)")));
+        return Err(invalid(
+            op,
+            &format!("{what} must be a BigInt in [0, 2^64)"),
+        ));
     }
     Ok(v)
 }

@@ -37,7 +37,11 @@ impl Drop for Enabled {
             return;
         }
         if let Err(e) = self.device.disable_irq(self.index) {
-            log::warn!("disabling IRQ index {} of {}: {e}", self.index, self.device.name());
+            log::warn!(
+                "disabling IRQ index {} of {}: {e}",
+                self.index,
+                self.device.name()
+            );
         }
     }
 }
@@ -49,14 +53,37 @@ pub struct Interrupts {
 }
 
 impl Interrupts {
-    pub(crate) fn enable(device: Arc<VfioDevice>, index: u32, start: u32, count: u32) -> Result<Self> {
+    pub(crate) fn enable(
+        device: Arc<VfioDevice>,
+        index: u32,
+        start: u32,
+        count: u32,
+    ) -> Result<Self> {
         let fds = (0..count)
             .map(|_| EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| js_error("ERR_VFIO_IO", &format!("eventfd: {e}"), e.raw_os_error(), Some("eventfd"), None))?;
+            .map_err(|e| {
+                js_error(
+                    "ERR_VFIO_IO",
+                    &format!("eventfd: {e}"),
+                    e.raw_os_error(),
+                    Some("eventfd"),
+                    None,
+                )
+            })?;
         let refs: Vec<&EventFd> = fds.iter().map(|f| f.as_ref()).collect();
         device.enable_irq_from(index, start, &refs).js()?;
-        Ok(Interrupts { inner: Some(Enabled { device, index, start, fds, tokens: Vec::new(), callback: None, disabled: false }) })
+        Ok(Interrupts {
+            inner: Some(Enabled {
+                device,
+                index,
+                start,
+                fds,
+                tokens: Vec::new(),
+                callback: None,
+                disabled: false,
+            }),
+        })
     }
 
     fn get(&self) -> Result<&Enabled> {
@@ -100,17 +127,33 @@ impl Interrupts {
     pub fn listen(&mut self, callback: Function<FnArgs<(u32, u32)>, ()>) -> Result<()> {
         let enabled = self.get_mut()?;
         if enabled.callback.is_some() {
-            return Err(crate::error::invalid("listen", "already listening; call stop() first"));
+            return Err(crate::error::invalid(
+                "listen",
+                "already listening; call stop() first",
+            ));
         }
-        let tsfn: IrqCallback = callback.build_threadsafe_function().weak::<true>().build()?;
+        let tsfn: IrqCallback = callback
+            .build_threadsafe_function()
+            .weak::<true>()
+            .build()?;
         let tsfn = Arc::new(Mutex::new(tsfn));
         for (i, fd) in enabled.fds.iter().enumerate() {
-            let registration = Registration { fd: fd.clone(), vector: enabled.start + i as u32, callback: tsfn.clone() };
+            let registration = Registration {
+                fd: fd.clone(),
+                vector: enabled.start + i as u32,
+                callback: tsfn.clone(),
+            };
             match poller::register(registration) {
                 Ok(token) => enabled.tokens.push(token),
                 Err(message) => {
                     enabled.stop_listening();
-                    return Err(js_error("ERR_VFIO_IO", &message, None, Some("epoll_ctl"), None));
+                    return Err(js_error(
+                        "ERR_VFIO_IO",
+                        &message,
+                        None,
+                        Some("epoll_ctl"),
+                        None,
+                    ));
                 }
             }
         }
@@ -175,14 +218,24 @@ impl Interrupts {
         let fd = vector
             .checked_sub(e.start)
             .and_then(|i| e.fds.get(i as usize))
-            .ok_or_else(|| crate::error::out_of_range("takePending", &format!("vector {vector} is not one of these interrupts")))?;
-        Ok(fd.read().map(|n| u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(0))
+            .ok_or_else(|| {
+                crate::error::out_of_range(
+                    "takePending",
+                    &format!("vector {vector} is not one of these interrupts"),
+                )
+            })?;
+        Ok(fd
+            .read()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .unwrap_or(0))
     }
 
     /// Stops listening, disables the vectors and closes the eventfds.
     #[napi]
     pub fn close(&mut self) -> Result<()> {
-        let Some(mut enabled) = self.inner.take() else { return Ok(()) };
+        let Some(mut enabled) = self.inner.take() else {
+            return Ok(());
+        };
         enabled.stop_listening();
         enabled.disabled = true;
         match enabled.device.disable_irq(enabled.index) {

@@ -14,7 +14,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 /// Called with (vector, count of interrupts since the last call). Weak: it does not keep
 /// the process alive unless the facade refs it.
-pub type IrqCallback = ThreadsafeFunction<FnArgs<(u32, u32)>, (), FnArgs<(u32, u32)>, Status, false, true>;
+pub type IrqCallback =
+    ThreadsafeFunction<FnArgs<(u32, u32)>, (), FnArgs<(u32, u32)>, Status, false, true>;
 
 /// One watched eventfd.
 pub struct Registration {
@@ -39,11 +40,18 @@ fn start() -> std::result::Result<Arc<Poller>, String> {
     // SAFETY: epoll_create1 takes no pointers; it returns a new fd or -1.
     let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("epoll_create1: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "epoll_create1: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: `fd` is a new epoll fd that nothing else owns.
     let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-    let poller = Arc::new(Poller { epoll, registrations: Mutex::new(HashMap::new()), next_token: AtomicU64::new(1) });
+    let poller = Arc::new(Poller {
+        epoll,
+        registrations: Mutex::new(HashMap::new()),
+        next_token: AtomicU64::new(1),
+    });
     let for_thread = poller.clone();
     std::thread::Builder::new()
         .name("vfio-irq-poller".into())
@@ -61,20 +69,32 @@ fn run(poller: &Poller) {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            log::error!("interrupt thread: epoll_wait: {}", std::io::Error::last_os_error());
+            log::error!(
+                "interrupt thread: epoll_wait: {}",
+                std::io::Error::last_os_error()
+            );
             return;
         }
         for event in &events[..n as usize] {
             let token = event.u64;
             let found = {
-                let regs = poller.registrations.lock().unwrap_or_else(|p| p.into_inner());
-                regs.get(&token).map(|r| (r.fd.clone(), r.vector, r.callback.clone()))
+                let regs = poller
+                    .registrations
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                regs.get(&token)
+                    .map(|r| (r.fd.clone(), r.vector, r.callback.clone()))
             };
-            let Some((fd, vector, callback)) = found else { continue };
+            let Some((fd, vector, callback)) = found else {
+                continue;
+            };
             // Non-blocking eventfd: EAGAIN means another reader got there first.
             let Ok(count) = fd.read() else { continue };
             let callback = callback.lock().unwrap_or_else(|p| p.into_inner());
-            callback.call((vector, u32::try_from(count).unwrap_or(u32::MAX)).into(), ThreadsafeFunctionCallMode::NonBlocking);
+            callback.call(
+                (vector, u32::try_from(count).unwrap_or(u32::MAX)).into(),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
         }
     }
 }
@@ -84,12 +104,31 @@ pub fn register(registration: Registration) -> std::result::Result<u64, String> 
     let poller = poller()?;
     let token = poller.next_token.fetch_add(1, Ordering::Relaxed);
     let raw = registration.fd.as_raw_fd();
-    poller.registrations.lock().unwrap_or_else(|p| p.into_inner()).insert(token, registration);
-    let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+    poller
+        .registrations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(token, registration);
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
     // SAFETY: both fds are open; `event` is a live struct the kernel copies.
-    if unsafe { libc::epoll_ctl(poller.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, raw, &mut event) } < 0 {
+    if unsafe {
+        libc::epoll_ctl(
+            poller.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            raw,
+            &mut event,
+        )
+    } < 0
+    {
         let err = std::io::Error::last_os_error();
-        poller.registrations.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
+        poller
+            .registrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
         return Err(format!("epoll_ctl(ADD): {err}"));
     }
     Ok(token)
@@ -98,9 +137,20 @@ pub fn register(registration: Registration) -> std::result::Result<u64, String> 
 /// Stops watching; returns the registration (so the caller decides when its fd closes).
 pub fn unregister(token: u64) -> Option<Registration> {
     let poller = poller().ok()?;
-    let registration = poller.registrations.lock().unwrap_or_else(|p| p.into_inner()).remove(&token)?;
+    let registration = poller
+        .registrations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&token)?;
     let mut event = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: the epoll fd is open and the eventfd is still open (the registration holds it).
-    unsafe { libc::epoll_ctl(poller.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, registration.fd.as_raw_fd(), &mut event) };
+    unsafe {
+        libc::epoll_ctl(
+            poller.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            registration.fd.as_raw_fd(),
+            &mut event,
+        )
+    };
     Some(registration)
 }

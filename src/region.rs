@@ -45,7 +45,15 @@ impl MappedRegion {
     /// The mapped (accessible) areas.
     #[napi(getter)]
     pub fn areas(&self) -> Result<Vec<MmapArea>> {
-        Ok(self.get()?.areas().iter().map(|a| MmapArea { offset: a.offset as f64, size: a.size as f64 }).collect())
+        Ok(self
+            .get()?
+            .areas()
+            .iter()
+            .map(|a| MmapArea {
+                offset: a.offset as f64,
+                size: a.size as f64,
+            })
+            .collect())
     }
 
     /// Whether `close()` was called.

@@ -68,7 +68,12 @@ fn parse(address: &str) -> napi::Result<PciAddress> {
 /// Every PCI device, sorted by address. `root` replaces `/sys` (for tests).
 #[napi]
 pub fn list_pci_devices(root: Option<String>) -> napi::Result<Vec<PciDevice>> {
-    Ok(sysfs(root).list_pci_devices().js()?.into_iter().map(to_js).collect())
+    Ok(sysfs(root)
+        .list_pci_devices()
+        .js()?
+        .into_iter()
+        .map(to_js)
+        .collect())
 }
 
 /// One PCI device.
@@ -96,11 +101,20 @@ pub struct BindResult {
 #[napi]
 pub fn bind_vfio(address: String, root: Option<String>) -> napi::Result<BindResult> {
     let outcome = sysfs(root).bind_vfio(&parse(&address)?).js()?;
-    Ok(BindResult { previous_driver: outcome.previous_driver, already_bound: outcome.already_bound })
+    Ok(BindResult {
+        previous_driver: outcome.previous_driver,
+        already_bound: outcome.already_bound,
+    })
 }
 
 /// Unbinds a device from vfio-pci and lets its driver (or `restore`) take it.
 #[napi]
-pub fn unbind_vfio(address: String, restore: Option<String>, root: Option<String>) -> napi::Result<Option<String>> {
-    sysfs(root).unbind_vfio(&parse(&address)?, restore.as_deref()).js()
+pub fn unbind_vfio(
+    address: String,
+    restore: Option<String>,
+    root: Option<String>,
+) -> napi::Result<Option<String>> {
+    sysfs(root)
+        .unbind_vfio(&parse(&address)?, restore.as_deref())
+        .js()
 }

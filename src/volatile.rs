@@ -34,14 +34,18 @@ macro_rules! volatile_methods {
             #[napi]
             pub fn write_u8(&self, offset: f64, value: u32) -> Result<()> {
                 let off = to_u64("writeU8", "offset", offset)?;
-                let v = u8::try_from(value).map_err(|_| out_of_range("writeU8", &format!("value {value} does not fit 8 bits")))?;
+                let v = u8::try_from(value).map_err(|_| {
+                    out_of_range("writeU8", &format!("value {value} does not fit 8 bits"))
+                })?;
                 self.mem()?.write_u8(off, v).js()
             }
             /// Writes an aligned 16-bit value.
             #[napi]
             pub fn write_u16(&self, offset: f64, value: u32) -> Result<()> {
                 let off = to_u64("writeU16", "offset", offset)?;
-                let v = u16::try_from(value).map_err(|_| out_of_range("writeU16", &format!("value {value} does not fit 16 bits")))?;
+                let v = u16::try_from(value).map_err(|_| {
+                    out_of_range("writeU16", &format!("value {value} does not fit 16 bits"))
+                })?;
                 self.mem()?.write_u16(off, v).js()
             }
             /// Writes an aligned 32-bit value.

@@ -13,7 +13,9 @@ pub(crate) fn as_bytes(buf: &[u64]) -> &[u8] {
 fn as_bytes_mut(buf: &mut [u64]) -> &mut [u8] {
     // SAFETY: as `as_bytes`; every byte pattern is a valid u64, so writes through the
     // byte view cannot make the buffer invalid.
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(buf)) }
+    unsafe {
+        std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(buf))
+    }
 }
 
 /// Writes a u32 at a byte offset; offsets past the end are ignored (callers size buffers).
@@ -25,12 +27,20 @@ pub(crate) fn put_u32(buf: &mut [u64], at: usize, value: u32) {
 
 /// Reads a u32 at a byte offset (0 past the end).
 pub(crate) fn get_u32(buf: &[u64], at: usize) -> u32 {
-    as_bytes(buf).get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes).unwrap_or(0)
+    as_bytes(buf)
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_ne_bytes)
+        .unwrap_or(0)
 }
 
 /// Reads a u64 at a byte offset (0 past the end).
 pub(crate) fn get_u64(buf: &[u64], at: usize) -> u64 {
-    as_bytes(buf).get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes).unwrap_or(0)
+    as_bytes(buf)
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_ne_bytes)
+        .unwrap_or(0)
 }
 
 /// Sets the `argsz` (the first u32) of an ioctl buffer to its length.

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use vfio_bindings::bindings::vfio::*;
 
+use crate::abi::{as_bytes, set_argsz};
 use crate::error::{Result, VfioError};
 use crate::group::VfioGroup;
 use crate::hypervisor::VfioDeviceFd;
-use crate::iommu::{parse_iommu_info, IommuInfo};
-use crate::abi::{as_bytes, set_argsz};
 use crate::ioctls;
+use crate::iommu::{parse_iommu_info, IommuInfo};
 
 /// The path of the container device node.
 pub const VFIO_CONTAINER_PATH: &str = "/dev/vfio/vfio";
@@ -75,10 +75,18 @@ impl VfioContainer {
             .write(true)
             .open(path)
             .map_err(|e| VfioError::os("open", path.display().to_string(), e))?;
-        let container = VfioContainer { file, path: path.to_path_buf(), device_fd, state: Mutex::default() };
+        let container = VfioContainer {
+            file,
+            path: path.to_path_buf(),
+            device_fd,
+            state: Mutex::default(),
+        };
         let version = container.api_version()?;
         if version != VFIO_API_VERSION as i32 {
-            return Err(VfioError::ApiVersion { found: version, expected: VFIO_API_VERSION });
+            return Err(VfioError::ApiVersion {
+                found: version,
+                expected: VFIO_API_VERSION,
+            });
         }
         if !container.check_extension(VFIO_TYPE1v2_IOMMU)? {
             return Err(VfioError::unsupported(
@@ -95,7 +103,8 @@ impl VfioContainer {
 
     /// `VFIO_GET_API_VERSION`.
     pub fn api_version(&self) -> Result<i32> {
-        ioctls::get_api_version(&self.file).map_err(|e| VfioError::os("VFIO_GET_API_VERSION", self.target(), e))
+        ioctls::get_api_version(&self.file)
+            .map_err(|e| VfioError::os("VFIO_GET_API_VERSION", self.target(), e))
     }
 
     /// `VFIO_CHECK_EXTENSION`: whether the kernel offers an extension (`VFIO_TYPE1v2_IOMMU`...).
@@ -152,7 +161,9 @@ impl VfioContainer {
     /// last, the kernel has released the IOMMU and every mapping with it.
     pub(crate) fn group_left(&self, id: u32) {
         let mut state = self.lock();
-        state.groups.retain(|&gid, g| gid != id && g.strong_count() > 0);
+        state
+            .groups
+            .retain(|&gid, g| gid != id && g.strong_count() > 0);
         if state.groups.is_empty() {
             state.iommu_set = false;
             state.mappings.clear();
@@ -162,7 +173,12 @@ impl VfioContainer {
     /// Numbers of the groups attached now.
     pub fn group_ids(&self) -> Vec<u32> {
         let state = self.lock();
-        let mut ids: Vec<u32> = state.groups.iter().filter(|(_, g)| g.strong_count() > 0).map(|(&id, _)| id).collect();
+        let mut ids: Vec<u32> = state
+            .groups
+            .iter()
+            .filter(|(_, g)| g.strong_count() > 0)
+            .map(|(&id, _)| id)
+            .collect();
         ids.sort_unstable();
         ids
     }
@@ -179,20 +195,27 @@ impl VfioContainer {
         for _ in 0..4 {
             let len = buf.len() * 8;
             set_argsz(&mut buf, len);
-            ioctls::iommu_get_info(&self.file, &mut buf).map_err(|e| VfioError::os(OP, self.target(), e))?;
+            ioctls::iommu_get_info(&self.file, &mut buf)
+                .map_err(|e| VfioError::os(OP, self.target(), e))?;
             let wanted = (buf[0] & 0xffff_ffff) as usize;
             if wanted <= len {
                 return parse_iommu_info(as_bytes(&buf));
             }
             buf = vec![0u64; wanted.div_ceil(8)];
         }
-        Err(VfioError::invalid(OP, "the kernel kept asking for a larger buffer"))
+        Err(VfioError::invalid(
+            OP,
+            "the kernel kept asking for a larger buffer",
+        ))
     }
 
     fn require_iommu(&self, op: &'static str) -> Result<u64> {
         let state = self.lock();
         if !state.iommu_set {
-            return Err(VfioError::invalid(op, "the container has no IOMMU yet: open a device (or group) in it first"));
+            return Err(VfioError::invalid(
+                op,
+                "the container has no IOMMU yet: open a device (or group) in it first",
+            ));
         }
         Ok(state.generation)
     }
@@ -219,18 +242,28 @@ impl VfioContainer {
     pub(crate) unsafe fn dma_map_at(&self, iova: u64, size: u64, vaddr: u64) -> Result<u64> {
         const OP: &str = "VFIO_IOMMU_MAP_DMA";
         let page = page_size();
-        if size == 0 || size % page != 0 || iova % page != 0 || vaddr % page != 0 {
+        if size == 0
+            || !size.is_multiple_of(page)
+            || !iova.is_multiple_of(page)
+            || !vaddr.is_multiple_of(page)
+        {
             return Err(VfioError::invalid(
                 OP,
                 format!("iova {iova:#x}, size {size:#x} and address must be non-zero multiples of the page size {page:#x}"),
             ));
         }
-        let end = iova
-            .checked_add(size)
-            .ok_or_else(|| VfioError::out_of_range(OP, format!("iova {iova:#x} + size {size:#x} overflows 64 bits")))?;
+        let end = iova.checked_add(size).ok_or_else(|| {
+            VfioError::out_of_range(
+                OP,
+                format!("iova {iova:#x} + size {size:#x} overflows 64 bits"),
+            )
+        })?;
         let mut state = self.lock();
         if !state.iommu_set {
-            return Err(VfioError::invalid(OP, "the container has no IOMMU yet: open a device (or group) in it first"));
+            return Err(VfioError::invalid(
+                OP,
+                "the container has no IOMMU yet: open a device (or group) in it first",
+            ));
         }
         if let Some((&other, &other_size)) = state.mappings.range(..end).next_back() {
             if other + other_size > iova {
@@ -266,20 +299,36 @@ impl VfioContainer {
     }
 
     pub(crate) fn dma_unmap(&self, iova: u64, size: u64) -> Result<()> {
-        const OP: &str = "VFIO_IOMMU_UNMAP_DMA";
         let mut state = self.lock();
+        self.unmap_locked(&mut state, iova, size)
+    }
+
+    /// Unmaps with the state lock held, so the table and the kernel cannot diverge.
+    fn unmap_locked(&self, state: &mut ContainerState, iova: u64, size: u64) -> Result<()> {
+        const OP: &str = "VFIO_IOMMU_UNMAP_DMA";
         match state.mappings.get(&iova) {
             Some(&s) if s == size => {}
             Some(&s) => {
-                return Err(VfioError::invalid(OP, format!("the mapping at iova {iova:#x} has size {s:#x}, not {size:#x}")))
+                return Err(VfioError::invalid(
+                    OP,
+                    format!("the mapping at iova {iova:#x} has size {s:#x}, not {size:#x}"),
+                ))
             }
-            None => return Err(VfioError::invalid(OP, format!("nothing is mapped at iova {iova:#x}"))),
+            None => {
+                return Err(VfioError::invalid(
+                    OP,
+                    format!("nothing is mapped at iova {iova:#x}"),
+                ))
+            }
         }
         let unmapped = ioctls::iommu_unmap_dma(&self.file, iova, size)
             .map_err(|e| VfioError::os(OP, format!("iova {iova:#x} size {size:#x}"), e))?;
         state.mappings.remove(&iova);
         if unmapped != size {
-            return Err(VfioError::invalid(OP, format!("the kernel unmapped {unmapped:#x} bytes of {size:#x} at {iova:#x}")));
+            return Err(VfioError::invalid(
+                OP,
+                format!("the kernel unmapped {unmapped:#x} bytes of {size:#x} at {iova:#x}"),
+            ));
         }
         Ok(())
     }
@@ -290,12 +339,15 @@ impl VfioContainer {
         s.iommu_set.then_some(s.generation)
     }
 
-    /// Unmaps a mapping made in IOMMU `generation`, if that context still exists.
+    /// Unmaps a mapping made in IOMMU `generation`, if that context still exists. The
+    /// check and the unmap share one lock: a context that ends and a new one that maps the
+    /// same IOVA in between cannot have its mapping removed by a stale buffer.
     pub(crate) fn dma_unmap_owned(&self, iova: u64, size: u64, generation: u64) -> Result<()> {
-        if self.current_generation() != Some(generation) {
+        let mut state = self.lock();
+        if !state.iommu_set || state.generation != generation {
             return Ok(()); // The IOMMU context (and the mapping with it) is gone already.
         }
-        self.dma_unmap(iova, size)
+        self.unmap_locked(&mut state, iova, size)
     }
 
     /// Current DMA mappings as `(iova, size)`, sorted by IOVA.
@@ -356,5 +408,4 @@ mod tests {
         assert_eq!(e.errno(), Some(libc::ENOTTY));
         assert_eq!(e.op(), "VFIO_GET_API_VERSION");
     }
-
 }

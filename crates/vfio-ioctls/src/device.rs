@@ -74,11 +74,16 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `NotFound` for a missing device or group, `InvalidArgument` for a path outside
-    /// sysfs, `GroupNotViable`, `Busy` when the device is already open, the kernel's errno otherwise.
+    /// sysfs, `GroupNotViable`, `Busy` when its group is held by another container or
+    /// process, the kernel's errno otherwise. (Within one container the kernel lets a
+    /// device be opened more than once; each handle is independent.)
     pub fn new(sysfs_path: &Path, container: Arc<VfioContainer>) -> Result<Self> {
-        let path = sysfs_path
-            .to_str()
-            .ok_or_else(|| VfioError::invalid("open device", format!("path {} is not UTF-8", sysfs_path.display())))?;
+        let path = sysfs_path.to_str().ok_or_else(|| {
+            VfioError::invalid(
+                "open device",
+                format!("path {} is not UTF-8", sysfs_path.display()),
+            )
+        })?;
         Self::open(path, container)
     }
 
@@ -88,7 +93,11 @@ impl VfioDevice {
     }
 
     /// Like [`VfioDevice::open`] with another sysfs root.
-    pub fn open_in(sysfs: &Sysfs, address_or_path: &str, container: Arc<VfioContainer>) -> Result<Self> {
+    pub fn open_in(
+        sysfs: &Sysfs,
+        address_or_path: &str,
+        container: Arc<VfioContainer>,
+    ) -> Result<Self> {
         let location = sysfs.resolve_device(address_or_path)?;
         let group = container.group(location.group)?;
         let file = group.device_file(&location.name)?;
@@ -96,8 +105,18 @@ impl VfioDevice {
         let regions = (0..info.num_regions)
             .map(|index| get_region(&file, &location.name, index))
             .collect::<Result<Vec<_>>>()?;
-        let irqs = (0..info.num_irqs).map(|index| crate::irq::get_irq(&file, &location.name, index)).collect::<Result<Vec<_>>>()?;
-        Ok(VfioDevice { file, name: location.name, sysfs_path: location.sysfs_path, info, regions, irqs, group })
+        let irqs = (0..info.num_irqs)
+            .map(|index| crate::irq::get_irq(&file, &location.name, index))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(VfioDevice {
+            file,
+            name: location.name,
+            sysfs_path: location.sysfs_path,
+            info,
+            regions,
+            irqs,
+            group,
+        })
     }
 
     /// The device's name in its group (its PCI address).
@@ -131,7 +150,13 @@ impl VfioDevice {
     /// `OutOfRange` past the device's number of regions.
     pub fn region(&self, index: u32) -> Result<&VfioRegion> {
         self.regions.get(index as usize).ok_or_else(|| {
-            VfioError::out_of_range("region", format!("region index {index} is past the device's {} regions", self.regions.len()))
+            VfioError::out_of_range(
+                "region",
+                format!(
+                    "region index {index} is past the device's {} regions",
+                    self.regions.len()
+                ),
+            )
         })
     }
 
@@ -152,7 +177,9 @@ impl VfioDevice {
 
     /// Region capabilities, empty for an unknown index (upstream's accessor).
     pub fn get_region_caps(&self, index: u32) -> Vec<crate::VfioRegionInfoCap> {
-        self.region(index).map(|r| r.caps.clone()).unwrap_or_default()
+        self.region(index)
+            .map(|r| r.caps.clone())
+            .unwrap_or_default()
     }
 
     /// Reads `buf.len()` bytes at `offset` of region `index` (pread on the device fd).
@@ -164,11 +191,20 @@ impl VfioDevice {
         let region = self.region(index)?;
         region.check_range("region_read", offset, buf.len())?;
         if !region.readable() {
-            return Err(VfioError::invalid("region_read", format!("region {index} of {} is not readable", self.name)));
+            return Err(VfioError::invalid(
+                "region_read",
+                format!("region {index} of {} is not readable", self.name),
+            ));
         }
         self.file
             .read_exact_at(buf, region.offset + offset)
-            .map_err(|e| VfioError::os("pread", format!("{} region {index} offset {offset:#x}", self.name), e))
+            .map_err(|e| {
+                VfioError::os(
+                    "pread",
+                    format!("{} region {index} offset {offset:#x}", self.name),
+                    e,
+                )
+            })
     }
 
     /// Writes `buf` at `offset` of region `index` (pwrite on the device fd).
@@ -179,11 +215,20 @@ impl VfioDevice {
         let region = self.region(index)?;
         region.check_range("region_write", offset, buf.len())?;
         if !region.writable() {
-            return Err(VfioError::invalid("region_write", format!("region {index} of {} is read-only", self.name)));
+            return Err(VfioError::invalid(
+                "region_write",
+                format!("region {index} of {} is read-only", self.name),
+            ));
         }
         self.file
             .write_all_at(buf, region.offset + offset)
-            .map_err(|e| VfioError::os("pwrite", format!("{} region {index} offset {offset:#x}", self.name), e))
+            .map_err(|e| {
+                VfioError::os(
+                    "pwrite",
+                    format!("{} region {index} offset {offset:#x}", self.name),
+                    e,
+                )
+            })
     }
 
     /// Resets the device (`VFIO_DEVICE_RESET`).
@@ -194,10 +239,14 @@ impl VfioDevice {
         if !self.info.can_reset() {
             return Err(VfioError::unsupported(
                 "VFIO_DEVICE_RESET",
-                format!("{} reports no reset method (VFIO_DEVICE_FLAGS_RESET is clear)", self.name),
+                format!(
+                    "{} reports no reset method (VFIO_DEVICE_FLAGS_RESET is clear)",
+                    self.name
+                ),
             ));
         }
-        ioctls::device_reset(&self.file).map_err(|e| VfioError::os("VFIO_DEVICE_RESET", self.name.clone(), e))
+        ioctls::device_reset(&self.file)
+            .map_err(|e| VfioError::os("VFIO_DEVICE_RESET", self.name.clone(), e))
     }
 
     /// The device fd.
@@ -213,8 +262,13 @@ impl std::os::fd::AsRawFd for VfioDevice {
 }
 
 fn get_device_info(file: &File, name: &str) -> Result<VfioDeviceInfo> {
-    let info = ioctls::device_get_info(file).map_err(|e| VfioError::os("VFIO_DEVICE_GET_INFO", name.to_string(), e))?;
-    Ok(VfioDeviceInfo { flags: info.flags, num_regions: info.num_regions, num_irqs: info.num_irqs })
+    let info = ioctls::device_get_info(file)
+        .map_err(|e| VfioError::os("VFIO_DEVICE_GET_INFO", name.to_string(), e))?;
+    Ok(VfioDeviceInfo {
+        flags: info.flags,
+        num_regions: info.num_regions,
+        num_irqs: info.num_irqs,
+    })
 }
 
 /// Queries one region, growing the buffer once if the capability chain does not fit.
@@ -228,7 +282,9 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
         put_u32(&mut buf, 8, index);
         match ioctls::device_get_region_info(file, &mut buf) {
             // The kernel answers EINVAL for indices a device does not implement (e.g. VGA).
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(VfioRegion::absent(index)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                return Ok(VfioRegion::absent(index))
+            }
             Err(e) => return Err(VfioError::os(OP, format!("{name} region {index}"), e)),
             Ok(()) => {}
         }
@@ -238,11 +294,25 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
             buf = vec![0u64; wanted.div_ceil(8)];
             continue;
         }
-        let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 { parse_region_caps(as_bytes(&buf), get_u32(&buf, 12))? } else { Vec::new() };
+        let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
+            parse_region_caps(as_bytes(&buf), get_u32(&buf, 12))?
+        } else {
+            Vec::new()
+        };
         let size = get_u64(&buf, 16);
         // vfio-pci answers for BARs a device lacks with size 0 and no flags: absent too.
         let present = size > 0 || flags != 0;
-        return Ok(VfioRegion { index, present, flags, size, offset: get_u64(&buf, 24), caps });
+        return Ok(VfioRegion {
+            index,
+            present,
+            flags,
+            size,
+            offset: get_u64(&buf, 24),
+            caps,
+        });
     }
-    Err(VfioError::invalid(OP, format!("{name} region {index}: the kernel kept asking for a larger buffer")))
+    Err(VfioError::invalid(
+        OP,
+        format!("{name} region {index}: the kernel kept asking for a larger buffer"),
+    ))
 }

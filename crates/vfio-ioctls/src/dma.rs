@@ -25,12 +25,23 @@ impl DmaMemory {
     fn allocate(len: usize) -> Result<Self> {
         // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(VfioError::last_os("mmap", format!("DMA buffer of {len:#x} bytes")));
+            return Err(VfioError::last_os(
+                "mmap",
+                format!("DMA buffer of {len:#x} bytes"),
+            ));
         }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| VfioError::invalid("mmap", "null mapping"))?;
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| VfioError::invalid("mmap", "null mapping"))?;
         Ok(DmaMemory { ptr, len })
     }
 
@@ -78,18 +89,31 @@ impl VfioContainer {
     /// with no group yet; `Memlock` when `RLIMIT_MEMLOCK` is too low; the kernel's errno.
     pub fn allocate_dma(self: &Arc<Self>, size: u64, iova: u64) -> Result<DmaBuffer> {
         let page = page_size();
-        if size == 0 || size % page != 0 {
-            return Err(VfioError::invalid("allocate_dma", format!("size {size:#x} must be a non-zero multiple of the page size {page:#x}")));
+        if size == 0 || !size.is_multiple_of(page) {
+            return Err(VfioError::invalid(
+                "allocate_dma",
+                format!("size {size:#x} must be a non-zero multiple of the page size {page:#x}"),
+            ));
         }
-        if iova % page != 0 {
-            return Err(VfioError::invalid("allocate_dma", format!("iova {iova:#x} must be a multiple of the page size {page:#x}")));
+        if !iova.is_multiple_of(page) {
+            return Err(VfioError::invalid(
+                "allocate_dma",
+                format!("iova {iova:#x} must be a multiple of the page size {page:#x}"),
+            ));
         }
-        let len = usize::try_from(size).map_err(|_| VfioError::out_of_range("allocate_dma", format!("size {size:#x} is too large")))?;
+        let len = usize::try_from(size).map_err(|_| {
+            VfioError::out_of_range("allocate_dma", format!("size {size:#x} is too large"))
+        })?;
         let memory = Arc::new(DmaMemory::allocate(len)?);
         // SAFETY: `memory` stays allocated while the buffer lives (it holds an Arc) and the
         // buffer unmaps the IOVA before dropping that Arc; it is only touched through raw pointers.
         let generation = unsafe { self.dma_map_at(iova, size, memory.as_ptr() as u64)? };
-        Ok(DmaBuffer { memory, iova, container: self.clone(), mapping: Mutex::new(Some(generation)) })
+        Ok(DmaBuffer {
+            memory,
+            iova,
+            container: self.clone(),
+            mapping: Mutex::new(Some(generation)),
+        })
     }
 }
 
@@ -118,16 +142,22 @@ impl DmaBuffer {
         &self.memory
     }
 
-    /// Removes the IOMMU mapping; the memory stays valid for its holders.
+    /// Removes the IOMMU mapping; the memory stays valid for its holders. When the
+    /// container's IOMMU context ended (its last group left), the mapping went with it
+    /// and this returns `Ok` once.
     ///
     /// # Errors
     /// `InvalidArgument` when already unmapped; the kernel's errno otherwise.
     pub fn unmap(&self) -> Result<()> {
         let mut mapping = self.mapping.lock().unwrap_or_else(|p| p.into_inner());
         let Some(generation) = *mapping else {
-            return Err(VfioError::invalid("VFIO_IOMMU_UNMAP_DMA", format!("the buffer at iova {:#x} is not mapped", self.iova)));
+            return Err(VfioError::invalid(
+                "VFIO_IOMMU_UNMAP_DMA",
+                format!("the buffer at iova {:#x} is not mapped", self.iova),
+            ));
         };
-        self.container.dma_unmap_owned(self.iova, self.size(), generation)?;
+        self.container
+            .dma_unmap_owned(self.iova, self.size(), generation)?;
         *mapping = None;
         Ok(())
     }
@@ -135,7 +165,13 @@ impl DmaBuffer {
 
 impl VolatileAccess for DmaBuffer {
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
-        check_within(op, &format!("DMA buffer at iova {:#x}", self.iova), offset, width, self.size())?;
+        check_within(
+            op,
+            &format!("DMA buffer at iova {:#x}", self.iova),
+            offset,
+            width,
+            self.size(),
+        )?;
         // SAFETY: the range was checked to lie within the allocation.
         Ok(unsafe { self.memory.as_ptr().add(offset as usize) })
     }

@@ -135,22 +135,35 @@ impl VfioError {
 
     /// An `Os` error from a given `io::Error`.
     pub fn os(op: &'static str, target: impl Into<String>, source: io::Error) -> Self {
-        VfioError::Os { op, target: target.into(), source }
+        VfioError::Os {
+            op,
+            target: target.into(),
+            source,
+        }
     }
 
     /// An `InvalidArgument` error.
     pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
-        VfioError::InvalidArgument { op, message: message.into() }
+        VfioError::InvalidArgument {
+            op,
+            message: message.into(),
+        }
     }
 
     /// An `OutOfRange` error.
     pub fn out_of_range(op: &'static str, message: impl Into<String>) -> Self {
-        VfioError::OutOfRange { op, message: message.into() }
+        VfioError::OutOfRange {
+            op,
+            message: message.into(),
+        }
     }
 
     /// An `Unsupported` error.
     pub fn unsupported(op: &'static str, message: impl Into<String>) -> Self {
-        VfioError::Unsupported { op, message: message.into() }
+        VfioError::Unsupported {
+            op,
+            message: message.into(),
+        }
     }
 
     /// The class of the failure, which gives the stable code.
@@ -253,7 +266,8 @@ fn opt_hint(hint: &Option<String>) -> String {
 
 fn group_hint(blockers: &[String]) -> String {
     if blockers.is_empty() {
-        "some of its devices are bound to host drivers; bind every device of the group to vfio-pci".into()
+        "some of its devices are bound to host drivers; bind every device of the group to vfio-pci"
+            .into()
     } else {
         format!(
             "these devices of the group are bound to other drivers: {}; bind them to vfio-pci (or unbind them)",
@@ -268,11 +282,19 @@ mod tests {
 
     #[test]
     fn memlock_is_its_own_kind_only_for_dma_map() {
-        let e = VfioError::os("VFIO_IOMMU_MAP_DMA", "iova 0x1000", io::Error::from_raw_os_error(libc::ENOMEM));
+        let e = VfioError::os(
+            "VFIO_IOMMU_MAP_DMA",
+            "iova 0x1000",
+            io::Error::from_raw_os_error(libc::ENOMEM),
+        );
         assert_eq!(e.kind(), ErrorKind::Memlock);
         assert_eq!(e.code(), "ERR_VFIO_MEMLOCK");
         assert!(e.to_string().contains("RLIMIT_MEMLOCK"), "{e}");
-        let e = VfioError::os("read", "region 0", io::Error::from_raw_os_error(libc::ENOMEM));
+        let e = VfioError::os(
+            "read",
+            "region 0",
+            io::Error::from_raw_os_error(libc::ENOMEM),
+        );
         assert_eq!(e.kind(), ErrorKind::Io);
     }
 
@@ -297,13 +319,20 @@ mod tests {
 
     #[test]
     fn missing_container_says_to_load_the_module() {
-        let e = VfioError::os("open", "/dev/vfio/vfio", io::Error::from_raw_os_error(libc::ENOENT));
+        let e = VfioError::os(
+            "open",
+            "/dev/vfio/vfio",
+            io::Error::from_raw_os_error(libc::ENOENT),
+        );
         assert!(e.to_string().contains("modprobe vfio-pci"), "{e}");
     }
 
     #[test]
     fn group_not_viable_names_the_blockers() {
-        let e = VfioError::GroupNotViable { group: 5, blockers: vec!["0000:00:1f.2 (ahci)".into()] };
+        let e = VfioError::GroupNotViable {
+            group: 5,
+            blockers: vec!["0000:00:1f.2 (ahci)".into()],
+        };
         assert_eq!(e.code(), "ERR_VFIO_GROUP_NOT_VIABLE");
         assert!(e.to_string().contains("0000:00:1f.2 (ahci)"));
         assert_eq!(e.path().as_deref(), Some("/dev/vfio/5"));

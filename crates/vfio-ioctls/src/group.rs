@@ -27,23 +27,33 @@ impl VfioGroup {
     /// (`VfioContainer::group` calls this under its lock and sets the IOMMU after.)
     pub(crate) fn attach(container: Arc<VfioContainer>, id: u32) -> Result<Arc<Self>> {
         let path = PathBuf::from(format!("/dev/vfio/{id}"));
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                VfioError::NotFound {
-                    what: format!("IOMMU group {id}"),
-                    path: path.clone(),
-                    hint: Some("bind the group's devices to vfio-pci (`vfio-ioctls bind <address>`)".into()),
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    VfioError::NotFound {
+                        what: format!("IOMMU group {id}"),
+                        path: path.clone(),
+                        hint: Some(
+                            "bind the group's devices to vfio-pci (`vfio-ioctls bind <address>`)"
+                                .into(),
+                        ),
+                    }
+                } else {
+                    VfioError::os("open", path.display().to_string(), e)
                 }
-            } else {
-                VfioError::os("open", path.display().to_string(), e)
-            }
-        })?;
+            })?;
         let flags = ioctls::group_get_status(&file)
             .map_err(|e| VfioError::os("VFIO_GROUP_GET_STATUS", path.display().to_string(), e))?;
         // Test the bit: the kernel may set others (CONTAINER_SET) alongside VIABLE.
         if flags & VFIO_GROUP_FLAGS_VIABLE == 0 {
             let blockers = Sysfs::new().group_blockers(id).unwrap_or_default();
-            return Err(VfioError::GroupNotViable { group: id, blockers });
+            return Err(VfioError::GroupNotViable {
+                group: id,
+                blockers,
+            });
         }
         if flags & VFIO_GROUP_FLAGS_CONTAINER_SET != 0 {
             return Err(VfioError::os(
@@ -52,9 +62,14 @@ impl VfioGroup {
                 std::io::Error::from_raw_os_error(libc::EBUSY),
             ));
         }
-        ioctls::group_set_container(&file, container.file())
-            .map_err(|e| VfioError::os("VFIO_GROUP_SET_CONTAINER", path.display().to_string(), e))?;
-        Ok(Arc::new(VfioGroup { id, file, container }))
+        ioctls::group_set_container(&file, container.file()).map_err(|e| {
+            VfioError::os("VFIO_GROUP_SET_CONTAINER", path.display().to_string(), e)
+        })?;
+        Ok(Arc::new(VfioGroup {
+            id,
+            file,
+            container,
+        }))
     }
 
     /// Registers this group with the container's hypervisor device, if it has one.
@@ -77,16 +92,26 @@ impl VfioGroup {
 
     /// `VFIO_GROUP_GET_STATUS` flags (`VFIO_GROUP_FLAGS_*`).
     pub fn status(&self) -> Result<u32> {
-        ioctls::group_get_status(&self.file)
-            .map_err(|e| VfioError::os("VFIO_GROUP_GET_STATUS", format!("/dev/vfio/{}", self.id), e))
+        ioctls::group_get_status(&self.file).map_err(|e| {
+            VfioError::os("VFIO_GROUP_GET_STATUS", format!("/dev/vfio/{}", self.id), e)
+        })
     }
 
     /// A device fd by its name in the group (the PCI address for PCI devices).
     pub(crate) fn device_file(&self, name: &str) -> Result<File> {
-        let cname = CString::new(name)
-            .map_err(|_| VfioError::invalid("VFIO_GROUP_GET_DEVICE_FD", format!("device name {name:?} contains NUL")))?;
-        ioctls::group_get_device_fd(&self.file, &cname)
-            .map_err(|e| VfioError::os("VFIO_GROUP_GET_DEVICE_FD", format!("/dev/vfio/{} device {name}", self.id), e))
+        let cname = CString::new(name).map_err(|_| {
+            VfioError::invalid(
+                "VFIO_GROUP_GET_DEVICE_FD",
+                format!("device name {name:?} contains NUL"),
+            )
+        })?;
+        ioctls::group_get_device_fd(&self.file, &cname).map_err(|e| {
+            VfioError::os(
+                "VFIO_GROUP_GET_DEVICE_FD",
+                format!("/dev/vfio/{} device {name}", self.id),
+                e,
+            )
+        })
     }
 }
 

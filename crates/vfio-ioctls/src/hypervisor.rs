@@ -51,7 +51,10 @@ impl VfioDeviceFd {
         match self.0 {
             DeviceFdInner::Kvm(fd) => Ok(fd),
             #[allow(unreachable_patterns)]
-            _ => Err(VfioError::invalid("to_kvm", "this VFIO device fd belongs to MSHV, not KVM")),
+            _ => Err(VfioError::invalid(
+                "to_kvm",
+                "this VFIO device fd belongs to MSHV, not KVM",
+            )),
         }
     }
 
@@ -70,7 +73,10 @@ impl VfioDeviceFd {
         match self.0 {
             DeviceFdInner::Mshv(fd) => Ok(fd),
             #[allow(unreachable_patterns)]
-            _ => Err(VfioError::invalid("to_mshv", "this VFIO device fd belongs to KVM, not MSHV")),
+            _ => Err(VfioError::invalid(
+                "to_mshv",
+                "this VFIO device fd belongs to KVM, not MSHV",
+            )),
         }
     }
 
@@ -84,13 +90,17 @@ impl VfioDeviceFd {
             DeviceFdInner::Kvm(fd) => {
                 let dup = dup_fd(fd)?;
                 // SAFETY: `dup` is a new fd of a KVM device that nothing else owns.
-                Ok(VfioDeviceFd::new_from_kvm(unsafe { <kvm_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }))
+                Ok(VfioDeviceFd::new_from_kvm(unsafe {
+                    <kvm_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup)
+                }))
             }
             #[cfg(feature = "mshv")]
             DeviceFdInner::Mshv(fd) => {
                 let dup = dup_fd(fd)?;
                 // SAFETY: `dup` is a new fd of an MSHV device that nothing else owns.
-                Ok(VfioDeviceFd::new_from_mshv(unsafe { <mshv_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }))
+                Ok(VfioDeviceFd::new_from_mshv(unsafe {
+                    <mshv_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup)
+                }))
             }
             #[cfg(not(any(feature = "kvm", feature = "mshv")))]
             DeviceFdInner::Never(never) => match *never {},
@@ -116,16 +126,32 @@ impl VfioDeviceFd {
         match &self.0 {
             #[cfg(feature = "kvm")]
             DeviceFdInner::Kvm(dev) => {
-                let attr = kvm_bindings::kvm_device_attr { group: VFIO_FILE, attr, addr, flags: 0 };
-                dev.set_device_attr(&attr)
-                    .map_err(|e| VfioError::os(op, target, std::io::Error::from_raw_os_error(e.errno())))
+                let attr = kvm_bindings::kvm_device_attr {
+                    group: VFIO_FILE,
+                    attr,
+                    addr,
+                    flags: 0,
+                };
+                dev.set_device_attr(&attr).map_err(|e| {
+                    VfioError::os(op, target, std::io::Error::from_raw_os_error(e.errno()))
+                })
             }
             #[cfg(feature = "mshv")]
             DeviceFdInner::Mshv(dev) => {
-                let attr = mshv_bindings::mshv_device_attr { group: VFIO_FILE, attr, addr, flags: 0 };
-                let op = if attr.attr == VFIO_FILE_ADD { "MSHV_DEV_VFIO_FILE_ADD" } else { "MSHV_DEV_VFIO_FILE_DEL" };
-                dev.set_device_attr(&attr)
-                    .map_err(|e| VfioError::os(op, target, std::io::Error::from_raw_os_error(e.errno())))
+                let attr = mshv_bindings::mshv_device_attr {
+                    group: VFIO_FILE,
+                    attr,
+                    addr,
+                    flags: 0,
+                };
+                let op = if attr.attr == VFIO_FILE_ADD {
+                    "MSHV_DEV_VFIO_FILE_ADD"
+                } else {
+                    "MSHV_DEV_VFIO_FILE_DEL"
+                };
+                dev.set_device_attr(&attr).map_err(|e| {
+                    VfioError::os(op, target, std::io::Error::from_raw_os_error(e.errno()))
+                })
             }
             #[cfg(not(any(feature = "kvm", feature = "mshv")))]
             DeviceFdInner::Never(never) => match *never {},

@@ -10,7 +10,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use vfio_bindings::bindings::vfio::*;
-use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref, ioctl_with_val};
+use vmm_sys_util::ioctl::{
+    ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref, ioctl_with_val,
+};
 use vmm_sys_util::ioctl_io_nr;
 
 const VFIO_TYPE: u32 = b';' as u32;
@@ -58,7 +60,8 @@ pub(crate) fn get_api_version(container: &File) -> io::Result<i32> {
 
 pub(crate) fn check_extension(container: &File, extension: u32) -> io::Result<bool> {
     // SAFETY: `container` is an open /dev/vfio/vfio fd; the argument is passed by value.
-    check(unsafe { ioctl_with_val(container, VFIO_CHECK_EXTENSION(), extension.into()) }).map(|r| r > 0)
+    check(unsafe { ioctl_with_val(container, VFIO_CHECK_EXTENSION(), extension.into()) })
+        .map(|r| r > 0)
 }
 
 pub(crate) fn set_iommu(container: &File, iommu_type: u32) -> io::Result<()> {
@@ -67,7 +70,10 @@ pub(crate) fn set_iommu(container: &File, iommu_type: u32) -> io::Result<()> {
 }
 
 pub(crate) fn group_get_status(group: &File) -> io::Result<u32> {
-    let mut status = vfio_group_status { argsz: argsz::<vfio_group_status>(), flags: 0 };
+    let mut status = vfio_group_status {
+        argsz: argsz::<vfio_group_status>(),
+        flags: 0,
+    };
     // SAFETY: `group` is a VFIO group fd; `status` is a live, correctly sized struct we own
     // and the kernel writes at most `argsz` bytes into it.
     check(unsafe { ioctl_with_mut_ref(group, VFIO_GROUP_GET_STATUS(), &mut status) })?;
@@ -95,7 +101,10 @@ pub(crate) fn group_get_device_fd(group: &File, name: &CStr) -> io::Result<File>
 }
 
 pub(crate) fn device_get_info(device: &File) -> io::Result<vfio_device_info> {
-    let mut info = vfio_device_info { argsz: argsz::<vfio_device_info>(), ..Default::default() };
+    let mut info = vfio_device_info {
+        argsz: argsz::<vfio_device_info>(),
+        ..Default::default()
+    };
     // SAFETY: `device` is a VFIO device fd; `info` is a correctly sized struct we own and
     // `argsz` tells the kernel not to write past it.
     check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_INFO(), &mut info) })?;
@@ -111,11 +120,16 @@ pub(crate) fn device_get_region_info(device: &File, buf: &mut [u64]) -> io::Resu
     // SAFETY: `device` is a VFIO device fd; `buf` is 8-aligned, at least a `vfio_region_info`
     // long, owned by the caller, and its `argsz` (set by the caller) is at most its length, so
     // the kernel writes only inside it.
-    check(unsafe { ioctl_with_mut_ptr(device, VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr()) }).map(drop)
+    check(unsafe { ioctl_with_mut_ptr(device, VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr()) })
+        .map(drop)
 }
 
 pub(crate) fn device_get_irq_info(device: &File, index: u32) -> io::Result<vfio_irq_info> {
-    let mut info = vfio_irq_info { argsz: argsz::<vfio_irq_info>(), index, ..Default::default() };
+    let mut info = vfio_irq_info {
+        argsz: argsz::<vfio_irq_info>(),
+        index,
+        ..Default::default()
+    };
     // SAFETY: `device` is a VFIO device fd; `info` is a correctly sized struct we own.
     check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_IRQ_INFO(), &mut info) })?;
     Ok(info)
@@ -144,7 +158,8 @@ pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()
     }
     // SAFETY: `container` is a container fd with an IOMMU set; `buf` is 8-aligned, owned by the
     // caller, at least a header long, and its `argsz` is at most its length.
-    check(unsafe { ioctl_with_mut_ptr(container, VFIO_IOMMU_GET_INFO(), buf.as_mut_ptr()) }).map(drop)
+    check(unsafe { ioctl_with_mut_ptr(container, VFIO_IOMMU_GET_INFO(), buf.as_mut_ptr()) })
+        .map(drop)
 }
 
 /// Maps `[vaddr, vaddr + size)` of this process at `iova`.
@@ -152,7 +167,10 @@ pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()
 /// # Safety
 /// The memory must stay mapped (and not be reused for anything a device must not
 /// touch) until it is unmapped from the IOMMU: the device may access it at any time.
-pub(crate) unsafe fn iommu_map_dma(container: &File, map: &vfio_iommu_type1_dma_map) -> io::Result<()> {
+pub(crate) unsafe fn iommu_map_dma(
+    container: &File,
+    map: &vfio_iommu_type1_dma_map,
+) -> io::Result<()> {
     // SAFETY: `container` is a container fd; `map` is a correctly sized struct the kernel reads;
     // the caller guarantees the memory it names outlives the mapping.
     check(unsafe { ioctl_with_ref(container, VFIO_IOMMU_MAP_DMA(), map) }).map(drop)

@@ -28,11 +28,15 @@ pub struct IommuInfo {
 }
 
 fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(buf.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_ne_bytes(
+        buf.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(buf.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_ne_bytes(
+        buf.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// Parses the full `VFIO_IOMMU_GET_INFO` buffer.
@@ -42,25 +46,41 @@ pub(crate) fn parse_iommu_info(buf: &[u8]) -> Result<IommuInfo> {
     let flags = u32_at(buf, 4).ok_or_else(short)?;
     let iova_pgsizes = u64_at(buf, 8).ok_or_else(short)?;
     let cap_offset = u32_at(buf, 16).ok_or_else(short)?;
-    let mut info = IommuInfo { flags, iova_pgsizes, ..Default::default() };
+    let mut info = IommuInfo {
+        flags,
+        iova_pgsizes,
+        ..Default::default()
+    };
     if flags & VFIO_IOMMU_INFO_CAPS == 0 {
         return Ok(info);
     }
-    for cap in walk_cap_chain(OP, buf, cap_offset, std::mem::size_of::<vfio_iommu_type1_info>())? {
+    for cap in walk_cap_chain(
+        OP,
+        buf,
+        cap_offset,
+        std::mem::size_of::<vfio_iommu_type1_info>(),
+    )? {
         let body = cap.at + 8;
         match u32::from(cap.id) {
             VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE => {
                 let n = u32_at(buf, body).ok_or_else(short)? as usize;
-                if n.checked_mul(16).and_then(|x| x.checked_add(body + 8)).is_none_or(|end| end > buf.len()) {
+                if n.checked_mul(16)
+                    .and_then(|x| x.checked_add(body + 8))
+                    .is_none_or(|end| end > buf.len())
+                {
                     return Err(short());
                 }
                 for i in 0..n {
                     let at = body + 8 + i * 16;
-                    let (Some(start), Some(end)) = (u64_at(buf, at), u64_at(buf, at + 8)) else { return Err(short()) };
+                    let (Some(start), Some(end)) = (u64_at(buf, at), u64_at(buf, at + 8)) else {
+                        return Err(short());
+                    };
                     info.iova_ranges.push(IovaRange { start, end });
                 }
             }
-            VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL => info.dma_avail = Some(u32_at(buf, body).ok_or_else(short)?),
+            VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL => {
+                info.dma_avail = Some(u32_at(buf, body).ok_or_else(short)?)
+            }
             _ => {}
         }
     }
@@ -95,7 +115,13 @@ mod tests {
         buf.extend_from_slice(&65535u32.to_ne_bytes());
         let info = parse_iommu_info(&buf).unwrap();
         assert_eq!(info.iova_pgsizes, 0x4000_1000);
-        assert_eq!(info.iova_ranges, vec![IovaRange { start: 0, end: 0xfedf_ffff }]);
+        assert_eq!(
+            info.iova_ranges,
+            vec![IovaRange {
+                start: 0,
+                end: 0xfedf_ffff
+            }]
+        );
         assert_eq!(info.dma_avail, Some(65535));
     }
 

@@ -55,15 +55,33 @@ impl VfioIrq {
 
 pub(crate) fn get_irq(file: &File, name: &str, index: u32) -> Result<VfioIrq> {
     match ioctls::device_get_irq_info(file, index) {
-        Ok(info) => Ok(VfioIrq { flags: info.flags, index, count: info.count }),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(VfioIrq { flags: 0, index, count: 0 }),
-        Err(e) => Err(VfioError::os("VFIO_DEVICE_GET_IRQ_INFO", format!("{name} irq {index}"), e)),
+        Ok(info) => Ok(VfioIrq {
+            flags: info.flags,
+            index,
+            count: info.count,
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(VfioIrq {
+            flags: 0,
+            index,
+            count: 0,
+        }),
+        Err(e) => Err(VfioError::os(
+            "VFIO_DEVICE_GET_IRQ_INFO",
+            format!("{name} irq {index}"),
+            e,
+        )),
     }
 }
 
 /// Packs a `vfio_irq_set` with its trailing data into a 4-aligned buffer whose
 /// `argsz` is its length.
-pub(crate) fn pack_irq_set(flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> Vec<u32> {
+pub(crate) fn pack_irq_set(
+    flags: u32,
+    index: u32,
+    start: u32,
+    count: u32,
+    data: &[u8],
+) -> Vec<u32> {
     let header = std::mem::size_of::<vfio_irq_set>();
     let len = header + data.len();
     let mut words = vec![0u32; len.div_ceil(4)];
@@ -96,17 +114,32 @@ impl VfioDevice {
         self.irqs
             .get(index as usize)
             .filter(|irq| irq.count > 0)
-            .ok_or_else(|| VfioError::out_of_range(op, format!("{} has no IRQ index {index}", self.name())))
+            .ok_or_else(|| {
+                VfioError::out_of_range(op, format!("{} has no IRQ index {index}", self.name()))
+            })
     }
 
-    fn set_irqs(&self, op: &'static str, flags: u32, index: u32, start: u32, count: u32, data: &[u8]) -> Result<()> {
+    fn set_irqs(
+        &self,
+        op: &'static str,
+        flags: u32,
+        index: u32,
+        start: u32,
+        count: u32,
+        data: &[u8],
+    ) -> Result<()> {
         let set = pack_irq_set(flags, index, start, count, data);
-        ioctls::device_set_irqs(self.file(), &set)
-            .map_err(|e| VfioError::os("VFIO_DEVICE_SET_IRQS", format!("{} irq {index} ({op})", self.name()), e))
+        ioctls::device_set_irqs(self.file(), &set).map_err(|e| {
+            VfioError::os(
+                "VFIO_DEVICE_SET_IRQS",
+                format!("{} irq {index} ({op})", self.name()),
+                e,
+            )
+        })
     }
 
     fn check_vectors(&self, op: &'static str, irq: &VfioIrq, start: u32, count: u32) -> Result<()> {
-        let end = start.checked_add(count).unwrap_or(u32::MAX);
+        let end = start.saturating_add(count);
         if count == 0 || end > irq.count {
             return Err(VfioError::out_of_range(
                 op,
@@ -125,13 +158,28 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `OutOfRange` for an absent index or more eventfds than vectors; the kernel's errno otherwise.
-    pub fn enable_irq_from(&self, irq_index: u32, start: u32, event_fds: &[&EventFd]) -> Result<()> {
+    pub fn enable_irq_from(
+        &self,
+        irq_index: u32,
+        start: u32,
+        event_fds: &[&EventFd],
+    ) -> Result<()> {
         const OP: &str = "enable_irq";
         let irq = *self.irq(OP, irq_index)?;
         let count = u32::try_from(event_fds.len()).unwrap_or(u32::MAX);
         self.check_vectors(OP, &irq, start, count)?;
-        let data: Vec<u8> = event_fds.iter().flat_map(|fd| fd.as_raw_fd().to_ne_bytes()).collect();
-        self.set_irqs(OP, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, irq_index, start, count, &data)
+        let data: Vec<u8> = event_fds
+            .iter()
+            .flat_map(|fd| fd.as_raw_fd().to_ne_bytes())
+            .collect();
+        self.set_irqs(
+            OP,
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            irq_index,
+            start,
+            count,
+            &data,
+        )
     }
 
     /// Attaches `event_fds` to vectors `0..` of IRQ `irq_index` (upstream's signature).
@@ -142,23 +190,53 @@ impl VfioDevice {
     /// Disables every vector of IRQ `irq_index`.
     pub fn disable_irq(&self, irq_index: u32) -> Result<()> {
         self.irq("disable_irq", irq_index)?;
-        self.set_irqs("disable_irq", VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, irq_index, 0, 0, &[])
+        self.set_irqs(
+            "disable_irq",
+            VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+            irq_index,
+            0,
+            0,
+            &[],
+        )
     }
 
     /// Fires vector `vector` of IRQ `irq_index` from user space (its eventfd is signalled).
     pub fn trigger_irq(&self, irq_index: u32, vector: u32) -> Result<()> {
         let irq = *self.irq("trigger_irq", irq_index)?;
         self.check_vectors("trigger_irq", &irq, vector, 1)?;
-        self.set_irqs("trigger_irq", VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, irq_index, vector, 1, &[])
+        self.set_irqs(
+            "trigger_irq",
+            VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+            irq_index,
+            vector,
+            1,
+            &[],
+        )
     }
 
-    fn mask_action(&self, op: &'static str, action: u32, irq_index: u32, vector: u32) -> Result<()> {
+    fn mask_action(
+        &self,
+        op: &'static str,
+        action: u32,
+        irq_index: u32,
+        vector: u32,
+    ) -> Result<()> {
         let irq = *self.irq(op, irq_index)?;
         if !irq.maskable() {
-            return Err(VfioError::unsupported(op, format!("IRQ index {irq_index} of {} is not maskable", self.name())));
+            return Err(VfioError::unsupported(
+                op,
+                format!("IRQ index {irq_index} of {} is not maskable", self.name()),
+            ));
         }
         self.check_vectors(op, &irq, vector, 1)?;
-        self.set_irqs(op, VFIO_IRQ_SET_DATA_NONE | action, irq_index, vector, 1, &[])
+        self.set_irqs(
+            op,
+            VFIO_IRQ_SET_DATA_NONE | action,
+            irq_index,
+            vector,
+            1,
+            &[],
+        )
     }
 
     /// Masks vector `vector` of IRQ `irq_index`.
@@ -190,8 +268,18 @@ impl VfioDevice {
         let irq = *self.irq(OP, irq_index)?;
         let count = u32::try_from(event_rfds.len()).unwrap_or(u32::MAX);
         self.check_vectors(OP, &irq, 0, count)?;
-        let data: Vec<u8> = event_rfds.iter().flat_map(|fd| fd.as_raw_fd().to_ne_bytes()).collect();
-        self.set_irqs(OP, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK, irq_index, 0, count, &data)
+        let data: Vec<u8> = event_rfds
+            .iter()
+            .flat_map(|fd| fd.as_raw_fd().to_ne_bytes())
+            .collect();
+        self.set_irqs(
+            OP,
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK,
+            irq_index,
+            0,
+            count,
+            &data,
+        )
     }
 
     /// Enables MSI with one eventfd per vector.
@@ -216,12 +304,16 @@ impl VfioDevice {
 
     /// The largest vector count of INTx, MSI and MSI-X.
     pub fn max_interrupts(&self) -> u32 {
-        [crate::pci_irq::INTX, crate::pci_irq::MSI, crate::pci_irq::MSIX]
-            .iter()
-            .filter_map(|&i| self.irqs.get(i as usize))
-            .map(|irq| irq.count)
-            .max()
-            .unwrap_or(0)
+        [
+            crate::pci_irq::INTX,
+            crate::pci_irq::MSI,
+            crate::pci_irq::MSIX,
+        ]
+        .iter()
+        .filter_map(|&i| self.irqs.get(i as usize))
+        .map(|irq| irq.count)
+        .max()
+        .unwrap_or(0)
     }
 }
 
@@ -232,19 +324,37 @@ mod tests {
     #[test]
     fn packs_header_and_fds() {
         let data: Vec<u8> = [5i32, 9].iter().flat_map(|f| f.to_ne_bytes()).collect();
-        let set = pack_irq_set(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 2, 3, 2, &data);
+        let set = pack_irq_set(
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            2,
+            3,
+            2,
+            &data,
+        );
         assert_eq!(set, vec![28, 0x24, 2, 3, 2, 5, 9]);
     }
 
     #[test]
     fn packs_without_data() {
-        let set = pack_irq_set(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 0, 0, 1, &[]);
+        let set = pack_irq_set(
+            VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+            0,
+            0,
+            1,
+            &[],
+        );
         assert_eq!(set, vec![20, 0x9, 0, 0, 1]);
     }
 
     #[test]
     fn argsz_is_exact_for_unaligned_data() {
-        let set = pack_irq_set(VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER, 1, 0, 3, &[1, 0, 1]);
+        let set = pack_irq_set(
+            VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+            1,
+            0,
+            3,
+            &[1, 0, 1],
+        );
         assert_eq!(set[0], 23);
         assert_eq!(set.len(), 6);
         assert_eq!(set[5].to_ne_bytes(), [1, 0, 1, 0]);

@@ -20,13 +20,36 @@ pub struct KvmVfio {
 /// # Errors
 /// `NotFound` without `/dev/kvm`, `Permission`, the kernel's errno otherwise.
 pub fn create_vm_vfio_device() -> Result<KvmVfio> {
-    let kvm = Kvm::new().map_err(|e| VfioError::os("open", "/dev/kvm", std::io::Error::from_raw_os_error(e.errno())))?;
-    let vm = kvm.create_vm().map_err(|e| VfioError::os("KVM_CREATE_VM", "/dev/kvm", std::io::Error::from_raw_os_error(e.errno())))?;
-    let mut create = kvm_bindings::kvm_create_device { type_: kvm_bindings::kvm_device_type_KVM_DEV_TYPE_VFIO, fd: 0, flags: 0 };
-    let fd = vm
-        .create_device(&mut create)
-        .map_err(|e| VfioError::os("KVM_CREATE_DEVICE", "KVM_DEV_TYPE_VFIO", std::io::Error::from_raw_os_error(e.errno())))?;
-    Ok(KvmVfio { vm, device: VfioDeviceFd::new_from_kvm(fd) })
+    let kvm = Kvm::new().map_err(|e| {
+        VfioError::os(
+            "open",
+            "/dev/kvm",
+            std::io::Error::from_raw_os_error(e.errno()),
+        )
+    })?;
+    let vm = kvm.create_vm().map_err(|e| {
+        VfioError::os(
+            "KVM_CREATE_VM",
+            "/dev/kvm",
+            std::io::Error::from_raw_os_error(e.errno()),
+        )
+    })?;
+    let mut create = kvm_bindings::kvm_create_device {
+        type_: kvm_bindings::kvm_device_type_KVM_DEV_TYPE_VFIO,
+        fd: 0,
+        flags: 0,
+    };
+    let fd = vm.create_device(&mut create).map_err(|e| {
+        VfioError::os(
+            "KVM_CREATE_DEVICE",
+            "KVM_DEV_TYPE_VFIO",
+            std::io::Error::from_raw_os_error(e.errno()),
+        )
+    })?;
+    Ok(KvmVfio {
+        vm,
+        device: VfioDeviceFd::new_from_kvm(fd),
+    })
 }
 
 /// Takes ownership of a duplicate of `fd`, a KVM VFIO device fd from the caller's VMM.
@@ -35,7 +58,10 @@ pub fn create_vm_vfio_device() -> Result<KvmVfio> {
 /// `InvalidArgument` for a negative fd; the errno of `dup` (e.g. EBADF) otherwise.
 pub fn device_fd_from_raw(fd: i32) -> Result<VfioDeviceFd> {
     if fd < 0 {
-        return Err(VfioError::invalid("kvm device fd", format!("fd {fd} is negative")));
+        return Err(VfioError::invalid(
+            "kvm device fd",
+            format!("fd {fd} is negative"),
+        ));
     }
     // SAFETY: `dup` only reads the fd number and returns a new fd or -1.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };

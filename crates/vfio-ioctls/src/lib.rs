@@ -30,8 +30,8 @@ mod dma;
 mod error;
 mod group;
 mod hypervisor;
-mod iommu;
 mod ioctls;
+mod iommu;
 mod irq;
 #[cfg(feature = "kvm")]
 pub mod kvm;

@@ -43,14 +43,26 @@ impl VfioDevice {
         if areas.is_empty() {
             return Err(VfioError::unsupported(
                 OP,
-                format!("region {index} of {} cannot be mmapped; use region read/write instead", self.name()),
+                format!(
+                    "region {index} of {} cannot be mmapped; use region read/write instead",
+                    self.name()
+                ),
             ));
         }
         let page = page_size();
-        let span = usize::try_from(region.size.div_ceil(page) * page)
-            .map_err(|_| VfioError::out_of_range(OP, format!("region {index} is larger than the address space")))?;
+        let span = usize::try_from(region.size.div_ceil(page) * page).map_err(|_| {
+            VfioError::out_of_range(
+                OP,
+                format!("region {index} is larger than the address space"),
+            )
+        })?;
         for area in &areas {
-            if area.offset % page != 0 || area.offset.checked_add(area.size).is_none_or(|end| end > span as u64) {
+            if area.offset % page != 0
+                || area
+                    .offset
+                    .checked_add(area.size)
+                    .is_none_or(|end| end > span as u64)
+            {
                 return Err(VfioError::invalid(
                     OP,
                     format!("region {index}: sparse area {:#x}+{:#x} is unaligned or outside the region", area.offset, area.size),
@@ -59,21 +71,47 @@ impl VfioDevice {
         }
         // SAFETY: a fresh anonymous reservation with no access; the kernel picks the address.
         let base = unsafe {
-            libc::mmap(std::ptr::null_mut(), span, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
         };
         if base == libc::MAP_FAILED {
-            return Err(VfioError::last_os(OP, format!("{} region {index} (reserve {span:#x} bytes)", self.name())));
+            return Err(VfioError::last_os(
+                OP,
+                format!("{} region {index} (reserve {span:#x} bytes)", self.name()),
+            ));
         }
         let Some(base) = NonNull::new(base.cast::<u8>()) else {
             return Err(VfioError::invalid(OP, "mmap returned a null mapping"));
         };
         // From here on `mapped` owns the reservation and unmaps it on any error.
-        let mapped = MappedRegion { base, span, index, size: region.size, areas, device: self.clone() };
-        let prot = (if region.readable() { libc::PROT_READ } else { 0 }) | (if region.writable() { libc::PROT_WRITE } else { 0 });
+        let mapped = MappedRegion {
+            base,
+            span,
+            index,
+            size: region.size,
+            areas,
+            device: self.clone(),
+        };
+        let prot = (if region.readable() {
+            libc::PROT_READ
+        } else {
+            0
+        }) | (if region.writable() {
+            libc::PROT_WRITE
+        } else {
+            0
+        });
         for area in &mapped.areas {
             let len = usize::try_from(area.size.div_ceil(page) * page).unwrap_or(usize::MAX);
-            let file_offset = libc::off_t::try_from(region.offset + area.offset)
-                .map_err(|_| VfioError::out_of_range(OP, format!("region {index} offset does not fit off_t")))?;
+            let file_offset = libc::off_t::try_from(region.offset + area.offset).map_err(|_| {
+                VfioError::out_of_range(OP, format!("region {index} offset does not fit off_t"))
+            })?;
             // SAFETY: the target lies inside our own reservation (checked above), so MAP_FIXED
             // replaces only memory this value owns; the fd is the open device.
             let at = unsafe {
@@ -87,7 +125,15 @@ impl VfioDevice {
                 )
             };
             if at == libc::MAP_FAILED {
-                return Err(VfioError::last_os(OP, format!("{} region {index} area {:#x}+{:#x}", self.name(), area.offset, area.size)));
+                return Err(VfioError::last_os(
+                    OP,
+                    format!(
+                        "{} region {index} area {:#x}+{:#x}",
+                        self.name(),
+                        area.offset,
+                        area.size
+                    ),
+                ));
             }
         }
         Ok(mapped)
@@ -123,9 +169,19 @@ impl MappedRegion {
 
 impl VolatileAccess for MappedRegion {
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
-        check_within(op, &format!("region {}", self.index), offset, width, self.size)?;
+        check_within(
+            op,
+            &format!("region {}", self.index),
+            offset,
+            width,
+            self.size,
+        )?;
         let end = offset + width as u64;
-        if !self.areas.iter().any(|a| offset >= a.offset && end <= a.offset + a.size) {
+        if !self
+            .areas
+            .iter()
+            .any(|a| offset >= a.offset && end <= a.offset + a.size)
+        {
             return Err(VfioError::out_of_range(
                 op,
                 format!("region {}: [{offset:#x}, {end:#x}) is not in an mmapped area (e.g. the MSI-X table); use region read/write", self.index),
@@ -145,7 +201,11 @@ impl Drop for MappedRegion {
         // SAFETY: `base`/`span` describe exactly the reservation this value made and owns;
         // nothing can use it after drop.
         if unsafe { libc::munmap(self.base.as_ptr().cast(), self.span) } != 0 {
-            log::warn!("munmap of region {}: {}", self.index, std::io::Error::last_os_error());
+            log::warn!(
+                "munmap of region {}: {}",
+                self.index,
+                std::io::Error::last_os_error()
+            );
         }
     }
 }

@@ -86,7 +86,14 @@ pub struct VfioRegion {
 impl VfioRegion {
     /// A region the device does not implement.
     pub(crate) fn absent(index: u32) -> Self {
-        VfioRegion { index, present: false, flags: 0, size: 0, offset: 0, caps: Vec::new() }
+        VfioRegion {
+            index,
+            present: false,
+            flags: 0,
+            size: 0,
+            offset: 0,
+            caps: Vec::new(),
+        }
     }
 
     /// Whether the region can be read.
@@ -112,24 +119,44 @@ impl VfioRegion {
         }
         for cap in &self.caps {
             if let VfioRegionInfoCap::SparseMmap(sparse) = cap {
-                return sparse.areas.iter().copied().filter(|a| a.size > 0).collect();
+                return sparse
+                    .areas
+                    .iter()
+                    .copied()
+                    .filter(|a| a.size > 0)
+                    .collect();
             }
         }
-        vec![VfioRegionSparseMmapArea { offset: 0, size: self.size }]
+        vec![VfioRegionSparseMmapArea {
+            offset: 0,
+            size: self.size,
+        }]
     }
 
     /// Checks that `[offset, offset + len)` lies in the region, without overflow.
     pub(crate) fn check_range(&self, op: &'static str, offset: u64, len: usize) -> Result<()> {
         let end = offset.checked_add(len as u64).ok_or_else(|| {
-            VfioError::out_of_range(op, format!("region {}: offset {offset:#x} + length {len} overflows", self.index))
+            VfioError::out_of_range(
+                op,
+                format!(
+                    "region {}: offset {offset:#x} + length {len} overflows",
+                    self.index
+                ),
+            )
         })?;
         if !self.present {
-            return Err(VfioError::out_of_range(op, format!("region {} is not implemented by this device", self.index)));
+            return Err(VfioError::out_of_range(
+                op,
+                format!("region {} is not implemented by this device", self.index),
+            ));
         }
         if end > self.size {
             return Err(VfioError::out_of_range(
                 op,
-                format!("region {}: [{offset:#x}, {end:#x}) lies past its size {:#x}", self.index, self.size),
+                format!(
+                    "region {}: [{offset:#x}, {end:#x}) lies past its size {:#x}",
+                    self.index, self.size
+                ),
             ));
         }
         Ok(())
@@ -141,11 +168,13 @@ const CAP_HEADER_LEN: usize = 8;
 const MAX_CAPS: usize = 64;
 
 fn read_u16(buf: &[u8], at: usize) -> Option<u16> {
-    buf.get(at..at.checked_add(2)?).map(|b| u16::from_ne_bytes([b[0], b[1]]))
+    buf.get(at..at.checked_add(2)?)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
 }
 
 fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
-    buf.get(at..at.checked_add(4)?).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    buf.get(at..at.checked_add(4)?)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn read_u64(buf: &[u8], at: usize) -> Option<u64> {
@@ -164,30 +193,51 @@ pub(crate) struct CapHeader {
 /// Walks a VFIO capability chain (`struct vfio_info_cap_header`) in `buf`, starting
 /// at `first` (0 = empty chain). Offsets are from the start of `buf`, as the kernel
 /// gives them. Truncated, misaligned, backwards or looping chains are errors.
-pub(crate) fn walk_cap_chain(op: &'static str, buf: &[u8], first: u32, min_offset: usize) -> Result<Vec<CapHeader>> {
+pub(crate) fn walk_cap_chain(
+    op: &'static str,
+    buf: &[u8],
+    first: u32,
+    min_offset: usize,
+) -> Result<Vec<CapHeader>> {
     let mut caps = Vec::new();
     let mut next = first as usize;
     while next != 0 {
         if caps.len() >= MAX_CAPS {
-            return Err(VfioError::invalid(op, format!("capability chain has more than {MAX_CAPS} entries (a loop?)")));
+            return Err(VfioError::invalid(
+                op,
+                format!("capability chain has more than {MAX_CAPS} entries (a loop?)"),
+            ));
         }
-        if next < min_offset || next % 4 != 0 {
-            return Err(VfioError::invalid(op, format!("capability at offset {next} points inside the header or is misaligned")));
+        if next < min_offset || !next.is_multiple_of(4) {
+            return Err(VfioError::invalid(
+                op,
+                format!("capability at offset {next} points inside the header or is misaligned"),
+            ));
         }
         if let Some(prev) = caps.last().map(|c: &CapHeader| c.at) {
             if next <= prev {
-                return Err(VfioError::invalid(op, format!("capability chain goes backwards to offset {next} (a loop)")));
+                return Err(VfioError::invalid(
+                    op,
+                    format!("capability chain goes backwards to offset {next} (a loop)"),
+                ));
             }
         }
-        let header_end = next.checked_add(CAP_HEADER_LEN).unwrap_or(usize::MAX);
-        let (Some(id), Some(version), Some(link)) = (read_u16(buf, next), read_u16(buf, next + 2), read_u32(buf, next + 4))
-        else {
+        let header_end = next.saturating_add(CAP_HEADER_LEN);
+        let (Some(id), Some(version), Some(link)) = (
+            read_u16(buf, next),
+            read_u16(buf, next + 2),
+            read_u32(buf, next + 4),
+        ) else {
             return Err(VfioError::invalid(
                 op,
                 format!("capability header at offset {next} is truncated (buffer is {} bytes, needs {header_end})", buf.len()),
             ));
         };
-        caps.push(CapHeader { id, version, at: next });
+        caps.push(CapHeader {
+            id,
+            version,
+            at: next,
+        });
         next = link as usize;
     }
     Ok(caps)
@@ -197,7 +247,12 @@ pub(crate) fn walk_cap_chain(op: &'static str, buf: &[u8], first: u32, min_offse
 pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<Vec<VfioRegionInfoCap>> {
     const OP: &str = "VFIO_DEVICE_GET_REGION_INFO";
     let headers = walk_cap_chain(OP, buf, cap_offset, std::mem::size_of::<vfio_region_info>())?;
-    let truncated = |h: &CapHeader| VfioError::invalid(OP, format!("capability {} at offset {} is truncated", h.id, h.at));
+    let truncated = |h: &CapHeader| {
+        VfioError::invalid(
+            OP,
+            format!("capability {} at offset {} is truncated", h.id, h.at),
+        )
+    };
     let mut caps = Vec::with_capacity(headers.len());
     for h in headers {
         let body = h.at + CAP_HEADER_LEN;
@@ -212,7 +267,10 @@ pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<Vec<VfioR
                 let areas = (0..nr)
                     .map(|i| {
                         let at = areas_at + i * 16;
-                        Some(VfioRegionSparseMmapArea { offset: read_u64(buf, at)?, size: read_u64(buf, at + 8)? })
+                        Some(VfioRegionSparseMmapArea {
+                            offset: read_u64(buf, at)?,
+                            size: read_u64(buf, at + 8)?,
+                        })
                     })
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| truncated(&h))?;
@@ -223,13 +281,20 @@ pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<Vec<VfioR
                 subtype: read_u32(buf, body + 4).ok_or_else(|| truncated(&h))?,
             }),
             VFIO_REGION_INFO_CAP_MSIX_MAPPABLE => VfioRegionInfoCap::MsixMappable,
-            VFIO_REGION_INFO_CAP_NVLINK2_SSATGT => VfioRegionInfoCap::Nvlink2Ssatgt(VfioRegionInfoCapNvlink2Ssatgt {
-                tgt: read_u64(buf, body).ok_or_else(|| truncated(&h))?,
-            }),
-            VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD => VfioRegionInfoCap::Nvlink2Lnkspd(VfioRegionInfoCapNvlink2Lnkspd {
-                link_speed: read_u32(buf, body).ok_or_else(|| truncated(&h))?,
-            }),
-            _ => VfioRegionInfoCap::Unknown { id: h.id, version: h.version },
+            VFIO_REGION_INFO_CAP_NVLINK2_SSATGT => {
+                VfioRegionInfoCap::Nvlink2Ssatgt(VfioRegionInfoCapNvlink2Ssatgt {
+                    tgt: read_u64(buf, body).ok_or_else(|| truncated(&h))?,
+                })
+            }
+            VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD => {
+                VfioRegionInfoCap::Nvlink2Lnkspd(VfioRegionInfoCapNvlink2Lnkspd {
+                    link_speed: read_u32(buf, body).ok_or_else(|| truncated(&h))?,
+                })
+            }
+            _ => VfioRegionInfoCap::Unknown {
+                id: h.id,
+                version: h.version,
+            },
         };
         caps.push(cap);
     }
@@ -246,7 +311,7 @@ pub(crate) mod tests {
         let mut buf = vec![0u8; 32];
         let mut offsets = Vec::new();
         for (id, body) in caps {
-            while buf.len() % 8 != 0 {
+            while !buf.len().is_multiple_of(8) {
                 buf.push(0);
             }
             offsets.push(buf.len());
@@ -290,13 +355,24 @@ pub(crate) mod tests {
             vec![
                 VfioRegionInfoCap::SparseMmap(VfioRegionInfoCapSparseMmap {
                     areas: vec![
-                        VfioRegionSparseMmapArea { offset: 0, size: 0x1000 },
-                        VfioRegionSparseMmapArea { offset: 0x3000, size: 0x1000 }
+                        VfioRegionSparseMmapArea {
+                            offset: 0,
+                            size: 0x1000
+                        },
+                        VfioRegionSparseMmapArea {
+                            offset: 0x3000,
+                            size: 0x1000
+                        }
                     ]
                 }),
-                VfioRegionInfoCap::Type(VfioRegionInfoCapType { type_: 0x8086_0000, subtype: 3 }),
+                VfioRegionInfoCap::Type(VfioRegionInfoCapType {
+                    type_: 0x8086_0000,
+                    subtype: 3
+                }),
                 VfioRegionInfoCap::MsixMappable,
-                VfioRegionInfoCap::Nvlink2Ssatgt(VfioRegionInfoCapNvlink2Ssatgt { tgt: 0xdead_beef_0000 }),
+                VfioRegionInfoCap::Nvlink2Ssatgt(VfioRegionInfoCapNvlink2Ssatgt {
+                    tgt: 0xdead_beef_0000
+                }),
                 VfioRegionInfoCap::Nvlink2Lnkspd(VfioRegionInfoCapNvlink2Lnkspd { link_speed: 25 }),
                 VfioRegionInfoCap::Unknown { id: 42, version: 1 },
             ]
@@ -312,7 +388,11 @@ pub(crate) mod tests {
     fn looping_chain_is_an_error() {
         let (mut buf, first) = chain(&[(3, vec![]), (3, vec![])]);
         // Point the second cap back at the first.
-        let second = u32::from_ne_bytes(buf[first as usize + 4..first as usize + 8].try_into().unwrap()) as usize;
+        let second = u32::from_ne_bytes(
+            buf[first as usize + 4..first as usize + 8]
+                .try_into()
+                .unwrap(),
+        ) as usize;
         buf[second + 4..second + 8].copy_from_slice(&first.to_ne_bytes());
         let e = parse_region_caps(&buf, first).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
@@ -342,7 +422,10 @@ pub(crate) mod tests {
         let mut body = sparse(&[]);
         body[0..4].copy_from_slice(&u32::MAX.to_ne_bytes());
         let (buf, first) = chain(&[(1, body)]);
-        assert_eq!(parse_region_caps(&buf, first).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            parse_region_caps(&buf, first).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[test]
@@ -354,22 +437,67 @@ pub(crate) mod tests {
 
     #[test]
     fn mmap_areas_follow_sparse_caps_and_flags() {
-        let mut r = VfioRegion { index: 0, present: true, flags: VFIO_REGION_INFO_FLAG_READ, size: 0x4000, offset: 0, caps: vec![] };
+        let mut r = VfioRegion {
+            index: 0,
+            present: true,
+            flags: VFIO_REGION_INFO_FLAG_READ,
+            size: 0x4000,
+            offset: 0,
+            caps: vec![],
+        };
         assert!(r.mmap_areas().is_empty());
         r.flags |= VFIO_REGION_INFO_FLAG_MMAP;
-        assert_eq!(r.mmap_areas(), vec![VfioRegionSparseMmapArea { offset: 0, size: 0x4000 }]);
-        r.caps.push(VfioRegionInfoCap::SparseMmap(VfioRegionInfoCapSparseMmap {
-            areas: vec![VfioRegionSparseMmapArea { offset: 0x2000, size: 0x2000 }, VfioRegionSparseMmapArea { offset: 0, size: 0 }],
-        }));
-        assert_eq!(r.mmap_areas(), vec![VfioRegionSparseMmapArea { offset: 0x2000, size: 0x2000 }]);
+        assert_eq!(
+            r.mmap_areas(),
+            vec![VfioRegionSparseMmapArea {
+                offset: 0,
+                size: 0x4000
+            }]
+        );
+        r.caps
+            .push(VfioRegionInfoCap::SparseMmap(VfioRegionInfoCapSparseMmap {
+                areas: vec![
+                    VfioRegionSparseMmapArea {
+                        offset: 0x2000,
+                        size: 0x2000,
+                    },
+                    VfioRegionSparseMmapArea { offset: 0, size: 0 },
+                ],
+            }));
+        assert_eq!(
+            r.mmap_areas(),
+            vec![VfioRegionSparseMmapArea {
+                offset: 0x2000,
+                size: 0x2000
+            }]
+        );
     }
 
     #[test]
     fn range_checks_catch_overflow_and_absent_regions() {
-        let r = VfioRegion { index: 2, present: true, flags: 3, size: 0x100, offset: 0, caps: vec![] };
+        let r = VfioRegion {
+            index: 2,
+            present: true,
+            flags: 3,
+            size: 0x100,
+            offset: 0,
+            caps: vec![],
+        };
         assert!(r.check_range("read", 0xfc, 4).is_ok());
-        assert_eq!(r.check_range("read", 0xfd, 4).unwrap_err().kind(), ErrorKind::OutOfRange);
-        assert_eq!(r.check_range("read", u64::MAX, 2).unwrap_err().kind(), ErrorKind::OutOfRange);
-        assert_eq!(VfioRegion::absent(8).check_range("read", 0, 1).unwrap_err().kind(), ErrorKind::OutOfRange);
+        assert_eq!(
+            r.check_range("read", 0xfd, 4).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            r.check_range("read", u64::MAX, 2).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            VfioRegion::absent(8)
+                .check_range("read", 0, 1)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::OutOfRange
+        );
     }
 }

@@ -68,7 +68,7 @@ pub trait VolatileAccess {
             // load is used only when it fits in the rest and is 4-aligned.
             unsafe {
                 let p = src.add(i);
-                if (p as usize) % 4 == 0 && buf.len() - i >= 4 {
+                if (p as usize).is_multiple_of(4) && buf.len() - i >= 4 {
                     let word = std::ptr::read_volatile(p.cast::<u32>());
                     buf[i..i + 4].copy_from_slice(&word.to_ne_bytes());
                     i += 4;
@@ -92,7 +92,7 @@ pub trait VolatileAccess {
             // SAFETY: as in `read_bytes`: in bounds per `checked_ptr`, and aligned for 4-byte stores.
             unsafe {
                 let p = dst.add(i);
-                if (p as usize) % 4 == 0 && buf.len() - i >= 4 {
+                if (p as usize).is_multiple_of(4) && buf.len() - i >= 4 {
                     let word = u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
                     std::ptr::write_volatile(p.cast::<u32>(), word);
                     i += 4;
@@ -106,14 +106,24 @@ pub trait VolatileAccess {
     }
 }
 
-fn aligned_ptr<M: VolatileAccess + ?Sized, T>(mem: &M, op: &'static str, offset: u64) -> Result<*mut T> {
+fn aligned_ptr<M: VolatileAccess + ?Sized, T>(
+    mem: &M,
+    op: &'static str,
+    offset: u64,
+) -> Result<*mut T> {
     let width = std::mem::size_of::<T>();
-    if offset % width as u64 != 0 {
-        return Err(VfioError::invalid(op, format!("offset {offset:#x} is not aligned to the access width of {width} bytes")));
+    if !offset.is_multiple_of(width as u64) {
+        return Err(VfioError::invalid(
+            op,
+            format!("offset {offset:#x} is not aligned to the access width of {width} bytes"),
+        ));
     }
     let ptr = mem.checked_ptr(op, offset, width)?;
-    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
-        return Err(VfioError::invalid(op, format!("offset {offset:#x} is not naturally aligned in memory")));
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(VfioError::invalid(
+            op,
+            format!("offset {offset:#x} is not naturally aligned in memory"),
+        ));
     }
     Ok(ptr.cast::<T>())
 }
@@ -124,7 +134,12 @@ fn read<T: Copy>(mem: &(impl VolatileAccess + ?Sized), op: &'static str, offset:
     Ok(unsafe { std::ptr::read_volatile(ptr) })
 }
 
-fn write<T: Copy>(mem: &(impl VolatileAccess + ?Sized), op: &'static str, offset: u64, value: T) -> Result<()> {
+fn write<T: Copy>(
+    mem: &(impl VolatileAccess + ?Sized),
+    op: &'static str,
+    offset: u64,
+    value: T,
+) -> Result<()> {
     let ptr = aligned_ptr::<_, T>(mem, op, offset)?;
     // SAFETY: `ptr` is in bounds for `size_of::<T>()` bytes (checked_ptr) and aligned for T.
     unsafe { std::ptr::write_volatile(ptr, value) };
@@ -132,11 +147,23 @@ fn write<T: Copy>(mem: &(impl VolatileAccess + ?Sized), op: &'static str, offset
 }
 
 /// Checks that `[offset, offset + width)` lies within `len` bytes, without overflow.
-pub(crate) fn check_within(op: &'static str, what: &str, offset: u64, width: usize, len: u64) -> Result<()> {
+pub(crate) fn check_within(
+    op: &'static str,
+    what: &str,
+    offset: u64,
+    width: usize,
+    len: u64,
+) -> Result<()> {
     match offset.checked_add(width as u64) {
         Some(end) if end <= len => Ok(()),
-        Some(end) => Err(VfioError::out_of_range(op, format!("{what}: [{offset:#x}, {end:#x}) lies past its size {len:#x}"))),
-        None => Err(VfioError::out_of_range(op, format!("{what}: offset {offset:#x} + {width} overflows 64 bits"))),
+        Some(end) => Err(VfioError::out_of_range(
+            op,
+            format!("{what}: [{offset:#x}, {end:#x}) lies past its size {len:#x}"),
+        )),
+        None => Err(VfioError::out_of_range(
+            op,
+            format!("{what}: offset {offset:#x} + {width} overflows 64 bits"),
+        )),
     }
 }
 
@@ -182,10 +209,22 @@ mod tests {
     #[test]
     fn unaligned_and_out_of_range_are_refused() {
         let m = Heap(Default::default());
-        assert_eq!(m.read_u32(2).unwrap_err().kind(), ErrorKind::InvalidArgument);
-        assert_eq!(m.write_u64(4, 0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            m.read_u32(2).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            m.write_u64(4, 0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
         assert_eq!(m.read_u32(32).unwrap_err().kind(), ErrorKind::OutOfRange);
-        assert_eq!(m.read_u64(u64::MAX - 7).unwrap_err().kind(), ErrorKind::OutOfRange);
-        assert_eq!(m.write_bytes(30, b"abc").unwrap_err().kind(), ErrorKind::OutOfRange);
+        assert_eq!(
+            m.read_u64(u64::MAX - 7).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            m.write_bytes(30, b"abc").unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
     }
 }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use vfio_ioctls::sysfs::{PciAddress, Sysfs};
 use vfio_ioctls::{
-    pci_irq, pci_region, ErrorKind, EventFd, MappedRegion, VfioContainer, VfioDevice, VfioError, VfioRegionInfoCap,
-    VolatileAccess,
+    pci_irq, pci_region, ErrorKind, EventFd, MappedRegion, VfioContainer, VfioDevice, VfioError,
+    VfioRegionInfoCap, VolatileAccess,
 };
 
 /// Panics unless this runs in the guest with VFIO: a host run fails instead of skipping.
@@ -96,7 +96,9 @@ fn addr(s: &str) -> PciAddress {
 }
 
 fn bind(dev: &str) {
-    Sysfs::new().bind_vfio(&addr(dev)).unwrap_or_else(|e| panic!("binding {dev} to vfio-pci: {e}"));
+    Sysfs::new()
+        .bind_vfio(&addr(dev))
+        .unwrap_or_else(|e| panic!("binding {dev} to vfio-pci: {e}"));
 }
 
 fn container() -> Arc<VfioContainer> {
@@ -108,12 +110,14 @@ fn open(dev: &str, c: &Arc<VfioContainer>) -> Arc<VfioDevice> {
 }
 
 fn map_bar0(dev: &Arc<VfioDevice>) -> MappedRegion {
-    dev.map_region(pci_region::BAR0).unwrap_or_else(|e| panic!("mapping BAR0 of {}: {e}", dev.name()))
+    dev.map_region(pci_region::BAR0)
+        .unwrap_or_else(|e| panic!("mapping BAR0 of {}: {e}", dev.name()))
 }
 
 fn config_read16(dev: &VfioDevice, offset: u64) -> u16 {
     let mut b = [0u8; 2];
-    dev.region_read(pci_region::CONFIG, &mut b, offset).unwrap_or_else(|e| panic!("config read at {offset:#x}: {e}"));
+    dev.region_read(pci_region::CONFIG, &mut b, offset)
+        .unwrap_or_else(|e| panic!("config read at {offset:#x}: {e}"));
     u16::from_le_bytes(b)
 }
 
@@ -127,7 +131,11 @@ fn enable_bus_master(dev: &VfioDevice) {
     let cmd = config_read16(dev, PCI_COMMAND);
     config_write16(dev, PCI_COMMAND, cmd | PCI_COMMAND_MASTER);
     let now = config_read16(dev, PCI_COMMAND);
-    assert_ne!(now & PCI_COMMAND_MASTER, 0, "bus master did not stick: command {now:#06x}");
+    assert_ne!(
+        now & PCI_COMMAND_MASTER,
+        0,
+        "bus master did not stick: command {now:#06x}"
+    );
 }
 
 /// Polls `done` every millisecond until it is true or `timeout` passes.
@@ -160,7 +168,11 @@ fn wait_event(efd: &EventFd, timeout: Duration) -> Option<(u64, Duration)> {
     }
 }
 
-fn assert_kind<T: std::fmt::Debug>(r: Result<T, VfioError>, kind: ErrorKind, what: &str) -> VfioError {
+fn assert_kind<T: std::fmt::Debug>(
+    r: Result<T, VfioError>,
+    kind: ErrorKind,
+    what: &str,
+) -> VfioError {
     match r {
         Ok(v) => panic!("{what}: expected {kind:?}, got Ok({v:?})"),
         Err(e) => {
@@ -178,9 +190,14 @@ fn edu_dma(bar: &MappedRegion, src: u64, dst: u64, len: usize, to_ram: bool) {
     let cmd = EDU_DMA_START | if to_ram { EDU_DMA_TO_RAM } else { 0 };
     bar.write_u64(EDU_DMA_CMD, cmd).unwrap();
     let start = Instant::now();
-    let done = wait_until(Duration::from_secs(5), || bar.read_u64(EDU_DMA_CMD).unwrap() & EDU_DMA_START == 0);
+    let done = wait_until(Duration::from_secs(5), || {
+        bar.read_u64(EDU_DMA_CMD).unwrap() & EDU_DMA_START == 0
+    });
     assert!(done, "edu DMA {src:#x} -> {dst:#x} did not finish in 5 s");
-    println!("edu DMA {src:#x} -> {dst:#x} ({len} bytes) took {:?}", start.elapsed());
+    println!(
+        "edu DMA {src:#x} -> {dst:#x} ({len} bytes) took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -190,8 +207,16 @@ fn container_open() {
     assert_eq!(c.api_version().unwrap(), 0);
     assert!(c.check_extension(VFIO_TYPE1v2_IOMMU).unwrap());
     // No group yet: no IOMMU, so no info and no DMA.
-    assert_kind(c.iommu_info(), ErrorKind::InvalidArgument, "iommu_info without a group");
-    assert_kind(c.allocate_dma(4096, 0x10_0000), ErrorKind::InvalidArgument, "allocate_dma without a group");
+    assert_kind(
+        c.iommu_info(),
+        ErrorKind::InvalidArgument,
+        "iommu_info without a group",
+    );
+    assert_kind(
+        c.allocate_dma(4096, 0x10_0000),
+        ErrorKind::InvalidArgument,
+        "allocate_dma without a group",
+    );
     assert!(c.group_ids().is_empty());
 }
 
@@ -204,14 +229,21 @@ fn group_viability_and_attach() {
     let status = group.status().unwrap();
     println!("group {EDU_GROUP} status {status:#x}");
     assert_eq!(status & VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_FLAGS_VIABLE);
-    assert_eq!(status & VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_CONTAINER_SET);
+    assert_eq!(
+        status & VFIO_GROUP_FLAGS_CONTAINER_SET,
+        VFIO_GROUP_FLAGS_CONTAINER_SET
+    );
     assert_eq!(c.group_ids(), vec![EDU_GROUP]);
     // Asking again gives the same group.
     assert!(Arc::ptr_eq(&group, &c.group(EDU_GROUP).unwrap()));
     assert!(c.iommu_info().is_ok());
     drop(group);
     assert!(c.group_ids().is_empty());
-    assert_kind(c.iommu_info(), ErrorKind::InvalidArgument, "iommu_info after the group left");
+    assert_kind(
+        c.iommu_info(),
+        ErrorKind::InvalidArgument,
+        "iommu_info after the group left",
+    );
     // Attaching again works (the kernel released the group).
     let group = c.group(EDU_GROUP).unwrap();
     assert_eq!(c.group_ids(), vec![EDU_GROUP]);
@@ -241,7 +273,10 @@ fn check_edu_info(dev: &VfioDevice) {
     let vga = dev.region(pci_region::VGA).unwrap();
     assert!(!vga.present || vga.size == 0, "{vga:?}");
     let config = dev.region(pci_region::CONFIG).unwrap();
-    assert!(config.present && config.readable() && config.writable() && config.size >= 256, "{config:?}");
+    assert!(
+        config.present && config.readable() && config.writable() && config.size >= 256,
+        "{config:?}"
+    );
     assert_eq!(dev.get_region_size(pci_region::BAR0), 1 << 20);
     assert_eq!(dev.get_region_size(99), 0);
 }
@@ -252,7 +287,11 @@ fn device_open_by_path_and_address() {
     let c = container();
     let by_path = VfioDevice::new(Path::new(EDU_SYSFS), c.clone()).unwrap();
     assert_eq!(by_path.name(), EDU);
-    assert!(by_path.sysfs_path().ends_with(EDU), "{}", by_path.sysfs_path().display());
+    assert!(
+        by_path.sysfs_path().ends_with(EDU),
+        "{}",
+        by_path.sysfs_path().display()
+    );
     assert_eq!(by_path.group().id(), EDU_GROUP);
     check_edu_info(&by_path);
     drop(by_path);
@@ -268,10 +307,26 @@ fn device_open_by_path_and_address() {
     assert_eq!(VfioDevice::new(&canonical, c.clone()).unwrap().name(), EDU);
 
     // Devices that cannot be opened.
-    assert_kind(VfioDevice::open("0000:00:1e.0", c.clone()), ErrorKind::NotFound, "a device that does not exist");
-    assert_kind(VfioDevice::open("0000:00:05.0", c.clone()), ErrorKind::NotFound, "virtio-9p, not bound to vfio-pci");
-    assert_kind(VfioDevice::open("/etc", c.clone()), ErrorKind::InvalidArgument, "a path outside sysfs");
-    assert_kind(VfioDevice::open("00:03", c.clone()), ErrorKind::InvalidArgument, "a malformed address");
+    assert_kind(
+        VfioDevice::open("0000:00:1e.0", c.clone()),
+        ErrorKind::NotFound,
+        "a device that does not exist",
+    );
+    assert_kind(
+        VfioDevice::open("0000:00:05.0", c.clone()),
+        ErrorKind::NotFound,
+        "virtio-9p, not bound to vfio-pci",
+    );
+    assert_kind(
+        VfioDevice::open("/etc", c.clone()),
+        ErrorKind::InvalidArgument,
+        "a path outside sysfs",
+    );
+    assert_kind(
+        VfioDevice::open("00:03", c.clone()),
+        ErrorKind::InvalidArgument,
+        "a malformed address",
+    );
     assert!(c.group_ids().is_empty());
 }
 
@@ -287,7 +342,11 @@ fn config_space_read_write() {
     assert_eq!(u32::from_le_bytes(id), 0x11e8_1234);
     let cmd = config_read16(&dev, PCI_COMMAND);
     println!("command at open {cmd:#06x}");
-    assert_ne!(cmd & PCI_COMMAND_MEMORY, 0, "vfio-pci enables memory decoding");
+    assert_ne!(
+        cmd & PCI_COMMAND_MEMORY,
+        0,
+        "vfio-pci enables memory decoding"
+    );
     config_write16(&dev, PCI_COMMAND, cmd | PCI_COMMAND_MASTER);
     assert_eq!(config_read16(&dev, PCI_COMMAND), cmd | PCI_COMMAND_MASTER);
     config_write16(&dev, PCI_COMMAND, cmd & !PCI_COMMAND_MASTER);
@@ -308,19 +367,37 @@ fn bar0_mmap_registers() {
         assert_eq!(bar.read_u32(EDU_LIVENESS).unwrap(), !x);
     }
     bar.write_u32(EDU_FACTORIAL, 10).unwrap();
-    let done = wait_until(Duration::from_secs(2), || bar.read_u32(EDU_STATUS).unwrap() & 1 == 0);
+    let done = wait_until(Duration::from_secs(2), || {
+        bar.read_u32(EDU_STATUS).unwrap() & 1 == 0
+    });
     assert!(done, "factorial still computing after 2 s");
     assert_eq!(bar.read_u32(EDU_FACTORIAL).unwrap(), 3_628_800);
 
-    assert_kind(bar.read_u32(2), ErrorKind::InvalidArgument, "unaligned read_u32(2)");
-    assert_kind(bar.read_u32(1 << 20), ErrorKind::OutOfRange, "read_u32 past BAR0");
-    assert_kind(bar.write_u64(u64::MAX - 7, 0), ErrorKind::OutOfRange, "write_u64 at u64::MAX - 7");
+    assert_kind(
+        bar.read_u32(2),
+        ErrorKind::InvalidArgument,
+        "unaligned read_u32(2)",
+    );
+    assert_kind(
+        bar.read_u32(1 << 20),
+        ErrorKind::OutOfRange,
+        "read_u32 past BAR0",
+    );
+    assert_kind(
+        bar.write_u64(u64::MAX - 7, 0),
+        ErrorKind::OutOfRange,
+        "write_u64 at u64::MAX - 7",
+    );
     // The same register through pread on the device fd.
     let mut b = [0u8; 4];
     dev.region_read(pci_region::BAR0, &mut b, EDU_ID).unwrap();
     assert_eq!(u32::from_le_bytes(b), 0x0100_00ed);
     // Not mappable: config space.
-    assert_kind(dev.map_region(pci_region::CONFIG), ErrorKind::Unsupported, "map_region(CONFIG)");
+    assert_kind(
+        dev.map_region(pci_region::CONFIG),
+        ErrorKind::Unsupported,
+        "map_region(CONFIG)",
+    );
     assert_kind(dev.map_region(99), ErrorKind::OutOfRange, "map_region(99)");
 }
 
@@ -330,15 +407,43 @@ fn bad_region_accesses() {
     let c = container();
     let dev = open(EDU, &c);
     let mut b = [0u8; 4];
-    assert_kind(dev.region_read(99, &mut b, 0), ErrorKind::OutOfRange, "region_read(99)");
-    assert_kind(dev.region_write(99, &b, 0), ErrorKind::OutOfRange, "region_write(99)");
+    assert_kind(
+        dev.region_read(99, &mut b, 0),
+        ErrorKind::OutOfRange,
+        "region_read(99)",
+    );
+    assert_kind(
+        dev.region_write(99, &b, 0),
+        ErrorKind::OutOfRange,
+        "region_write(99)",
+    );
     let config_size = dev.region(pci_region::CONFIG).unwrap().size;
-    assert_kind(dev.region_read(pci_region::CONFIG, &mut b, config_size - 2), ErrorKind::OutOfRange, "config read past end");
-    assert_kind(dev.region_read(pci_region::BAR0, &mut b, 1 << 20), ErrorKind::OutOfRange, "BAR0 read past end");
-    assert_kind(dev.region_read(pci_region::CONFIG, &mut b, u64::MAX), ErrorKind::OutOfRange, "u64::MAX offset");
-    assert_kind(dev.region_write(pci_region::CONFIG, &b, u64::MAX), ErrorKind::OutOfRange, "u64::MAX offset write");
+    assert_kind(
+        dev.region_read(pci_region::CONFIG, &mut b, config_size - 2),
+        ErrorKind::OutOfRange,
+        "config read past end",
+    );
+    assert_kind(
+        dev.region_read(pci_region::BAR0, &mut b, 1 << 20),
+        ErrorKind::OutOfRange,
+        "BAR0 read past end",
+    );
+    assert_kind(
+        dev.region_read(pci_region::CONFIG, &mut b, u64::MAX),
+        ErrorKind::OutOfRange,
+        "u64::MAX offset",
+    );
+    assert_kind(
+        dev.region_write(pci_region::CONFIG, &b, u64::MAX),
+        ErrorKind::OutOfRange,
+        "u64::MAX offset write",
+    );
     if !dev.region(pci_region::VGA).unwrap().present {
-        assert_kind(dev.region_read(pci_region::VGA, &mut b, 0), ErrorKind::OutOfRange, "read of absent VGA region");
+        assert_kind(
+            dev.region_read(pci_region::VGA, &mut b, 0),
+            ErrorKind::OutOfRange,
+            "read of absent VGA region",
+        );
     }
     // A good read still works afterwards.
     dev.region_read(pci_region::CONFIG, &mut b, 0).unwrap();
@@ -356,7 +461,9 @@ fn dma_round_trip_through_edu() {
     let src = c.allocate_dma(4096, 0x10_0000).unwrap();
     assert_eq!((src.iova(), src.size()), (0x10_0000, 4096));
     assert!(src.is_mapped());
-    let pattern: Vec<u8> = (0..EDU_DMA_LEN).map(|i| (i * 7 + 3) as u8 ^ (i >> 8) as u8).collect();
+    let pattern: Vec<u8> = (0..EDU_DMA_LEN)
+        .map(|i| (i * 7 + 3) as u8 ^ (i >> 8) as u8)
+        .collect();
     src.write_bytes(0, &pattern).unwrap();
     edu_dma(&bar, src.iova(), EDU_DMA_BUF, EDU_DMA_LEN, false);
 
@@ -365,8 +472,15 @@ fn dma_round_trip_through_edu() {
     edu_dma(&bar, EDU_DMA_BUF, dst.iova(), EDU_DMA_LEN, true);
     let mut out = vec![0u8; 4096];
     dst.read_bytes(0, &mut out).unwrap();
-    assert_eq!(&out[..EDU_DMA_LEN], &pattern[..], "device -> RAM copy differs");
-    assert!(out[EDU_DMA_LEN..].iter().all(|&b| b == 0), "DMA wrote past its count");
+    assert_eq!(
+        &out[..EDU_DMA_LEN],
+        &pattern[..],
+        "device -> RAM copy differs"
+    );
+    assert!(
+        out[EDU_DMA_LEN..].iter().all(|&b| b == 0),
+        "DMA wrote past its count"
+    );
 
     // After unmapping, the device can no longer reach the memory (the IOMMU faults).
     dst.write_bytes(0, &vec![0u8; 4096]).unwrap();
@@ -375,7 +489,10 @@ fn dma_round_trip_through_edu() {
     assert_eq!(c.dma_mappings(), vec![(0x10_0000, 4096)]);
     edu_dma(&bar, EDU_DMA_BUF, dst.iova(), EDU_DMA_LEN, true);
     dst.read_bytes(0, &mut out).unwrap();
-    assert!(out.iter().all(|&b| b == 0), "the device wrote through an unmapped IOVA");
+    assert!(
+        out.iter().all(|&b| b == 0),
+        "the device wrote through an unmapped IOVA"
+    );
     drop(src);
     assert!(c.dma_mappings().is_empty());
 }
@@ -403,7 +520,10 @@ fn dma_buffers_follow_the_iommu_context() {
     drop(edu);
     assert!(c.group_ids().is_empty());
     assert!(c.dma_mappings().is_empty());
-    assert!(!old.is_mapped(), "a buffer whose IOMMU context is gone reports itself mapped");
+    assert!(
+        !old.is_mapped(),
+        "a buffer whose IOMMU context is gone reports itself mapped"
+    );
 
     // A new context: the same IOVA is free, and dropping the stale buffer leaves the new one alone.
     let edu = open(EDU, &c);
@@ -431,7 +551,14 @@ fn raw_dma_map_of_caller_memory() {
     let len = 4096usize;
     // SAFETY: a fresh anonymous mapping owned by this test.
     let mem = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(mem, libc::MAP_FAILED);
     let ops: &dyn VfioOps = &*c;
@@ -452,9 +579,15 @@ fn raw_dma_map_of_caller_memory() {
     edu_dma(&bar, EDU_DMA_BUF, 0x30_0000, EDU_DMA_LEN, true);
     // SAFETY: the DMA has finished; `mem` holds `len` bytes.
     let got = unsafe { std::slice::from_raw_parts(mem.cast::<u8>(), len) }.to_vec();
-    assert!(got[..EDU_DMA_LEN].iter().all(|&b| b == 0x5a) && got[EDU_DMA_LEN..].iter().all(|&b| b == 0));
+    assert!(
+        got[..EDU_DMA_LEN].iter().all(|&b| b == 0x5a) && got[EDU_DMA_LEN..].iter().all(|&b| b == 0)
+    );
     ops.vfio_dma_unmap(0x30_0000, len).unwrap();
-    assert_kind(ops.vfio_dma_unmap(0x30_0000, len), ErrorKind::InvalidArgument, "raw unmap twice");
+    assert_kind(
+        ops.vfio_dma_unmap(0x30_0000, len),
+        ErrorKind::InvalidArgument,
+        "raw unmap twice",
+    );
     assert_eq!(c.dma_mappings(), vec![(0x10_0000, 4096)]);
     // SAFETY: unmapped from the IOMMU above; nothing else uses it.
     assert_eq!(unsafe { libc::munmap(mem, len) }, 0);
@@ -466,29 +599,71 @@ fn dma_errors() {
     let c = container();
     let _dev = open(EDU, &c);
     let a = c.allocate_dma(8192, 0x10_0000).unwrap();
-    assert_kind(c.allocate_dma(4096, 0x10_0000), ErrorKind::InvalidArgument, "same IOVA");
-    assert_kind(c.allocate_dma(8192, 0x0F_F000), ErrorKind::InvalidArgument, "overlapping the start");
-    assert_kind(c.allocate_dma(4096, 0x10_1000), ErrorKind::InvalidArgument, "inside");
-    assert_kind(c.allocate_dma(4096, 0x20_0800), ErrorKind::InvalidArgument, "unaligned IOVA");
-    assert_kind(c.allocate_dma(0, 0x20_0000), ErrorKind::InvalidArgument, "size 0");
-    assert_kind(c.allocate_dma(100, 0x20_0000), ErrorKind::InvalidArgument, "size not a page multiple");
+    assert_kind(
+        c.allocate_dma(4096, 0x10_0000),
+        ErrorKind::InvalidArgument,
+        "same IOVA",
+    );
+    assert_kind(
+        c.allocate_dma(8192, 0x0F_F000),
+        ErrorKind::InvalidArgument,
+        "overlapping the start",
+    );
+    assert_kind(
+        c.allocate_dma(4096, 0x10_1000),
+        ErrorKind::InvalidArgument,
+        "inside",
+    );
+    assert_kind(
+        c.allocate_dma(4096, 0x20_0800),
+        ErrorKind::InvalidArgument,
+        "unaligned IOVA",
+    );
+    assert_kind(
+        c.allocate_dma(0, 0x20_0000),
+        ErrorKind::InvalidArgument,
+        "size 0",
+    );
+    assert_kind(
+        c.allocate_dma(100, 0x20_0000),
+        ErrorKind::InvalidArgument,
+        "size not a page multiple",
+    );
     // Adjacent is fine.
     let b = c.allocate_dma(4096, 0x10_2000).unwrap();
     assert_eq!(c.dma_mappings(), vec![(0x10_0000, 8192), (0x10_2000, 4096)]);
     a.unmap().unwrap();
     assert_kind(a.unmap(), ErrorKind::InvalidArgument, "unmap twice");
-    assert_kind(c.vfio_dma_unmap(0x30_0000, 4096), ErrorKind::InvalidArgument, "unmap of nothing");
-    assert_kind(c.vfio_dma_unmap(0x10_2000, 8192), ErrorKind::InvalidArgument, "unmap with the wrong size");
+    assert_kind(
+        c.vfio_dma_unmap(0x30_0000, 4096),
+        ErrorKind::InvalidArgument,
+        "unmap of nothing",
+    );
+    assert_kind(
+        c.vfio_dma_unmap(0x10_2000, 8192),
+        ErrorKind::InvalidArgument,
+        "unmap with the wrong size",
+    );
 
     // An IOVA the IOMMU reserves (the x86 MSI window): the kernel refuses.
     let info = c.iommu_info().unwrap();
     println!("iova ranges {:x?}", info.iova_ranges);
     let msi = 0xfee0_0000u64;
-    assert!(!info.iova_ranges.iter().any(|r| r.start <= msi && msi <= r.end), "MSI window is in the IOVA ranges");
+    assert!(
+        !info
+            .iova_ranges
+            .iter()
+            .any(|r| r.start <= msi && msi <= r.end),
+        "MSI window is in the IOVA ranges"
+    );
     match c.allocate_dma(4096, msi) {
         Ok(buf) => panic!("mapping the MSI window at {:#x} succeeded", buf.iova()),
         Err(e) => {
-            println!("allocate_dma at {msi:#x}: {:?} errno {:?}: {e}", e.kind(), e.errno());
+            println!(
+                "allocate_dma at {msi:#x}: {:?} errno {:?}: {e}",
+                e.kind(),
+                e.errno()
+            );
             assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
             assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         }
@@ -498,7 +673,11 @@ fn dma_errors() {
     if top < u64::MAX - 0x1_0000 {
         let beyond = (top + 1 + 0xfff) & !0xfff;
         let e = c.allocate_dma(4096, beyond).unwrap_err();
-        println!("allocate_dma at {beyond:#x} (past the aperture): {:?} errno {:?}: {e}", e.kind(), e.errno());
+        println!(
+            "allocate_dma at {beyond:#x} (past the aperture): {:?} errno {:?}: {e}",
+            e.kind(),
+            e.errno()
+        );
         assert!(e.errno().is_some(), "{e}");
     }
     // Refusals leave no trace in the table.
@@ -513,13 +692,19 @@ fn iommu_info() {
     let c = container();
     let _dev = open(EDU, &c);
     let info = c.iommu_info().unwrap();
-    println!("iommu info: flags {:#x} pgsizes {:#x} ranges {:x?} dma_avail {:?}", info.flags, info.iova_pgsizes, info.iova_ranges, info.dma_avail);
+    println!(
+        "iommu info: flags {:#x} pgsizes {:#x} ranges {:x?} dma_avail {:?}",
+        info.flags, info.iova_pgsizes, info.iova_ranges, info.dma_avail
+    );
     assert_ne!(info.iova_pgsizes & 0x1000, 0, "no 4 KiB pages");
     assert!(!info.iova_ranges.is_empty());
     for r in &info.iova_ranges {
         assert!(r.start <= r.end, "{r:?}");
     }
-    assert!(info.iova_ranges.iter().any(|r| r.start <= 0x10_0000 && 0x10_0000 < r.end));
+    assert!(info
+        .iova_ranges
+        .iter()
+        .any(|r| r.start <= 0x10_0000 && 0x10_0000 < r.end));
 }
 
 #[test]
@@ -536,7 +721,8 @@ fn msi_interrupts() {
     enable_bus_master(&dev);
 
     bar.write_u32(EDU_IRQ_RAISE, 1).unwrap();
-    let (n, latency) = wait_event(&efd, Duration::from_secs(2)).expect("no MSI within 2 s of raising it");
+    let (n, latency) =
+        wait_event(&efd, Duration::from_secs(2)).expect("no MSI within 2 s of raising it");
     println!("MSI arrived after {latency:?} (count {n})");
     assert!(n >= 1);
     assert_eq!(bar.read_u32(EDU_IRQ_STATUS).unwrap(), 1);
@@ -545,37 +731,70 @@ fn msi_interrupts() {
 
     // A second one, with another status bit.
     bar.write_u32(EDU_IRQ_RAISE, 0x100).unwrap();
-    assert!(wait_event(&efd, Duration::from_secs(2)).is_some(), "no second MSI");
+    assert!(
+        wait_event(&efd, Duration::from_secs(2)).is_some(),
+        "no second MSI"
+    );
     assert_eq!(bar.read_u32(EDU_IRQ_STATUS).unwrap(), 0x100);
     bar.write_u32(EDU_IRQ_ACK, 0x100).unwrap();
 
     // From user space.
     assert!(matches!(efd.read(), Err(ref e) if e.kind() == IoErrorKind::WouldBlock));
     dev.trigger_irq(pci_irq::MSI, 0).unwrap();
-    let (n, _) = wait_event(&efd, Duration::from_secs(1)).expect("trigger_irq did not signal the eventfd");
+    let (n, _) =
+        wait_event(&efd, Duration::from_secs(1)).expect("trigger_irq did not signal the eventfd");
     assert!(n >= 1);
-    assert_kind(dev.trigger_irq(pci_irq::MSI, msi.count), ErrorKind::OutOfRange, "trigger past the vectors");
+    assert_kind(
+        dev.trigger_irq(pci_irq::MSI, msi.count),
+        ErrorKind::OutOfRange,
+        "trigger past the vectors",
+    );
 
-    let extra: Vec<EventFd> = (0..msi.count).map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap()).collect();
+    let extra: Vec<EventFd> = (0..msi.count)
+        .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
+        .collect();
     let mut fds: Vec<&EventFd> = extra.iter().collect();
     fds.push(&efd);
-    assert_kind(dev.enable_irq_from(pci_irq::MSI, 0, &fds), ErrorKind::OutOfRange, "more eventfds than vectors");
-    assert_kind(dev.enable_irq_from(pci_irq::MSI, 0, &[]), ErrorKind::OutOfRange, "no eventfds");
-    assert_kind(dev.enable_irq(42, vec![&efd]), ErrorKind::OutOfRange, "IRQ index 42");
+    assert_kind(
+        dev.enable_irq_from(pci_irq::MSI, 0, &fds),
+        ErrorKind::OutOfRange,
+        "more eventfds than vectors",
+    );
+    assert_kind(
+        dev.enable_irq_from(pci_irq::MSI, 0, &[]),
+        ErrorKind::OutOfRange,
+        "no eventfds",
+    );
+    assert_kind(
+        dev.enable_irq(42, vec![&efd]),
+        ErrorKind::OutOfRange,
+        "IRQ index 42",
+    );
     // MSI is not maskable through VFIO.
     if !msi.maskable() {
-        assert_kind(dev.mask_irq(pci_irq::MSI), ErrorKind::Unsupported, "mask MSI");
+        assert_kind(
+            dev.mask_irq(pci_irq::MSI),
+            ErrorKind::Unsupported,
+            "mask MSI",
+        );
     }
 
     dev.disable_msi().unwrap();
     // Disabled: the kernel refuses a trigger for an index that is not enabled.
     let e = dev.trigger_irq(pci_irq::MSI, 0).unwrap_err();
-    println!("trigger after disable: {:?} errno {:?}", e.kind(), e.errno());
+    println!(
+        "trigger after disable: {:?} errno {:?}",
+        e.kind(),
+        e.errno()
+    );
     assert_eq!(e.errno(), Some(libc::EINVAL));
     // And re-enabling works.
     dev.enable_msi(vec![&efd]).unwrap();
     bar.write_u32(EDU_IRQ_RAISE, 2).unwrap();
-    assert!(wait_event(&efd, Duration::from_secs(2)).is_some(), "no MSI after re-enabling");
+    assert!(
+        wait_event(&efd, Duration::from_secs(2)).is_some(),
+        "no MSI after re-enabling"
+    );
     bar.write_u32(EDU_IRQ_ACK, 2).unwrap();
     dev.disable_msi().unwrap();
 }
@@ -589,7 +808,10 @@ fn intx_interrupts() {
     let intx = dev.irqs()[pci_irq::INTX as usize];
     println!("INTx {intx:?}");
     assert_eq!(intx.count, 1);
-    assert!(intx.eventfd() && intx.maskable() && intx.automasked(), "{intx:?}");
+    assert!(
+        intx.eventfd() && intx.maskable() && intx.automasked(),
+        "{intx:?}"
+    );
     let efd = EventFd::new(libc::EFD_NONBLOCK).unwrap();
     dev.enable_irq(pci_irq::INTX, vec![&efd]).unwrap();
 
@@ -602,16 +824,25 @@ fn intx_interrupts() {
 
     // Raised again after the unmask: fires again.
     bar.write_u32(EDU_IRQ_RAISE, 1).unwrap();
-    assert!(wait_event(&efd, Duration::from_secs(2)).is_some(), "no INTx after unmask");
+    assert!(
+        wait_event(&efd, Duration::from_secs(2)).is_some(),
+        "no INTx after unmask"
+    );
     bar.write_u32(EDU_IRQ_ACK, 1).unwrap();
     dev.unmask_irq(pci_irq::INTX).unwrap();
 
     // Masked: a raised line does not signal until unmasked.
     dev.mask_irq(pci_irq::INTX).unwrap();
     bar.write_u32(EDU_IRQ_RAISE, 1).unwrap();
-    assert!(wait_event(&efd, Duration::from_millis(200)).is_none(), "INTx fired while masked");
+    assert!(
+        wait_event(&efd, Duration::from_millis(200)).is_none(),
+        "INTx fired while masked"
+    );
     dev.unmask_irq(pci_irq::INTX).unwrap();
-    assert!(wait_event(&efd, Duration::from_secs(2)).is_some(), "pending INTx did not fire on unmask");
+    assert!(
+        wait_event(&efd, Duration::from_secs(2)).is_some(),
+        "pending INTx did not fire on unmask"
+    );
     bar.write_u32(EDU_IRQ_ACK, 1).unwrap();
 
     // A resample eventfd: writing it unmasks in the kernel.
@@ -619,14 +850,24 @@ fn intx_interrupts() {
     dev.set_irq_resample_fd(pci_irq::INTX, vec![&rfd]).unwrap();
     dev.unmask_irq(pci_irq::INTX).unwrap();
     bar.write_u32(EDU_IRQ_RAISE, 1).unwrap();
-    assert!(wait_event(&efd, Duration::from_secs(2)).is_some(), "no INTx with a resample fd set");
+    assert!(
+        wait_event(&efd, Duration::from_secs(2)).is_some(),
+        "no INTx with a resample fd set"
+    );
     bar.write_u32(EDU_IRQ_ACK, 1).unwrap();
     rfd.write(1).unwrap();
     bar.write_u32(EDU_IRQ_RAISE, 1).unwrap();
-    assert!(wait_event(&efd, Duration::from_secs(2)).is_some(), "no INTx after unmasking through the resample fd");
+    assert!(
+        wait_event(&efd, Duration::from_secs(2)).is_some(),
+        "no INTx after unmasking through the resample fd"
+    );
     bar.write_u32(EDU_IRQ_ACK, 1).unwrap();
 
-    assert_kind(dev.enable_irq(pci_irq::INTX, vec![&efd, &rfd]), ErrorKind::OutOfRange, "two eventfds for INTx");
+    assert_kind(
+        dev.enable_irq(pci_irq::INTX, vec![&efd, &rfd]),
+        ErrorKind::OutOfRange,
+        "two eventfds for INTx",
+    );
     dev.disable_irq(pci_irq::INTX).unwrap();
     // Masking needs INTx enabled: the kernel says EINVAL.
     let e = dev.mask_irq(pci_irq::INTX).unwrap_err();
@@ -643,7 +884,11 @@ fn reset() {
     if can {
         dev.reset().unwrap();
     } else {
-        assert_kind(dev.reset(), ErrorKind::Unsupported, "reset of a device without a reset method");
+        assert_kind(
+            dev.reset(),
+            ErrorKind::Unsupported,
+            "reset of a device without a reset method",
+        );
     }
     // Still usable.
     let bar = map_bar0(&dev);
@@ -675,7 +920,11 @@ fn close_and_reopen() {
             assert_eq!(bar.read_u32(EDU_ID).unwrap(), 0x0100_00ed);
         }
         Err(e) => {
-            println!("second open of {EDU} while open: {:?} errno {:?}: {e}", e.kind(), e.errno());
+            println!(
+                "second open of {EDU} while open: {:?} errno {:?}: {e}",
+                e.kind(),
+                e.errno()
+            );
             assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
         }
     }
@@ -687,7 +936,11 @@ fn two_containers() {
     let c1 = container();
     let c2 = container();
     let edu = open(EDU, &c1);
-    let e = assert_kind(VfioDevice::open(EDU, c2.clone()), ErrorKind::Busy, "edu in a second container");
+    let e = assert_kind(
+        VfioDevice::open(EDU, c2.clone()),
+        ErrorKind::Busy,
+        "edu in a second container",
+    );
     assert_eq!(e.errno(), Some(libc::EBUSY));
     assert!(c2.group_ids().is_empty());
     let nvme = open(NVME, &c2);
@@ -710,9 +963,16 @@ fn nvme_bar0_caps_and_mmap() {
     let _g = setup(&[NVME]);
     let c = container();
     let dev = open(NVME, &c);
-    println!("nvme info {:?} can_reset {}", dev.info(), dev.info().can_reset());
+    println!(
+        "nvme info {:?} can_reset {}",
+        dev.info(),
+        dev.info().can_reset()
+    );
     for r in dev.regions().iter().filter(|r| r.present && r.size > 0) {
-        println!("  region {}: size {:#x} flags {:#x} offset {:#x} caps {:?}", r.index, r.size, r.flags, r.offset, r.caps);
+        println!(
+            "  region {}: size {:#x} flags {:#x} offset {:#x} caps {:?}",
+            r.index, r.size, r.flags, r.offset, r.caps
+        );
     }
     for irq in dev.irqs() {
         println!("  irq {irq:?}");
@@ -722,14 +982,25 @@ fn nvme_bar0_caps_and_mmap() {
     assert_eq!(bar0.flags & want, want, "NVMe BAR0 flags {:#x}", bar0.flags);
     assert!(bar0.size >= 0x1000, "{bar0:?}");
     assert!(!bar0.caps.is_empty());
-    let sparse = bar0.caps.iter().any(|c| matches!(c, VfioRegionInfoCap::SparseMmap(_)));
-    let msix = bar0.caps.iter().any(|c| matches!(c, VfioRegionInfoCap::MsixMappable));
-    println!("NVMe BAR0: size {:#x}, sparse mmap {sparse}, msix-mappable {msix}", bar0.size);
+    let sparse = bar0
+        .caps
+        .iter()
+        .any(|c| matches!(c, VfioRegionInfoCap::SparseMmap(_)));
+    let msix = bar0
+        .caps
+        .iter()
+        .any(|c| matches!(c, VfioRegionInfoCap::MsixMappable));
+    println!(
+        "NVMe BAR0: size {:#x}, sparse mmap {sparse}, msix-mappable {msix}",
+        bar0.size
+    );
     assert!(dev.irqs()[pci_irq::MSIX as usize].count >= 1);
 
     // MSI-X: one eventfd per vector, in order; swapping one vector's eventfd.
     let msix = dev.irqs()[pci_irq::MSIX as usize];
-    let fds: Vec<EventFd> = (0..3).map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap()).collect();
+    let fds: Vec<EventFd> = (0..3)
+        .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
+        .collect();
     dev.enable_msix(vec![&fds[0], &fds[1]]).unwrap();
     let pending = |i: usize| fds[i].read().ok();
     dev.trigger_irq(pci_irq::MSIX, 1).unwrap();
@@ -741,7 +1012,12 @@ fn nvme_bar0_caps_and_mmap() {
     assert_eq!((pending(1), pending(2)), (None, Some(1)));
     // A vector the device has but that was not enabled: the kernel refuses.
     let e = dev.trigger_irq(pci_irq::MSIX, msix.count - 1).unwrap_err();
-    println!("trigger of MSI-X vector {} (not enabled): {:?} errno {:?}", msix.count - 1, e.kind(), e.errno());
+    println!(
+        "trigger of MSI-X vector {} (not enabled): {:?} errno {:?}",
+        msix.count - 1,
+        e.kind(),
+        e.errno()
+    );
     assert_eq!(e.errno(), Some(libc::EINVAL));
     dev.disable_msix().unwrap();
 
@@ -782,21 +1058,38 @@ fn group_not_viable() {
     let sysfs = Sysfs::new();
     assert_eq!(sysfs.pci_device(&addr(SATA)).unwrap().iommu_group, Some(4));
     assert_eq!(sysfs.pci_device(&addr(SMBUS)).unwrap().iommu_group, Some(4));
-    assert!(sysfs.pci_device(&addr(SATA)).unwrap().driver.is_none(), "{SATA} already has a driver");
-    sysfs_write(&format!("/sys/bus/pci/devices/{SATA}/driver_override"), HOST_DRIVER);
+    assert!(
+        sysfs.pci_device(&addr(SATA)).unwrap().driver.is_none(),
+        "{SATA} already has a driver"
+    );
+    sysfs_write(
+        &format!("/sys/bus/pci/devices/{SATA}/driver_override"),
+        HOST_DRIVER,
+    );
     sysfs_write("/sys/bus/pci/drivers_probe", SATA);
     let info = sysfs.pci_device(&addr(SATA)).unwrap();
     let restore = || {
         sysfs_write(&format!("/sys/bus/pci/drivers/{HOST_DRIVER}/unbind"), SATA);
-        sysfs_write(&format!("/sys/bus/pci/devices/{SATA}/driver_override"), "\n");
+        sysfs_write(
+            &format!("/sys/bus/pci/devices/{SATA}/driver_override"),
+            "\n",
+        );
     };
-    assert_eq!(info.driver.as_deref(), Some(HOST_DRIVER), "{SATA} did not bind to {HOST_DRIVER}");
+    assert_eq!(
+        info.driver.as_deref(),
+        Some(HOST_DRIVER),
+        "{SATA} did not bind to {HOST_DRIVER}"
+    );
 
     let c = container();
     let result = VfioDevice::open(SMBUS, c.clone());
     let smbus_info = sysfs.pci_device(&addr(SMBUS)).unwrap();
     restore();
-    let e = assert_kind(result, ErrorKind::GroupNotViable, "open in a group with a host driver");
+    let e = assert_kind(
+        result,
+        ErrorKind::GroupNotViable,
+        "open in a group with a host driver",
+    );
     match &e {
         VfioError::GroupNotViable { group, blockers } => {
             assert_eq!(*group, 4);
@@ -804,7 +1097,10 @@ fn group_not_viable() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(!smbus_info.vfio_usable, "sysfs says {SMBUS} is usable with a blocker in its group");
+    assert!(
+        !smbus_info.vfio_usable,
+        "sysfs says {SMBUS} is usable with a blocker in its group"
+    );
     assert!(c.group_ids().is_empty());
 
     // With the host driver gone the group is viable.
@@ -824,11 +1120,17 @@ fn kvm_vfio_device_registration() {
     const KVM_DEV_VFIO_FILE_ADD: u64 = 1;
     const KVM_DEV_VFIO_FILE_DEL: u64 = 2;
     fn attr(op: u64, fd: &i32) -> kvm_device_attr {
-        kvm_device_attr { group: KVM_DEV_VFIO_FILE, attr: op, addr: fd as *const i32 as u64, flags: 0 }
+        kvm_device_attr {
+            group: KVM_DEV_VFIO_FILE,
+            attr: op,
+            addr: fd as *const i32 as u64,
+            flags: 0,
+        }
     }
 
     let _g = setup(&[EDU]);
-    let kvm = vfio_ioctls::kvm::create_vm_vfio_device().unwrap_or_else(|e| panic!("creating a KVM VM: {e}"));
+    let kvm = vfio_ioctls::kvm::create_vm_vfio_device()
+        .unwrap_or_else(|e| panic!("creating a KVM VM: {e}"));
     let vm = kvm.vm;
     let probe = kvm.device.try_clone().unwrap().to_kvm().unwrap();
     let c = Arc::new(VfioContainer::new(Some(Arc::new(kvm.device))).unwrap());
@@ -837,12 +1139,19 @@ fn kvm_vfio_device_registration() {
 
     // The crate registered the group: adding the same file again is EEXIST.
     let group_fd = dev.group().as_raw_fd();
-    let e = probe.set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &group_fd)).unwrap_err();
-    println!("KVM_DEV_VFIO_FILE_ADD of the registered group: errno {}", e.errno());
+    let e = probe
+        .set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &group_fd))
+        .unwrap_err();
+    println!(
+        "KVM_DEV_VFIO_FILE_ADD of the registered group: errno {}",
+        e.errno()
+    );
     assert_eq!(e.errno(), libc::EEXIST);
     // A file that is not a VFIO group is refused.
     let not_group = File::open("/dev/null").unwrap();
-    let e = probe.set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &not_group.as_raw_fd())).unwrap_err();
+    let e = probe
+        .set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &not_group.as_raw_fd()))
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
 
     drop(dev);
@@ -853,12 +1162,21 @@ fn kvm_vfio_device_registration() {
         panic!("reopening /dev/vfio/1 after the device was dropped: {e} (group still registered with KVM?)")
     });
     let fresh_fd = fresh.as_raw_fd();
-    let e = probe.set_device_attr(&attr(KVM_DEV_VFIO_FILE_DEL, &fresh_fd)).unwrap_err();
-    println!("KVM_DEV_VFIO_FILE_DEL of an unregistered group: errno {}", e.errno());
+    let e = probe
+        .set_device_attr(&attr(KVM_DEV_VFIO_FILE_DEL, &fresh_fd))
+        .unwrap_err();
+    println!(
+        "KVM_DEV_VFIO_FILE_DEL of an unregistered group: errno {}",
+        e.errno()
+    );
     assert_eq!(e.errno(), libc::ENOENT);
     // Add then delete works on that fd.
-    probe.set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &fresh_fd)).unwrap();
-    probe.set_device_attr(&attr(KVM_DEV_VFIO_FILE_DEL, &fresh_fd)).unwrap();
+    probe
+        .set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &fresh_fd))
+        .unwrap();
+    probe
+        .set_device_attr(&attr(KVM_DEV_VFIO_FILE_DEL, &fresh_fd))
+        .unwrap();
     drop(fresh);
 
     // And the container can take the group again.
@@ -880,7 +1198,10 @@ fn unbind_and_bind() {
     assert_eq!(info.iommu_group, Some(EDU_GROUP));
     assert!(info.vfio_usable);
     let listed = sysfs.list_pci_devices().unwrap();
-    let e = listed.iter().find(|d| d.address == edu).expect("edu not listed");
+    let e = listed
+        .iter()
+        .find(|d| d.address == edu)
+        .expect("edu not listed");
     assert_eq!(e, &info);
 
     let now = sysfs.unbind_vfio(&edu, None).unwrap();
@@ -890,9 +1211,17 @@ fn unbind_and_bind() {
     assert_eq!(info.driver_override, None);
     assert_eq!(info.iommu_group, Some(EDU_GROUP));
     assert!(!info.vfio_usable);
-    assert!(wait_until(Duration::from_secs(1), || !Path::new("/dev/vfio/1").exists()), "/dev/vfio/1 stayed");
+    assert!(
+        wait_until(Duration::from_secs(1), || !Path::new("/dev/vfio/1")
+            .exists()),
+        "/dev/vfio/1 stayed"
+    );
     let c = container();
-    assert_kind(VfioDevice::open(EDU, c.clone()), ErrorKind::NotFound, "open while unbound");
+    assert_kind(
+        VfioDevice::open(EDU, c.clone()),
+        ErrorKind::NotFound,
+        "open while unbound",
+    );
 
     let out = sysfs.bind_vfio(&edu).unwrap();
     assert!(!out.already_bound);
