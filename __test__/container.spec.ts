@@ -28,11 +28,16 @@ test('bad options are refused before any system call', (t) => {
   throwsCode(t, () => new Container({ kvmDeviceFd: 1.5 }), 'ERR_VFIO_INVALID_ARGUMENT')
   throwsCode(t, () => new Container({ path: '' }), 'ERR_VFIO_INVALID_ARGUMENT')
   throwsCode(t, () => new Container({ kvmDeviceFd: 3, createKvmVm: true }), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => new Container({ kvmDeviceFd: 3, mshvDeviceFd: 4 }), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => new Container({ mshvDeviceFd: -3 }), 'ERR_VFIO_OUT_OF_RANGE')
 })
 
-test('a kvm device fd that is not open is refused with EBADF', (t) => {
-  const err = throwsCode(t, () => new Container({ kvmDeviceFd: 1_000_000 }), 'ERR_VFIO_IO') as unknown as { errno: number }
-  t.is(err.errno, 9)
+test('hypervisor device fds that are not open are refused with EBADF', (t) => {
+  for (const options of [{ kvmDeviceFd: 1_000_000 }, { mshvDeviceFd: 1_000_000 }]) {
+    const err = throwsCode(t, () => new Container(options), 'ERR_VFIO_IO') as unknown as { errno: number; syscall: string }
+    t.is(err.errno, 9)
+    t.is(err.syscall, 'dup')
+  }
 })
 
 test('features and page size come from the binary', (t) => {

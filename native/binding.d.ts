@@ -185,6 +185,8 @@ export declare function bindVfio(address: string, root?: string | undefined | nu
 export interface ContainerOptions {
   /** A KVM VFIO device fd from your VMM (`KVM_CREATE_DEVICE` of type VFIO); it is duplicated. */
   kvmDeviceFd?: number
+  /** An MSHV VFIO device fd from your VMM on Microsoft Hypervisor; it is duplicated. */
+  mshvDeviceFd?: number
   /** Create a KVM VM and its VFIO device for this container (for tools and tests). */
   createKvmVm?: boolean
   /** Open this node instead of `/dev/vfio/vfio`. */

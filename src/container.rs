@@ -15,6 +15,8 @@ use crate::error::{bigint_to_u64, closed, IntoJs};
 pub struct ContainerOptions {
     /// A KVM VFIO device fd from your VMM (`KVM_CREATE_DEVICE` of type VFIO); it is duplicated.
     pub kvm_device_fd: Option<i32>,
+    /// An MSHV VFIO device fd from your VMM on Microsoft Hypervisor; it is duplicated.
+    pub mshv_device_fd: Option<i32>,
     /// Create a KVM VM and its VFIO device for this container (for tools and tests).
     pub create_kvm_vm: Option<bool>,
     /// Open this node instead of `/dev/vfio/vfio`.
@@ -52,6 +54,11 @@ pub struct DmaMapping {
     pub size: BigInt,
 }
 
+/// Checked above: never reached (kept total without a panic).
+fn unreachable_combination() -> Option<Arc<vfio_ioctls::VfioDeviceFd>> {
+    None
+}
+
 /// A VFIO container (`/dev/vfio/vfio`).
 #[napi]
 pub struct Container {
@@ -67,32 +74,34 @@ impl Container {
     pub fn new(options: Option<ContainerOptions>) -> Result<Self> {
         let options = options.unwrap_or(ContainerOptions {
             kvm_device_fd: None,
+            mshv_device_fd: None,
             create_kvm_vm: None,
             path: None,
         });
+        let create_vm = options.create_kvm_vm.unwrap_or(false);
+        let choices = [options.kvm_device_fd.is_some(), options.mshv_device_fd.is_some(), create_vm];
+        if choices.iter().filter(|&&chosen| chosen).count() > 1 {
+            return Err(crate::error::invalid(
+                "new Container",
+                "give at most one of kvmDeviceFd, mshvDeviceFd and createKvmVm",
+            ));
+        }
         let mut vm = None;
-        let device_fd = match (
-            options.kvm_device_fd,
-            options.create_kvm_vm.unwrap_or(false),
-        ) {
-            (Some(_), true) => {
-                return Err(crate::error::invalid(
-                    "new Container",
-                    "give kvmDeviceFd or createKvmVm, not both",
-                ))
-            }
-            (Some(fd), false) => Some(Arc::new(vfio_ioctls::kvm::device_fd_from_raw(fd).js()?)),
-            (None, true) => {
-                let kvm = vfio_ioctls::kvm::create_vm_vfio_device().js()?;
-                vm = Some(kvm.vm);
-                Some(Arc::new(kvm.device))
-            }
-            (None, false) => None,
+        let device_fd = if let Some(fd) = options.kvm_device_fd {
+            Some(vfio_ioctls::kvm::device_fd_from_raw(fd).js()?)
+        } else if let Some(fd) = options.mshv_device_fd {
+            Some(vfio_ioctls::mshv::device_fd_from_raw(fd).js()?)
+        } else if create_vm {
+            let kvm = vfio_ioctls::kvm::create_vm_vfio_device().js()?;
+            vm = Some(kvm.vm);
+            Some(kvm.device)
+        } else {
+            None
         };
         let path = options
             .path
             .unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
-        let inner = VfioContainer::open(std::path::Path::new(&path), device_fd).js()?;
+        let inner = VfioContainer::open(std::path::Path::new(&path), device_fd.map(Arc::new)).js()?;
         Ok(Container {
             inner: Some(Arc::new(inner)),
             _vm: vm,

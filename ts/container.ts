@@ -11,6 +11,8 @@ import { str, u64, uint } from './validate'
 export interface ContainerOptions {
   /** A KVM VFIO device fd from your VMM; it is duplicated, yours stays yours. */
   kvmDeviceFd?: number
+  /** An MSHV VFIO device fd from your VMM on Microsoft Hypervisor; it is duplicated. */
+  mshvDeviceFd?: number
   /** Create a KVM VM and its VFIO device, so groups are registered with KVM. */
   createKvmVm?: boolean
   /** Another container node than `/dev/vfio/vfio`. */
@@ -30,6 +32,7 @@ export class Container extends Handle<Binding.Container> {
     if (typeof options !== 'object' || options === null) throw new VfioTypeError('options must be an object')
     const opts: Binding.ContainerOptions = {}
     if (options.kvmDeviceFd !== undefined) opts.kvmDeviceFd = uint('kvmDeviceFd', options.kvmDeviceFd, 0x7fff_ffff)
+    if (options.mshvDeviceFd !== undefined) opts.mshvDeviceFd = uint('mshvDeviceFd', options.mshvDeviceFd, 0x7fff_ffff)
     if (options.createKvmVm !== undefined) opts.createKvmVm = Boolean(options.createKvmVm)
     if (options.path !== undefined) opts.path = str('path', options.path)
     const n = call(() => new (native().Container)(opts))

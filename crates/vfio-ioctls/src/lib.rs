@@ -29,6 +29,8 @@ mod device;
 mod dma;
 mod error;
 mod group;
+#[cfg(feature = "vm-memory")]
+mod guest_memory;
 mod hypervisor;
 mod ioctls;
 mod iommu;
@@ -36,6 +38,8 @@ mod irq;
 #[cfg(feature = "kvm")]
 pub mod kvm;
 mod mmap;
+#[cfg(feature = "mshv")]
+pub mod mshv;
 mod region;
 pub mod sysfs;
 mod volatile;
