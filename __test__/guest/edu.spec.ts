@@ -4,8 +4,10 @@
  * outside the guest. Tests are serial: devices are exclusive.
  */
 import test from 'ava'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import { ErrorCode, Extension, IrqIndex, PciConfig, RegionIndex, type Device, type MappedRegion } from '../../ts/index'
+import { main } from '../../ts/cli'
 import { coveredList, instrument, missing, tracked } from './coverage'
 
 instrument()
@@ -39,7 +41,7 @@ function enableBusMaster(device: Device): void {
   config.write(PciConfig.COMMAND, Buffer.from(new Uint16Array([cmd | PciConfig.COMMAND_BUS_MASTER | PciConfig.COMMAND_MEMORY]).buffer))
 }
 
-async function edoDma(bar: MappedRegion, src: bigint | number, dst: bigint | number, toRam: boolean, irq: import('../../ts/index').Interrupts): Promise<void> {
+async function eduDma(bar: MappedRegion, src: bigint | number, dst: bigint | number, toRam: boolean, irq: import('../../ts/index').Interrupts): Promise<void> {
   bar.writeU64(DMA.SRC, BigInt(src))
   bar.writeU64(DMA.DST, BigInt(dst))
   bar.writeU64(DMA.COUNT, BigInt(DMA_LEN))
@@ -93,7 +95,8 @@ test.serial('bad device paths and addresses are refused', (t) => {
   code(t, () => c.openDevice('00:03'), ErrorCode.INVALID_ARGUMENT)
   code(t, () => c.openDevice('0000:00:1e.0'), ErrorCode.NOT_FOUND)
   code(t, () => c.openDevice('/sys/bus/pci/devices/0000:00:1e.0'), ErrorCode.NOT_FOUND)
-  // The NVMe controller is not bound to vfio-pci yet: its group has no node.
+  // With the NVMe controller unbound, its group has no node.
+  sysfs.unbind(NVME)
   const err = code(t, () => c.openDevice(NVME), ErrorCode.NOT_FOUND)
   t.regex(err.message, /vfio-pci/)
   t.deepEqual(c.groupIds(), [])
@@ -190,8 +193,8 @@ test.serial('DMA: a round trip through the IOMMU and edu, compared byte for byte
   t.true(src.hasView)
   const view = src.view
   for (let i = 0; i < 4096; i++) view[i] = (i * 7 + 3) & 0xff
-  await edoDma(bar, src.iova, DMA.BUFFER, false, irq)
-  await edoDma(bar, DMA.BUFFER, dst.iova, true, irq)
+  await eduDma(bar, src.iova, DMA.BUFFER, false, irq)
+  await eduDma(bar, DMA.BUFFER, dst.iova, true, irq)
   t.true(dst.read(0, DMA_LEN).equals(view.subarray(0, DMA_LEN)))
   t.is(dst.readU8(DMA_LEN), 0, 'nothing past the transfer was written')
   t.is(dst.readU8(1), 10)
@@ -243,8 +246,8 @@ test.serial('DMA without external buffers: the copying path works against the de
     code(t, () => src.view, ErrorCode.UNSUPPORTED)
     const pattern = Buffer.alloc(4096, 0xa5)
     src.write(0, pattern)
-    await edoDma(bar, src.iova, DMA.BUFFER, false, irq)
-    await edoDma(bar, DMA.BUFFER, dst.iova, true, irq)
+    await eduDma(bar, src.iova, DMA.BUFFER, false, irq)
+    await eduDma(bar, DMA.BUFFER, dst.iova, true, irq)
     t.true(dst.read(0, DMA_LEN).equals(pattern.subarray(0, DMA_LEN)))
   } finally {
     delete process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS
@@ -379,6 +382,33 @@ test.serial('sysfs: unbind restores no driver, bind again', (t) => {
   t.is(sysfs.bind(NVME).previousDriver, undefined)
   t.is(sysfs.getDevice(NVME).driver, 'vfio-pci')
   t.is(sysfs.unbind(NVME, { restore: 'vfio-pci' }), 'vfio-pci')
+})
+
+test.serial('CLI: list, info, bind, unbind against the real devices', async (t) => {
+  const run = async (...argv: string[]) => {
+    const out: string[] = []
+    const err: string[] = []
+    const rc = await main(argv, { log: (s) => out.push(s), error: (s) => err.push(s) })
+    return { rc, out: out.join('\n'), err: err.join('\n') }
+  }
+  const list = await run('list', '--json')
+  t.is(list.rc, 0)
+  const edu = (JSON.parse(list.out) as { address: string; driver?: string }[]).find((d) => d.address === EDU)
+  t.is(edu?.driver, 'vfio-pci')
+  t.regex((await run('list')).out, /0000:00:03\.0\s+1234:11e8/)
+  const info = await run('info', EDU)
+  t.is(info.rc, 0, info.err)
+  t.regex(info.out, /BAR0/)
+  t.regex(info.out, /MSI/)
+  t.is((await run('unbind', NVME)).rc, 0)
+  const unbound = await run('info', NVME)
+  t.is(unbound.rc, 1)
+  t.regex(unbound.err, /^error: ERR_VFIO_NOT_FOUND/)
+  t.is((await run('bind', NVME)).rc, 0)
+  t.is((await run('info', 'nonsense')).rc, 1)
+  t.is((await run('frobnicate')).rc, 2)
+  // The installed bin runs as a program too.
+  t.is(execFileSync(process.execPath, ['dist/cli.js', '--version'], { encoding: 'utf8' }).trim(), '0.1.0')
 })
 
 test.serial('every public method was called in this suite', (t) => {
