@@ -174,6 +174,14 @@ ERR_TTY=$ERR_TTY
 EOF
 
 truncate -s 64M "$RUN/nvme.img"
+# An 8 KiB option ROM for edu, so the tests have a read-only region (ROM, index 6).
+# The kernel maps it only with a valid header: 0x55 0xAA, the size in 512-byte units,
+# and at 0x18 a pointer to a "PCIR" structure (vendor 1234, device 11e8, last image).
+{
+    printf '\x55\xaa\x10'; head -c 21 /dev/zero; printf '\x1c\x00\x00\x00'
+    printf 'PCIR\x34\x12\xe8\x11\x00\x00\x18\x00\x00\xff\x00\x00\x10\x00\x00\x00\x00\x80\x00\x00'
+    head -c $((8192 - 52)) /dev/zero
+} > "$RUN/edu-rom.bin"
 mkfifo "$RUN/out.fifo" "$RUN/err.fifo"
 
 # ------------------------------------------------------------------- qemu ----
@@ -191,7 +199,7 @@ QEMU=(qemu-system-x86_64
     -chardev "file,id=out,path=$(qesc "$RUN/out.fifo")" -serial chardev:out
     -chardev "file,id=err,path=$(qesc "$RUN/err.fifo")" -serial chardev:err
     -device intel-iommu,intremap=on,caching-mode=on
-    -device edu,addr=03.0
+    -device "edu,addr=03.0,romfile=$(qesc "$RUN/edu-rom.bin")"
     -drive "file=$(qesc "$RUN/nvme.img"),if=none,id=nvm,format=raw"
     -device nvme,serial=deadbeef,drive=nvm,addr=04.0
     -fsdev local,id=fs0,path=/,security_model=none,multidevs=remap

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
-[ -d node_modules ] || { echo "demo: installing dependencies (npm ci)"; npm ci; }
+[ -d node_modules ] || { echo "demo: installing dependencies (npm install)"; npm install --no-audit --no-fund; }
 
 # Rebuild when the addon or dist/ is missing or older than its sources.
 newer() { [ -n "$(find "${@:2}" -newer "$1" -type f -print -quit 2>/dev/null)" ]; }

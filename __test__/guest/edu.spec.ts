@@ -142,6 +142,12 @@ test.serial('device: out-of-range region access is refused', (t) => {
   code(t, () => d.regionWrite(RegionIndex.CONFIG, 255, Buffer.alloc(2)), ErrorCode.OUT_OF_RANGE)
   code(t, () => d.regionRead(RegionIndex.BAR1, 0, 1), ErrorCode.OUT_OF_RANGE)
   code(t, () => d.mapRegion(RegionIndex.CONFIG), ErrorCode.UNSUPPORTED)
+  // The option ROM the harness gives edu is read-only.
+  const rom = d.regions[RegionIndex.ROM]
+  t.true(rom.present && rom.readable && !rom.writable, JSON.stringify(rom))
+  t.deepEqual([...rom.read(0, 2)], [0x55, 0xaa])
+  const err = code(t, () => rom.write(0, Buffer.from([0])), ErrorCode.INVALID_ARGUMENT)
+  t.regex(err.message, /read-only/)
 })
 
 test.serial('mmap: id, liveness and factorial through volatile access', async (t) => {
