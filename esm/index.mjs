@@ -1,0 +1,29 @@
+// The ESM entry of vfio-ioctls ("exports" → "import"). The implementation is the
+// CommonJS build in dist/; this wrapper re-exports it so that `import` and `require`
+// share one module instance (one native binding, one VfioError class for instanceof).
+// Keep the list in sync with ts/index.ts: scripts/test-registry.sh checks it.
+import cjs from '../dist/index.js'
+
+export const {
+  Container,
+  Device,
+  DmaBuffer,
+  Interrupts,
+  Region,
+  MappedRegion,
+  VfioError,
+  VfioTypeError,
+  ErrorCode,
+  RegionIndex,
+  IrqIndex,
+  RegionFlags,
+  IrqFlags,
+  DeviceFlags,
+  Extension,
+  PciConfig,
+  sysfs,
+  features,
+  pageSize,
+} = cjs
+
+export default cjs
