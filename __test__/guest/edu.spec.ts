@@ -84,6 +84,14 @@ test.serial('container: API version, extensions, no IOMMU before a group', (t) =
   t.false(c.hasHypervisorDevice)
   code(t, () => c.iommuInfo(), ErrorCode.INVALID_ARGUMENT)
   code(t, () => c.allocateDma(4096, { iova: 0x100000 }), ErrorCode.INVALID_ARGUMENT)
+  // Argument checks of the facade, before the kernel.
+  code(t, () => c.checkExtension(-1), ErrorCode.OUT_OF_RANGE)
+  code(t, () => c.allocateDma('4096' as never, { iova: 0 }), ErrorCode.INVALID_ARGUMENT)
+  code(t, () => c.allocateDma(4096, null as never), ErrorCode.INVALID_ARGUMENT)
+  code(t, () => c.allocateDma(4096, { iova: 2 ** 60 }), ErrorCode.INVALID_ARGUMENT)
+  code(t, () => c.allocateDma(4096, { iova: 1n << 64n }), ErrorCode.OUT_OF_RANGE)
+  code(t, () => c.openDevice(3 as never), ErrorCode.INVALID_ARGUMENT)
+  code(t, () => c.openDevice(''), ErrorCode.INVALID_ARGUMENT)
 })
 
 test.serial('bad device paths and addresses are refused', (t) => {
