@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: every suite. Host: cargo tests of the core, the ava suite. Guest: the
 # kernel suites (scripts/test-guest.sh) when the QEMU harness can run; under CI a
-# guest that cannot run is a failure. Ends with `N passed, N failed` over all suites.
+# guest that cannot run is a failure. Then the install from a local registry
+# (scripts/test-registry.sh). Ends with `N passed, N failed` over all suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,11 @@ elif [ -n "$counts" ]; then
 else
   add 0 1
 fi
+bash scripts/test-registry.sh 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+counts=$(sed -n 's/^registry: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n 1)
+if [ -n "$counts" ]; then add $counts; else add 0 1; fi
+[ "$rc" -ne 0 ] && [ "${counts#* }" = 0 ] && add 0 1
 rm -f "$log"
 
 echo "$passed passed, $failed failed"

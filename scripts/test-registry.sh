@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# `npm run test:registry`: the package as users get it. Builds the release binary,
+# packs vfio-ioctls and vfio-ioctls-linux-x64-gnu, publishes both to a private npm
+# registry (verdaccio, no uplinks) on 127.0.0.1, installs vfio-ioctls from it into a
+# fresh project with cargo/rustc off the PATH, and uses it there: require, import,
+# tsc, the CLI, an install as on macOS, and examples/edu-driver.ts in the QEMU guest.
+# Prints `ok - <name>` / `not ok - <name>` per check, ends with
+# `registry: N passed, N failed`, exits non-zero on any failure.
+#
+# verdaccio is installed on first use into scripts/registry/node_modules (its own
+# package.json and lock, with the node-fetch override it needs), not into the root
+# package: `npm ci` / `npm install` of the project stay as they were.
+# Needs: Linux x64 glibc host, cargo (for the release build), the root devDependencies
+# (napi, tsc, tsx), the guest harness (guest/run.sh). ~1-2 min when the build is current.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+start=$SECONDS
+
+passed=0
+failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() {
+    echo "not ok - $1"
+    failed=$((failed + 1))
+    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | tail -n 40 | sed 's/^/#   /'; fi
+}
+# check NAME CMD...: runs CMD (output captured, shown on failure).
+check() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+finish() {
+    echo "# $((SECONDS - start)) s"
+    echo "registry: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+# A step the rest depends on failed: count it and stop.
+bail() { not_ok "$1" "${2:-}"; finish; }
+
+WORK=
+REGISTRY_PID=
+PLACED_NODE=
+cleanup() {
+    if [ -n "$REGISTRY_PID" ]; then
+        kill "$REGISTRY_PID" 2>/dev/null
+        wait "$REGISTRY_PID" 2>/dev/null
+    fi
+    [ -n "$PLACED_NODE" ] && rm -f "$PLACED_NODE"
+    [ -n "$WORK" ] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+VERSION=$(node -p 'require("./package.json").version')
+BINARY=vfio-ioctls.linux-x64-gnu.node
+PLATFORM_DIR=npm/linux-x64-gnu
+
+# The host must be able to load the x64 glibc binary.
+[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && ldd --version 2>&1 | head -n 1 | grep -qiE 'glibc|gnu libc' \
+    || bail "host is Linux x86_64 with glibc" "$(uname -a)"
+
+# /tmp, not $TMPDIR: the guest sees the host's /tmp at the same path.
+WORK=$(mktemp -d /tmp/vfio-ioctls-registry.XXXXXX) || bail "temporary directory"
+mkdir -p "$WORK/build" "$WORK/pack" "$WORK/registry" "$WORK/app" "$WORK/app-darwin" "$WORK/cache"
+
+# --- tools --------------------------------------------------------------------
+TOOLS=scripts/registry
+if [ ! -x "$TOOLS/node_modules/.bin/verdaccio" ] || [ "$TOOLS/package.json" -nt "$TOOLS/node_modules/.package-lock.json" ] \
+    || [ "$TOOLS/package-lock.json" -nt "$TOOLS/node_modules/.package-lock.json" ]; then
+    echo "# installing verdaccio into $TOOLS/node_modules"
+    out=$(npm install --prefix "$TOOLS" --no-audit --no-fund 2>&1) || bail "install verdaccio" "$out"
+fi
+[ -x node_modules/.bin/tsc ] && [ -x node_modules/.bin/napi ] && [ -f node_modules/tsx/package.json ] \
+    || bail "root devDependencies installed (npm install)"
+
+# --- build: release binary (cargo skips it when current) and dist/ --------------
+out=$(node_modules/.bin/napi build --platform --release -o "$WORK/build" --js binding.cjs --dts binding.d.ts 2>&1) \
+    || bail "release build (napi build --platform --release)" "$out"
+[ -f "$WORK/build/$BINARY" ] || bail "release build produced $BINARY" "$(ls -l "$WORK/build")"
+size=$(stat -c %s "$WORK/build/$BINARY")
+echo "# $BINARY (release, stripped): $size bytes"
+if [ "$size" -lt $((2 * 1024 * 1024)) ]; then ok "release binary under 2 MB ($size bytes)"; else not_ok "release binary under 2 MB ($size bytes)"; fi
+# What the root package ships must match the binary: the loader and types napi generates.
+check "native/binding.cjs and binding.d.ts are current" \
+    bash -c "diff -u native/binding.cjs '$WORK/build/binding.cjs' && diff -u native/binding.d.ts '$WORK/build/binding.d.ts'"
+out=$(node_modules/.bin/tsc -p . 2>&1) || bail "tsc -p . (dist/)" "$out"
+check "esm/index.mjs exports what dist/index.js exports" node --input-type=module -e "
+    import * as esm from '$ROOT/esm/index.mjs'
+    import cjs from '$ROOT/dist/index.js'
+    const a = Object.keys(esm).filter((k) => k !== 'default').sort().join(' ')
+    const b = Object.keys(cjs).filter((k) => k !== '__esModule').sort().join(' ')
+    if (a !== b) throw new Error('esm: ' + a + '\ncjs: ' + b)"
+check "license files in npm/* are the root's" bash -c 'for d in npm/*/; do cmp LICENSE-APACHE "$d/LICENSE-APACHE" && cmp LICENSE-BSD-3-Clause "$d/LICENSE-BSD-3-Clause" || exit 1; done'
+check "npm/* versions match the root's optionalDependencies ($VERSION)" node -e "
+    const root = require('./package.json'), fs = require('fs')
+    const dirs = fs.readdirSync('npm')
+    const want = Object.fromEntries(dirs.map((d) => { const p = require('./npm/' + d + '/package.json'); return [p.name, p.version] }))
+    if (JSON.stringify(want, Object.keys(want).sort()) !== JSON.stringify(root.optionalDependencies, Object.keys(want).sort())) throw new Error(JSON.stringify({ want, got: root.optionalDependencies }))
+    for (const v of Object.values(want)) if (v !== root.version) throw new Error('version ' + v + ' != ' + root.version)"
+
+# --- pack ----------------------------------------------------------------------
+cp "$WORK/build/$BINARY" "$PLATFORM_DIR/$BINARY" || bail "copy $BINARY into $PLATFORM_DIR"
+PLACED_NODE=$ROOT/$PLATFORM_DIR/$BINARY
+pack() { # DIR -> prints the tarball path; the file list goes to $WORK/pack/<name>.files
+    local json
+    json=$(cd "$1" && npm pack --json --pack-destination "$WORK/pack" 2>/dev/null) || return 1
+    node -e '
+        const [p] = JSON.parse(process.argv[1])
+        require("fs").writeFileSync(process.argv[2] + "/" + p.name + ".files", p.files.map((f) => f.path).sort().join("\n") + "\n")
+        console.error("# " + p.filename + ": " + p.files.length + " files, " + p.size + " bytes packed, " + p.unpackedSize + " unpacked")
+        console.log(process.argv[2] + "/" + p.filename)' "$json" "$WORK/pack"
+}
+ROOT_TGZ=$(pack .) || bail "npm pack (vfio-ioctls)"
+PLATFORM_TGZ=$(pack "$PLATFORM_DIR") || bail "npm pack (vfio-ioctls-linux-x64-gnu)"
+check "vfio-ioctls tarball holds only what users need" bash -c "
+    f='$WORK/pack/vfio-ioctls.files'
+    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/index\.mjs|native/binding\.(cjs|d\.ts)|README\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
+    [ -z \"\$bad\" ] || { echo \"unexpected: \$bad\"; exit 1; }
+    for need in dist/index.js dist/index.d.ts dist/cli.js esm/index.mjs native/binding.cjs native/binding.d.ts LICENSE-APACHE LICENSE-BSD-3-Clause; do
+        grep -qx \"\$need\" \"\$f\" || { echo \"missing: \$need\"; exit 1; }
+    done"
+check "vfio-ioctls-linux-x64-gnu tarball: the binary, licenses, README" \
+    diff -u <(printf '%s\n' LICENSE-APACHE LICENSE-BSD-3-Clause README.md package.json "$BINARY") "$WORK/pack/vfio-ioctls-linux-x64-gnu.files"
+
+# --- registry ------------------------------------------------------------------
+PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')
+REGISTRY=http://127.0.0.1:$PORT/
+cp "$TOOLS/config.yaml" "$WORK/registry/config.yaml"
+"$TOOLS/node_modules/.bin/verdaccio" --config "$WORK/registry/config.yaml" --listen "127.0.0.1:$PORT" \
+    >"$WORK/registry/verdaccio.log" 2>&1 &
+REGISTRY_PID=$!
+node -e '
+    const url = process.argv[1] + "-/ping", end = Date.now() + 30000
+    const poll = () => fetch(url).then((r) => { if (!r.ok) throw 0 }).catch(() => {
+        if (Date.now() > end) { console.error("no answer from " + url); process.exit(1) }
+        return new Promise((r) => setTimeout(r, 200)).then(poll)
+    })
+    poll()' "$REGISTRY" || bail "verdaccio answers on 127.0.0.1:$PORT" "$(cat "$WORK/registry/verdaccio.log")"
+ok "verdaccio answers on 127.0.0.1:$PORT"
+
+TOKEN=$(node -e '
+    fetch(process.argv[1] + "-/user/org.couchdb.user:ci", {
+        method: "PUT", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "ci", password: "registry-test-" + process.pid }),
+    }).then(async (r) => { const b = await r.json(); if (!b.token) throw new Error(r.status + " " + JSON.stringify(b)); console.log(b.token) })
+      .catch((e) => { console.error(e.message); process.exit(1) })' "$REGISTRY" 2>&1) || bail "create a registry user" "$TOKEN"
+
+# From here npm sees only this registry: no inherited npm_config_* (npm run exports the
+# outer ones), its own user/global config and cache, and a dead proxy for any other host.
+while read -r v; do unset "$v"; done < <(compgen -e | grep -i '^npm_config_')
+cat >"$WORK/npmrc" <<EOF
+registry=$REGISTRY
+//127.0.0.1:$PORT/:_authToken=$TOKEN
+proxy=http://127.0.0.1:9/
+https-proxy=http://127.0.0.1:9/
+noproxy=127.0.0.1
+audit=false
+fund=false
+update-notifier=false
+EOF
+: >"$WORK/npmrc-global"
+export npm_config_userconfig=$WORK/npmrc npm_config_globalconfig=$WORK/npmrc-global npm_config_cache=$WORK/cache
+
+check "publish vfio-ioctls-linux-x64-gnu@$VERSION" npm publish "$PLATFORM_TGZ" --registry "$REGISTRY"
+check "publish vfio-ioctls@$VERSION" npm publish "$ROOT_TGZ" --registry "$REGISTRY"
+
+# --- install in a fresh project, without a Rust toolchain --------------------------
+NOCARGO_PATH=
+IFS=: read -ra dirs <<<"$PATH"
+for d in "${dirs[@]}"; do
+    [ -n "$d" ] && [ ! -e "$d/cargo" ] && [ ! -e "$d/rustc" ] && NOCARGO_PATH=${NOCARGO_PATH:+$NOCARGO_PATH:}$d
+done
+if PATH=$NOCARGO_PATH command -v cargo >/dev/null || PATH=$NOCARGO_PATH command -v rustc >/dev/null; then
+    bail "cargo and rustc off the PATH" "still found: $(PATH=$NOCARGO_PATH command -v cargo rustc)"
+fi
+PATH=$NOCARGO_PATH command -v node >/dev/null || bail "node still on the PATH without cargo"
+ok "cargo and rustc off the PATH"
+export PATH=$NOCARGO_PATH
+
+cd "$WORK/app"
+printf '{ "name": "registry-test-app", "version": "1.0.0", "private": true }\n' >package.json
+out=$(npm install vfio-ioctls --registry "$REGISTRY" 2>&1) || bail "npm install vfio-ioctls (from 127.0.0.1:$PORT)" "$out"
+ok "npm install vfio-ioctls (from 127.0.0.1:$PORT)"
+check "installed vfio-ioctls@$VERSION + vfio-ioctls-linux-x64-gnu only, all from the test registry" node -e "
+    const lock = require('./package-lock.json'), fs = require('fs')
+    const pkgs = Object.entries(lock.packages).filter(([k]) => k)
+    const inst = pkgs.filter(([k]) => fs.existsSync(k)).map(([k, p]) => k.replace('node_modules/', '') + '@' + p.version).sort()
+    const want = ['vfio-ioctls-linux-x64-gnu@$VERSION', 'vfio-ioctls@$VERSION']
+    if (JSON.stringify(inst) !== JSON.stringify(want)) throw new Error('installed: ' + inst.join(' '))
+    for (const [k, p] of pkgs) if (p.resolved && !p.resolved.startsWith('$REGISTRY')) throw new Error(k + ' from ' + p.resolved)"
+
+check "require('vfio-ioctls'): Container, features() = kvm,mshv, binary from vfio-ioctls-linux-x64-gnu" node -e "
+    const assert = require('assert')
+    const m = require('vfio-ioctls')
+    assert.strictEqual(typeof m.Container, 'function')
+    assert.deepStrictEqual(m.features(), ['kvm', 'mshv'])
+    const bins = Object.keys(require.cache).filter((f) => f.endsWith('.node'))
+    assert.deepStrictEqual(bins, [require.resolve('vfio-ioctls-linux-x64-gnu')])"
+check "import 'vfio-ioctls' (ESM): named + default exports, same module as require" node --input-type=module -e "
+    import assert from 'assert'
+    import { createRequire } from 'module'
+    import vfio, { Container, features, VfioError } from 'vfio-ioctls'
+    assert.strictEqual(typeof Container, 'function')
+    assert.deepStrictEqual(features(), ['kvm', 'mshv'])
+    const cjs = createRequire(process.cwd() + '/')('vfio-ioctls')
+    assert.strictEqual(Container, cjs.Container)
+    assert.strictEqual(VfioError, cjs.VfioError)
+    assert.strictEqual(vfio, cjs)"
+
+cat >tsconfig.json <<EOF
+{
+  "compilerOptions": {
+    "module": "nodenext", "moduleResolution": "nodenext", "target": "ES2022",
+    "lib": ["ES2022", "ESNext.Disposable"], "strict": true, "noEmit": true,
+    "types": ["node"], "typeRoots": ["$ROOT/node_modules/@types"]
+  },
+  "files": ["check.mts", "check.cts"]
+}
+EOF
+for ext in mts cts; do
+    cat >check.$ext <<'EOF'
+import { Container, features, VfioError, ErrorCode, RegionIndex, sysfs, type DmaBuffer, type PciDevice } from 'vfio-ioctls'
+
+const kinds: string[] = features()
+// @ts-expect-error features() is string[], not a number (fails if the types were any)
+const wrong: number = features()
+const open = (address: string): void => {
+  using container = new Container()
+  using device = container.openDevice(address)
+  const bar0 = device.regions[RegionIndex.BAR0]
+  void bar0
+}
+const devices: PciDevice[] = sysfs.listDevices()
+const code: string = ErrorCode.UNSUPPORTED
+const isVfio = (e: unknown): e is VfioError => e instanceof VfioError
+let dma: DmaBuffer | undefined
+export { kinds, wrong, open, devices, code, isVfio, dma }
+EOF
+done
+check "types resolve: tsc --noEmit (import from .mts and .cts, nodenext)" "$ROOT/node_modules/.bin/tsc" -p .
+
+out=$(npx vfio-ioctls --version 2>&1)
+if [ "$out" = "$VERSION" ]; then ok "npx vfio-ioctls --version = $VERSION"; else not_ok "npx vfio-ioctls --version = $VERSION" "$out"; fi
+check "npx vfio-ioctls list" bash -c 'out=$(npx vfio-ioctls list) && printf "%s\n" "$out" | head -n 1 | grep -q ADDRESS || { printf "%s\n" "$out"; exit 1; }'
+
+# --- as on macOS: installs, imports, says on use that VFIO is Linux-only -----------
+cd "$WORK/app-darwin"
+printf '{ "name": "registry-test-darwin", "version": "1.0.0", "private": true }\n' >package.json
+# npm refuses (EBADPLATFORM) a non-optional package whose os/cpu/libc exclude the machine,
+# and --os only simulates the optional-dependency filter: check the fields directly.
+check "npm install --os=darwin --cpu=arm64: installs, no platform package, first call throws ERR_VFIO_UNSUPPORTED" bash -c "
+    node -e \"const p = require('$WORK/app/node_modules/vfio-ioctls/package.json'); for (const k of ['os', 'cpu', 'libc']) if (p[k]) throw new Error('root package.json has ' + k)\" || exit 1
+    npm install vfio-ioctls --os=darwin --cpu=arm64 --registry '$REGISTRY' || exit 1
+    ls node_modules
+    [ -d node_modules/vfio-ioctls ] && ! ls -d node_modules/vfio-ioctls-* 2>/dev/null || exit 1
+    node -e \"
+        const m = require('vfio-ioctls')
+        if (typeof m.Container !== 'function') throw new Error('no Container')
+        try { m.features(); throw new Error('features() did not throw') }
+        catch (e) { if (e.code !== 'ERR_VFIO_UNSUPPORTED') throw e }\""
+
+# --- the edu example from the installed package, in the guest ------------------------
+cd "$WORK/app"
+sed "s#from '\.\.'#from 'vfio-ioctls'#" "$ROOT/examples/edu-driver.ts" >edu-driver.ts
+if grep -q "from 'vfio-ioctls'" edu-driver.ts && ! grep -q "from '\.\.'" edu-driver.ts; then
+    TSX=$(cd "$ROOT" && node --input-type=module -e "console.log(import.meta.resolve('tsx'))")
+    echo "# guest/run.sh --timeout 300 -- node --import $TSX edu-driver.ts (in $PWD)"
+    "$ROOT/guest/run.sh" --timeout 300 -- node --import "$TSX" edu-driver.ts 2>&1 | tee "$WORK/edu.log" | sed 's/^/#   /'
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ] && grep -q '^PASS' "$WORK/edu.log"; then
+        ok "edu example from the installed package, in the guest"
+    else
+        not_ok "edu example from the installed package, in the guest (exit $rc)"
+    fi
+else
+    not_ok "rewrite examples/edu-driver.ts to import from 'vfio-ioctls'"
+fi
+
+echo "# installed: vfio-ioctls $(du -sk node_modules/vfio-ioctls | cut -f1) KiB, vfio-ioctls-linux-x64-gnu $(du -sk node_modules/vfio-ioctls-linux-x64-gnu | cut -f1) KiB ($(du -sb node_modules/vfio-ioctls-linux-x64-gnu | cut -f1) bytes)"
+cd "$ROOT"
+finish
