@@ -79,7 +79,11 @@ impl Container {
             path: None,
         });
         let create_vm = options.create_kvm_vm.unwrap_or(false);
-        let choices = [options.kvm_device_fd.is_some(), options.mshv_device_fd.is_some(), create_vm];
+        let choices = [
+            options.kvm_device_fd.is_some(),
+            options.mshv_device_fd.is_some(),
+            create_vm,
+        ];
         if choices.iter().filter(|&&chosen| chosen).count() > 1 {
             return Err(crate::error::invalid(
                 "new Container",
@@ -101,7 +105,8 @@ impl Container {
         let path = options
             .path
             .unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
-        let inner = VfioContainer::open(std::path::Path::new(&path), device_fd.map(Arc::new)).js()?;
+        let inner =
+            VfioContainer::open(std::path::Path::new(&path), device_fd.map(Arc::new)).js()?;
         Ok(Container {
             inner: Some(Arc::new(inner)),
             _vm: vm,

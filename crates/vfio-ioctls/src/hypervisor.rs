@@ -31,8 +31,11 @@ pub type VfioContainerDeviceHandle = std::sync::Arc<VfioDeviceFd>;
 
 /// The `KVM_DEV_VFIO_FILE` / `MSHV_DEV_VFIO_FILE` attribute group and its operations
 /// (the same numbers as the older `*_VFIO_GROUP*`).
+#[cfg_attr(not(any(feature = "kvm", feature = "mshv")), allow(dead_code))]
 const VFIO_FILE: u32 = 1;
+#[cfg_attr(not(any(feature = "kvm", feature = "mshv")), allow(dead_code))]
 const VFIO_FILE_ADD: u64 = 1;
+#[cfg_attr(not(any(feature = "kvm", feature = "mshv")), allow(dead_code))]
 const VFIO_FILE_DEL: u64 = 2;
 
 impl VfioDeviceFd {
@@ -88,7 +91,10 @@ impl VfioDeviceFd {
         match &self.0 {
             #[cfg(feature = "kvm")]
             DeviceFdInner::Kvm(fd) => {
-                let dup = dup_fd(fd)?;
+                let dup = dup_raw(
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    "hypervisor VFIO device",
+                )?;
                 // SAFETY: `dup` is a new fd of a KVM device that nothing else owns.
                 Ok(VfioDeviceFd::new_from_kvm(unsafe {
                     <kvm_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup)
@@ -96,7 +102,10 @@ impl VfioDeviceFd {
             }
             #[cfg(feature = "mshv")]
             DeviceFdInner::Mshv(fd) => {
-                let dup = dup_fd(fd)?;
+                let dup = dup_raw(
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    "hypervisor VFIO device",
+                )?;
                 // SAFETY: `dup` is a new fd of an MSHV device that nothing else owns.
                 Ok(VfioDeviceFd::new_from_mshv(unsafe {
                     <mshv_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup)
@@ -159,12 +168,19 @@ impl VfioDeviceFd {
     }
 }
 
+/// Duplicates a caller's fd (close-on-exec), so the library owns its copy.
 #[cfg(any(feature = "kvm", feature = "mshv"))]
-fn dup_fd(fd: &impl std::os::fd::AsRawFd) -> Result<std::os::fd::RawFd> {
-    // SAFETY: `dup` only reads the fd number; the fd is valid while `fd` is borrowed.
-    let dup = unsafe { libc::dup(fd.as_raw_fd()) };
+pub(crate) fn dup_raw(fd: std::os::fd::RawFd, what: &str) -> Result<std::os::fd::RawFd> {
+    if fd < 0 {
+        return Err(VfioError::invalid(
+            "dup",
+            format!("{what} fd {fd} is negative"),
+        ));
+    }
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` only reads the fd number and returns a new fd or -1.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
-        return Err(VfioError::last_os("dup", "hypervisor VFIO device"));
+        return Err(VfioError::last_os("dup", format!("{what} fd {fd}")));
     }
     Ok(dup)
 }

@@ -57,17 +57,7 @@ pub fn create_vm_vfio_device() -> Result<KvmVfio> {
 /// # Errors
 /// `InvalidArgument` for a negative fd; the errno of `dup` (e.g. EBADF) otherwise.
 pub fn device_fd_from_raw(fd: i32) -> Result<VfioDeviceFd> {
-    if fd < 0 {
-        return Err(VfioError::invalid(
-            "kvm device fd",
-            format!("fd {fd} is negative"),
-        ));
-    }
-    // SAFETY: `dup` only reads the fd number and returns a new fd or -1.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(VfioError::last_os("dup", format!("fd {fd}")));
-    }
+    let dup = crate::hypervisor::dup_raw(fd, "KVM device")?;
     // SAFETY: `dup` is a new fd nothing else owns; it is a KVM device fd by the caller's word
     // (a wrong fd makes later ioctls fail with an errno, never unsound).
     let device = unsafe { <kvm_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup) };

@@ -1,6 +1,6 @@
 //! MSHV: taking the VFIO device fd of a VMM running on Microsoft Hypervisor.
 
-use crate::error::{Result, VfioError};
+use crate::error::Result;
 use crate::hypervisor::VfioDeviceFd;
 
 /// Takes ownership of a duplicate of `fd`, an MSHV VFIO device fd from the caller's VMM.
@@ -8,14 +8,7 @@ use crate::hypervisor::VfioDeviceFd;
 /// # Errors
 /// `InvalidArgument` for a negative fd; the errno of `dup` (e.g. EBADF) otherwise.
 pub fn device_fd_from_raw(fd: i32) -> Result<VfioDeviceFd> {
-    if fd < 0 {
-        return Err(VfioError::invalid("mshv device fd", format!("fd {fd} is negative")));
-    }
-    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` only reads the fd number and returns a new fd or -1.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        return Err(VfioError::last_os("dup", format!("fd {fd}")));
-    }
+    let dup = crate::hypervisor::dup_raw(fd, "MSHV device")?;
     // SAFETY: `dup` is a new fd nothing else owns; it is an MSHV device fd by the caller's word
     // (a wrong fd makes later ioctls fail with an errno, never unsound).
     let device = unsafe { <mshv_ioctls::DeviceFd as std::os::fd::FromRawFd>::from_raw_fd(dup) };

@@ -1244,13 +1244,20 @@ fn guest_memory_mapped_at_guest_physical_addresses() {
     let dev = open(EDU, &c);
     let bar = map_bar0(&dev);
     enable_bus_master(&dev);
-    let mem: GuestMemoryMmap<()> =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0x40_0000), 0x1000), (GuestAddress(0x80_0000), 0x2000)]).unwrap();
+    let mem: GuestMemoryMmap<()> = GuestMemoryMmap::from_ranges(&[
+        (GuestAddress(0x40_0000), 0x1000),
+        (GuestAddress(0x80_0000), 0x2000),
+    ])
+    .unwrap();
     // SAFETY: `mem` outlives the mapping: it is unmapped below before `mem` drops.
     unsafe { c.vfio_map_guest_memory(&mem) }.unwrap();
-    assert_eq!(c.dma_mappings(), vec![(0x40_0000, 0x1000), (0x80_0000, 0x2000)]);
+    assert_eq!(
+        c.dma_mappings(),
+        vec![(0x40_0000, 0x1000), (0x80_0000, 0x2000)]
+    );
     // The device writes into "guest" memory at its guest-physical address.
-    mem.write_slice(&[0x77; EDU_DMA_LEN], GuestAddress(0x40_0000)).unwrap();
+    mem.write_slice(&[0x77; EDU_DMA_LEN], GuestAddress(0x40_0000))
+        .unwrap();
     edu_dma(&bar, 0x40_0000, EDU_DMA_BUF, EDU_DMA_LEN, false);
     edu_dma(&bar, EDU_DMA_BUF, 0x80_1000, EDU_DMA_LEN, true);
     let mut got = vec![0u8; EDU_DMA_LEN];
@@ -1258,5 +1265,9 @@ fn guest_memory_mapped_at_guest_physical_addresses() {
     assert!(got.iter().all(|&b| b == 0x77));
     c.vfio_unmap_guest_memory(&mem).unwrap();
     assert!(c.dma_mappings().is_empty());
-    assert_kind(c.vfio_unmap_guest_memory(&mem), ErrorKind::InvalidArgument, "unmap guest memory twice");
+    assert_kind(
+        c.vfio_unmap_guest_memory(&mem),
+        ErrorKind::InvalidArgument,
+        "unmap guest memory twice",
+    );
 }
