@@ -13,7 +13,7 @@ add() { passed=$((passed + $1)); failed=$((failed + $2)); }
 npm run build:debug || { echo "0 passed, 1 failed"; exit 1; }
 
 log=$(mktemp)
-{ cargo test -p vfio-ioctls --lib && cargo test -p vfio-ioctls --doc; } 2>&1 | tee "$log"
+{ cargo test -p vfio-ioctls --lib && cargo test -p vfio-ioctls --doc && cargo test -p vfio-ioctls --no-default-features --lib; } 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 counts=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" | awk '{p+=$1; f+=$2} END{print p+0, f+0}')
 add $counts
