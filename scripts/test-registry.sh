@@ -59,7 +59,9 @@ BINARY=vfio-ioctls.linux-x64-gnu.node
 PLATFORM_DIR=npm/linux-x64-gnu
 
 # The host must be able to load the x64 glibc binary.
-[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && ldd --version 2>&1 | head -n 1 | grep -qiE 'glibc|gnu libc' \
+# (ldd's output is captured first: `ldd | head | grep -q` can die of SIGPIPE under pipefail.)
+ldd_version=$(ldd --version 2>&1 || true)
+[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] && grep -qiE 'glibc|gnu libc' <<<"${ldd_version%%$'\n'*}" \
     || bail "host is Linux x86_64 with glibc" "$(uname -a)"
 
 # /tmp, not $TMPDIR: the guest sees the host's /tmp at the same path.
