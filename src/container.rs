@@ -54,16 +54,11 @@ pub struct DmaMapping {
     pub size: BigInt,
 }
 
-/// Checked above: never reached (kept total without a panic).
-fn unreachable_combination() -> Option<Arc<vfio_ioctls::VfioDeviceFd>> {
-    None
-}
-
 /// A VFIO container (`/dev/vfio/vfio`).
 #[napi]
 pub struct Container {
     inner: Option<Arc<VfioContainer>>,
-    #[cfg(feature = "kvm")]
+    /// The VM made for `createKvmVm`, kept as long as the container.
     _vm: Option<kvm_ioctls::VmFd>,
 }
 

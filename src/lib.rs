@@ -16,14 +16,10 @@ use napi_derive::napi;
 /// Which hypervisor integrations this binary was built with.
 #[napi]
 pub fn features() -> Vec<String> {
-    let mut f = Vec::new();
-    if cfg!(feature = "kvm") {
-        f.push("kvm".to_string());
-    }
-    if cfg!(feature = "mshv") {
-        f.push("mshv".to_string());
-    }
-    f
+    vfio_ioctls::features()
+        .iter()
+        .map(|f| f.to_string())
+        .collect()
 }
 
 /// The system page size.

@@ -59,3 +59,13 @@ pub use region::{
 };
 pub use vmm_sys_util::eventfd::EventFd;
 pub use volatile::VolatileAccess;
+
+/// The cargo features this build of the crate has, of `kvm` and `mshv`.
+pub fn features() -> &'static [&'static str] {
+    match (cfg!(feature = "kvm"), cfg!(feature = "mshv")) {
+        (true, true) => &["kvm", "mshv"],
+        (true, false) => &["kvm"],
+        (false, true) => &["mshv"],
+        (false, false) => &[],
+    }
+}
