@@ -1,27 +1,29 @@
 import test from 'ava'
-import { ErrorCode, VfioError, VfioTypeError } from '../ts/index'
-import { fromNative } from '../ts/errors'
-import { native } from '../ts/native'
+import { Container, ErrorCode, VfioError, VfioTypeError } from '../ts/index'
+import { execFileSync } from 'node:child_process'
+import path from 'node:path'
 
-test('native errors decode into VfioError with code, errno, syscall, path and cause', (t) => {
-  const marker = native().errorMarker()
-  const raw = new Error(
-    `${marker}{"code":"ERR_VFIO_PERMISSION","errno":13,"syscall":"open","path":"/dev/vfio/7","message":"open on /dev/vfio/7 failed"}\nERR_VFIO_PERMISSION: open on /dev/vfio/7 failed`,
-  )
-  const err = fromNative(raw) as VfioError
+test('native errors are VfioErrors with code, errno, syscall and path, and a stack from the public call', (t) => {
+  const err = t.throws(() => new Container({ path: '/nonexistent/vfio' })) as VfioError
   t.true(err instanceof VfioError)
-  t.is(err.code, ErrorCode.PERMISSION)
-  t.is(err.errno, 13)
+  t.is(err.code, ErrorCode.NOT_FOUND)
+  t.is(err.errno, 2)
   t.is(err.syscall, 'open')
-  t.is(err.path, '/dev/vfio/7')
-  t.is(err.message, 'open on /dev/vfio/7 failed')
-  t.is(err.cause, raw)
+  t.is(err.path, '/nonexistent/vfio')
+  t.is(err.cause, undefined, 'no transport error hangs off it')
+  t.false(err.message.includes('\u001f'), 'no encoded record in the message')
+  const first = err.stack?.split('\n')[1] ?? ''
+  t.regex(first, /new Container/, `first frame: ${first}`)
 })
 
-test('foreign errors pass through untouched', (t) => {
-  const raw = new RangeError('something else')
-  t.is(fromNative(raw), raw)
-  t.is(fromNative('a string'), 'a string')
+test('raw-binding users get the same properties on plain Errors', (t) => {
+  const program = `
+    const b = require(${JSON.stringify(path.join(__dirname, '..', 'native', 'binding.cjs'))})
+    try { new b.Container({ path: '/nonexistent/vfio' }) } catch (e) {
+      console.log(JSON.stringify({ error: e instanceof Error, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path }))
+    }`
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', program], { encoding: 'utf8' }))
+  t.deepEqual(out, { error: true, code: 'ERR_VFIO_NOT_FOUND', errno: 2, syscall: 'open', path: '/nonexistent/vfio' })
 })
 
 test('type errors are TypeErrors with the invalid-argument code', (t) => {

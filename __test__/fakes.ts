@@ -6,8 +6,19 @@
 import type * as Binding from '../native/binding'
 import { recorder } from './helpers'
 
+/**
+ * The public members of a binding class, with the binding's types. Each fake is an
+ * object literal of this type, so it must have every member `native/binding.d.ts`
+ * declares and no other: when the binding drifts, the fakes stop compiling
+ * (`npm run typecheck`) instead of silently testing the facade against a stale shape.
+ * The classes napi declares have public members only, so such a literal is also a
+ * value of the class type the facade's constructors take.
+ */
+export type Native<C> = Pick<C, keyof C>
+
 export function fakeDevice() {
   const rec = recorder()
+  let closed = false
   const regions: Binding.RegionInfo[] = Array.from({ length: 9 }, (_, index) => ({
     index,
     present: index !== 8,
@@ -19,7 +30,7 @@ export function fakeDevice() {
     mappable: index === 0,
     caps: index === 0 ? [{ kind: 'sparse-mmap', areas: [{ offset: 0, size: 0x1000 }] }] : [],
   }))
-  const n = {
+  const n: Native<Binding.Device> = {
     info: () => ({
       name: '0000:00:03.0',
       sysfsPath: '/sys/devices/pci0000:00/0000:00:03.0',
@@ -39,15 +50,22 @@ export function fakeDevice() {
     reset: () => rec.record('reset'),
     enableIrq: (i: number, s: number, c: number) => (rec.record('enableIrq', i, s, c), fakeInterrupts(rec, i, s, c).native),
     disableIrq: (i: number) => rec.record('disableIrq', i),
-    close: () => rec.record('close'),
-    closed: false,
+    close: () => {
+      closed = true
+      rec.record('close')
+    },
+    get closed() {
+      return closed
+    },
   }
-  return { native: n as unknown as Binding.Device, calls: rec.calls }
+  return { native: n, calls: rec.calls }
 }
 
-export function fakeMemory(rec = recorder()) {
+/** One object that is both a mapped region and a DMA buffer: the accessors are the same. */
+export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Native<Binding.DmaBuffer> {
   const mem = Buffer.alloc(0x1000)
-  const n = {
+  let closed = false
+  return {
     index: 0,
     size: 0x1000,
     areas: [{ offset: 0, size: 0x1000 }],
@@ -65,15 +83,21 @@ export function fakeMemory(rec = recorder()) {
     write: (o: number, d: Uint8Array) => mem.set(d, o),
     view: () => (rec.record('view'), mem),
     unmap: () => rec.record('unmap'),
-    close: () => rec.record('close'),
+    close: () => {
+      closed = true
+      rec.record('close')
+    },
+    get closed() {
+      return closed
+    },
   }
-  return n as unknown as Binding.MappedRegion & Binding.DmaBuffer
 }
 
 export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1) {
   let fire: ((vector: number, count: number) => void) | undefined
   let refs = 0
-  const n = {
+  let closed = false
+  const n: Native<Binding.Interrupts> = {
     index,
     start,
     count,
@@ -93,12 +117,20 @@ export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1
       rec.record('trigger', v)
       queueMicrotask(() => fire?.(v, 1))
     },
+    stop: () => rec.record('stop'),
+    takePending: (v: number) => (rec.record('takePending', v), 0),
     mask: (v: number) => rec.record('mask', v),
     unmask: (v: number) => rec.record('unmask', v),
-    close: () => rec.record('close'),
+    close: () => {
+      closed = true
+      rec.record('close')
+    },
+    get closed() {
+      return closed
+    },
   }
   return {
-    native: n as unknown as Binding.Interrupts,
+    native: n,
     calls: rec.calls,
     fire: (v: number, c = 1) => fire?.(v, c),
     referenced: () => refs > 0,

@@ -69,7 +69,7 @@ test('mask/unmask/trigger validate and pass vectors; calls after close throw', (
   const irq = new Interrupts(f.native)
   irq.mask()
   irq.unmask(0)
-  throwsCode(t, () => irq.trigger(-1), 'ERR_VFIO_OUT_OF_RANGE')
+  throwsCode(t, () => irq.trigger('1' as never), 'ERR_VFIO_INVALID_ARGUMENT')
   irq.close()
   irq.close()
   throwsCode(t, () => irq.mask(), 'ERR_VFIO_CLOSED')

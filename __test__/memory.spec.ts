@@ -7,16 +7,18 @@ for (const [name, make] of [
   ['MappedRegion', () => new MappedRegion(fakeMemory())],
   ['DmaBuffer', () => new DmaBuffer(fakeMemory(), true)],
 ] as const) {
-  test(`${name}: accessor arguments are validated`, (t) => {
+  // Types are the facade's to check; values (range, integer) the native layer's, which
+  // the guest suite asserts against the real binding (trust.spec.ts).
+  test(`${name}: accessor argument types are checked before the native call`, (t) => {
     const m = make()
-    throwsCode(t, () => m.readU32(-4), 'ERR_VFIO_OUT_OF_RANGE')
-    throwsCode(t, () => m.readU32(0.5), 'ERR_VFIO_INVALID_ARGUMENT')
-    throwsCode(t, () => m.writeU8(0, 256), 'ERR_VFIO_OUT_OF_RANGE')
-    throwsCode(t, () => m.writeU16(0, 0x10000), 'ERR_VFIO_OUT_OF_RANGE')
-    throwsCode(t, () => m.writeU32(0, 2 ** 32), 'ERR_VFIO_OUT_OF_RANGE')
-    throwsCode(t, () => m.writeU64(0, -1n), 'ERR_VFIO_OUT_OF_RANGE')
-    throwsCode(t, () => m.writeU64(0, 2n ** 64n), 'ERR_VFIO_OUT_OF_RANGE')
+    throwsCode(t, () => m.readU32('4' as never), 'ERR_VFIO_INVALID_ARGUMENT')
+    throwsCode(t, () => m.writeU8(0, null as never), 'ERR_VFIO_INVALID_ARGUMENT')
+    throwsCode(t, () => m.writeU64(0, 1.5), 'ERR_VFIO_INVALID_ARGUMENT')
+    throwsCode(t, () => m.writeU64(0, {} as never), 'ERR_VFIO_INVALID_ARGUMENT')
     throwsCode(t, () => m.write(0, 42 as never), 'ERR_VFIO_INVALID_ARGUMENT')
+    throwsCode(t, () => m.write(0, new Proxy(new Uint8Array(4), {})), 'ERR_VFIO_INVALID_ARGUMENT')
+    const long = throwsCode(t, () => m.readU32('x'.repeat(1 << 20) as never), 'ERR_VFIO_INVALID_ARGUMENT')
+    t.true(long.message.length < 200, 'a 1 MiB argument is not echoed whole')
   })
 
   test(`${name}: widths round trip and close ends access`, (t) => {

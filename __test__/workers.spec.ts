@@ -8,11 +8,12 @@ test('the addon loads in two worker threads at once', async (t) => {
     const { parentPort, workerData } = require('node:worker_threads')
     const b = require(workerData)
     let code
-    try { new b.Container({ path: '/nonexistent/vfio' }) } catch (e) { code = e.message.split('\\n')[1] }
-    parentPort.postMessage({ features: b.features(), pageSize: b.pageSize(), code })
+    let errno
+    try { new b.Container({ path: '/nonexistent/vfio' }) } catch (e) { code = e.code; errno = e.errno }
+    parentPort.postMessage({ features: b.features(), pageSize: b.pageSize(), code, errno })
   `
   const run = () =>
-    new Promise<{ features: string[]; pageSize: number; code: string }>((resolve, reject) => {
+    new Promise<{ features: string[]; pageSize: number; code: string; errno: number }>((resolve, reject) => {
       const w = new Worker(code, { eval: true, workerData: binding })
       w.once('message', resolve)
       w.once('error', reject)
@@ -21,6 +22,8 @@ test('the addon loads in two worker threads at once', async (t) => {
   for (const r of results) {
     t.deepEqual(r.features, ['kvm', 'mshv'])
     t.is(r.pageSize, 4096)
-    t.regex(r.code, /^ERR_VFIO_NOT_FOUND/)
+    // Each thread's errors are made in its own env, with their properties.
+    t.is(r.code, 'ERR_VFIO_NOT_FOUND')
+    t.is(r.errno, 2)
   }
 })

@@ -9,9 +9,10 @@
 #   vfio_guest.9pcache=MODE 9p cache mode (none, loose, mmap, ...)
 #
 # Protocol: the host writes DIR/cmd.sh (cd + env + command) and
-# DIR/guest.conf (BIND, TMPMODE, OUT_TTY, ERR_TTY). The guest mounts the host
-# root over 9p at /host, chroots into it and runs cmd.sh with stdout on ttyS1
-# and stderr on ttyS2, then writes the exit code to DIR/rc and powers off.
+# DIR/guest.conf (BIND, TMPMODE, OUT_TTY, ERR_TTY, QMP_TTY, HOTPLUG_ADDR). The
+# guest mounts the host root over 9p at /host, chroots into it and runs cmd.sh
+# with stdout on ttyS1 and stderr on ttyS2, then writes the exit code to DIR/rc
+# and powers off. QMP_TTY is QEMU's monitor (set raw here, used by tests).
 
 PATH=/bin
 export PATH
@@ -89,6 +90,8 @@ BIND=''
 TMPMODE=host
 OUT_TTY=0
 ERR_TTY=0
+QMP_TTY=''
+HOTPLUG_ADDR=''
 if [ -f "$H/guest.conf" ]; then
     # shellcheck disable=SC1090,SC1091
     . "$H/guest.conf"
@@ -114,6 +117,11 @@ fi
 hostname vfio-guest
 
 # --- optional: bind devices to vfio-pci ---
+# The hot-pluggable edu must be where run.sh told the tests it is.
+if [ -n "$HOTPLUG_ADDR" ] && [ ! -e "/sys/bus/pci/devices/$HOTPLUG_ADDR" ]; then
+    fatal "the hot-plug edu is not at $HOTPLUG_ADDR"
+fi
+
 bind_one() {
     d="$1"
     a="${d##*/}"
@@ -135,18 +143,25 @@ for want in $BIND; do
         cls=$(cat "$d/class")
         a="${d##*/}"
         case "$want" in
-            edu) [ "$v:$dev" = 0x1234:0x11e8 ] || continue ;;
+            edu) [ "$a" = 0000:00:03.0 ] || continue ;; # not the hot-plug one
+            hotedu) [ "$a" = "$HOTPLUG_ADDR" ] || continue ;;
             nvme) [ "$cls" = 0x010802 ] || continue ;;
             *:*:*.*) [ "$a" = "$want" ] || continue ;;
             *:*.*) [ "$a" = "0000:$want" ] || continue ;;
             *:*) [ "${v#0x}:${dev#0x}" = "$want" ] || continue ;;
-            *) fatal "unknown device '$want' in bind list (use edu, nvme, VVVV:DDDD or a PCI address)" ;;
+            *) fatal "unknown device '$want' in bind list (use edu, hotedu, nvme, VVVV:DDDD or a PCI address)" ;;
         esac
         bind_one "$d"
         found=1
     done
     [ "$found" = 1 ] || fatal "no PCI device matches '$want'"
 done
+
+# QMP's port: raw, and above all no echo, which would send QEMU's replies back to
+# it as input. A serial port keeps its termios across opens.
+if [ -n "$QMP_TTY" ]; then
+    stty -F "$QMP_TTY" raw -echo 2>/dev/null || fatal "no serial port $QMP_TTY (QMP)"
+fi
 
 ulimit -l unlimited || fatal "cannot raise RLIMIT_MEMLOCK"
 ulimit -n 65536 2>/dev/null || true

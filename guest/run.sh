@@ -3,6 +3,8 @@
 # guest/run.sh — run a command inside a QEMU (TCG) guest that has an emulated
 # Intel IOMMU, QEMU's `edu` PCI device and an NVMe controller, with the host's
 # root filesystem mounted over 9p and chrooted into (same paths, same cwd).
+# A second, hot-pluggable edu and QEMU's QMP monitor (on the guest's ttyS3) let
+# guest tests ask QEMU for a device removal (see guest/README.md).
 #
 # Usage: guest/run.sh [OPTIONS] [--] COMMAND [ARG...]
 #   One argument is run as a shell command line:  guest/run.sh 'cd x && make'
@@ -13,7 +15,8 @@
 #                    env VFIO_GUEST_TIMEOUT)
 #   --bind-edu       bind the edu device to vfio-pci before running COMMAND
 #   --bind LIST      bind devices to vfio-pci; LIST is comma separated: edu,
-#                    nvme, VVVV:DDDD (vendor:device) or a PCI address
+#                    hotedu (the hot-pluggable edu), nvme, VVVV:DDDD
+#                    (vendor:device) or a PCI address
 #                    (env VFIO_GUEST_BIND)
 #   --tmpfs-tmp      mount a private tmpfs on /tmp (default: /tmp is the host's
 #                    /tmp over 9p and TMPDIR=/run/tmp, a guest tmpfs)
@@ -137,6 +140,16 @@ trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
 trap 'on_signal 129' HUP
 
+# The hot-pluggable edu: its QEMU id (for device_del) and the address the guest
+# gives it (bus 1 is the firmware's number for the only root port's bus).
+HOTPLUG_ID=hotedu
+HOTPLUG_ADDR=0000:01:00.0
+# The guest's end of QEMU's QMP monitor: the 4th ISA serial port.
+QMP_TTY=/dev/ttyS3
+QMP_SOCK="$RUN/qmp.sock"
+# A unix socket path has at most 107 bytes (sun_path).
+((${#QMP_SOCK} < 100)) || die "$EXIT_MISSING" "cache dir '$CACHE' is too long for a unix socket path (qemu's QMP link)"
+
 # Single-quote a string for /bin/sh.
 shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
@@ -150,6 +163,10 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
         esac
     done < <(compgen -e)
     echo 'export VFIO_GUEST=1'
+    # Where tests find QEMU's monitor and the device they may ask it to remove
+    # (after the host's VFIO_* so that these always describe this guest).
+    printf 'export VFIO_GUEST_QMP=%s VFIO_GUEST_HOTPLUG_ADDR=%s VFIO_GUEST_HOTPLUG_ID=%s\n' \
+        "$QMP_TTY" "$HOTPLUG_ADDR" "$HOTPLUG_ID"
     # Host /tmp is 9p (no sockets/FIFOs, slow writes): temp files go to tmpfs.
     [[ "$TMPMODE" != host ]] || echo 'export TMPDIR=/run/tmp'
     printf 'cd -- %s || { echo "[guest] cannot cd to %s" >&2; exit 125; }\n' "$(shq "$PWD")" "${PWD//[\'\"\\\$\`]/?}"
@@ -171,6 +188,8 @@ BIND='$BIND'
 TMPMODE=$TMPMODE
 OUT_TTY=$OUT_TTY
 ERR_TTY=$ERR_TTY
+QMP_TTY=$QMP_TTY
+HOTPLUG_ADDR=$HOTPLUG_ADDR
 EOF
 
 truncate -s 64M "$RUN/nvme.img"
@@ -198,12 +217,28 @@ QEMU=(qemu-system-x86_64
     -chardev "stdio,id=con,signal=off,logfile=$(qesc "$RUN/console.log")" -serial chardev:con
     -chardev "file,id=out,path=$(qesc "$RUN/out.fifo")" -serial chardev:out
     -chardev "file,id=err,path=$(qesc "$RUN/err.fifo")" -serial chardev:err
+    # QMP for the guest on ttyS3. The guest cannot reach a host socket (9p), and a
+    # chardev has one frontend, so the monitor listens on a unix socket and a second
+    # chardev, the serial port's, connects to it: qemu talks to itself, no relay.
+    # IRQ 5, not COM4's usual 3: ttyS1 (stdout) has 3, and qemu's ISA IRQ lines are
+    # not wired-OR, so two UARTs on one can lose interrupts (ACPI tells the kernel).
+    -chardev "socket,id=qmp,path=$(qesc "$QMP_SOCK"),server=on,wait=off" -mon chardev=qmp,mode=control
+    -chardev "socket,id=qmpguest,path=$(qesc "$QMP_SOCK")" -device isa-serial,chardev=qmpguest,index=3,irq=5
     -device intel-iommu,intremap=on,caching-mode=on
     -device "edu,addr=03.0,romfile=$(qesc "$RUN/edu-rom.bin")"
     -drive "file=$(qesc "$RUN/nvme.img"),if=none,id=nvm,format=raw"
     -device nvme,serial=deadbeef,drive=nvm,addr=04.0
     -fsdev local,id=fs0,path=/,security_model=none,multidevs=remap
     -device virtio-9p-pci,fsdev=fs0,mount_tag=hostroot,addr=05.0
+    # A second edu that QMP device_del can remove: devices on pcie.0 cannot be
+    # unplugged, so it sits behind a root port. The port is function 1 of the chipset's
+    # slot 1f: IOMMU groups are numbered in probe order, and a port at a new slot
+    # (06.0) would take group 4 from 1f.0/1f.2/1f.3; at 1f.1 (with ACS) it gets its
+    # own group 5, the chipset keeps 4 and the edu behind it gets group 6. q35's ACPI
+    # hotplug (qemu's default) removes it; pciehp (native, a 5 s attention-button
+    # delay) is VFIO_GUEST_QEMU_ARGS='-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off'.
+    -device pcie-root-port,id=hotport,chassis=1,slot=1,addr=1f.1
+    -device "edu,id=$HOTPLUG_ID,bus=hotport"
     -kernel "$VMLINUZ" -initrd "$INITRD"
     -append "console=ttyS0 $KLOG intel_iommu=on panic=-1 mitigations=off vfio_guest.run=$RUN vfio_guest.verbose=$VERBOSE vfio_guest.9pcache=$P9CACHE"
 )

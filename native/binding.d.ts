@@ -45,7 +45,10 @@ export declare class Device {
   regions(): Array<RegionInfo>
   /** Every IRQ index. */
   irqs(): Array<IrqInfo>
-  /** Reads `length` bytes at `offset` of region `index`. */
+  /**
+   * Reads `length` bytes at `offset` of region `index` (the range is checked before
+   * anything is allocated).
+   */
   regionRead(index: number, offset: number, length: number): Buffer
   /** Writes `data` at `offset` of region `index`. */
   regionWrite(index: number, offset: number, data: Uint8Array): void
@@ -53,9 +56,16 @@ export declare class Device {
   mapRegion(index: number): MappedRegion
   /** `VFIO_DEVICE_RESET`. */
   reset(): void
-  /** Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd. */
+  /**
+   * Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.
+   * Refused with `ERR_VFIO_BUSY` while a live `Interrupts` holds the index (or, on
+   * PCI, another of INTx, MSI and MSI-X).
+   */
   enableIrq(index: number, start: number, count: number): Interrupts
-  /** Disables IRQ `index` (all its vectors). */
+  /**
+   * Disables IRQ `index` (all its vectors). Refused with `ERR_VFIO_BUSY` while a live
+   * `Interrupts` holds it: close that instead, so its vectors are not pulled from under it.
+   */
   disableIrq(index: number): void
   /** Closes the handle; mapped regions and interrupts keep the device open until they close too. */
   close(): void
@@ -97,7 +107,10 @@ export declare class DmaBuffer {
   writeU32(offset: number, value: number): void
   /** Writes an aligned 64-bit value. */
   writeU64(offset: number, value: bigint): void
-  /** Copies `length` bytes at `offset` into a new Buffer. */
+  /**
+   * Copies `length` bytes at `offset` into a new Buffer (the range is checked
+   * before anything is allocated).
+   */
   read(offset: number, length: number): Buffer
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array): void
@@ -164,7 +177,10 @@ export declare class MappedRegion {
   writeU32(offset: number, value: number): void
   /** Writes an aligned 64-bit value. */
   writeU64(offset: number, value: bigint): void
-  /** Copies `length` bytes at `offset` into a new Buffer. */
+  /**
+   * Copies `length` bytes at `offset` into a new Buffer (the range is checked
+   * before anything is allocated).
+   */
   read(offset: number, length: number): Buffer
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array): void
@@ -222,9 +238,6 @@ export interface DmaMapping {
   /** Its size. */
   size: bigint
 }
-
-/** The marker that starts a structured error reason (see `ts/errors.ts`). */
-export declare function errorMarker(): string
 
 /** Which hypervisor integrations this binary was built with. */
 export declare function features(): Array<string>
@@ -361,3 +374,6 @@ export interface RegionInfo {
 
 /** Unbinds a device from vfio-pci and lets its driver (or `restore`) take it. */
 export declare function unbindVfio(address: string, restore?: string | undefined | null, root?: string | undefined | null): string | null
+
+/** Native errors are made as `new class(code, message, { errno, syscall, path })`. */
+export declare function useErrorClass(errorClass: new (code: string, message: string, fields: { errno?: number; syscall?: string; path?: string }) => Error): void

@@ -5,7 +5,9 @@
 # fresh project with cargo/rustc off the PATH, and uses it there: require, import,
 # tsc, the CLI, an install as on macOS, and examples/edu-driver.ts in the QEMU guest.
 # Prints `ok - <name>` / `not ok - <name>` per check, ends with
-# `registry: N passed, N failed`, exits non-zero on any failure.
+# `registry: N passed, N failed`, exits non-zero on any failure. The checks and helpers
+# that need Node are subcommands of scripts/test-registry/checks.mjs; this script keeps
+# the build, pack, registry and npm orchestration and the counting.
 #
 # verdaccio is installed on first use into scripts/registry/node_modules (its own
 # package.json and lock, with the node-fetch override it needs), not into the root
@@ -54,7 +56,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-VERSION=$(node -p 'require("./package.json").version')
+CHECKS=$ROOT/scripts/test-registry/checks.mjs
+VERSION=$(node "$CHECKS" version "$ROOT")
 BINARY=vfio-ioctls.linux-x64-gnu.node
 PLATFORM_DIR=npm/linux-x64-gnu
 
@@ -89,19 +92,9 @@ if [ "$size" -lt $((2 * 1024 * 1024)) ]; then ok "release binary under 2 MB ($si
 check "native/binding.cjs and binding.d.ts are current" \
     bash -c "diff -u native/binding.cjs '$WORK/build/binding.cjs' && diff -u native/binding.d.ts '$WORK/build/binding.d.ts'"
 out=$(node_modules/.bin/tsc -p . 2>&1) || bail "tsc -p . (dist/)" "$out"
-check "esm/index.mjs exports what dist/index.js exports" node --input-type=module -e "
-    import * as esm from '$ROOT/esm/index.mjs'
-    import cjs from '$ROOT/dist/index.js'
-    const a = Object.keys(esm).filter((k) => k !== 'default').sort().join(' ')
-    const b = Object.keys(cjs).filter((k) => k !== '__esModule').sort().join(' ')
-    if (a !== b) throw new Error('esm: ' + a + '\ncjs: ' + b)"
+check "esm/index.mjs exports what dist/index.js exports" node "$CHECKS" esm-exports "$ROOT"
 check "license files in npm/* are the root's" bash -c 'for d in npm/*/; do cmp LICENSE-APACHE "$d/LICENSE-APACHE" && cmp LICENSE-BSD-3-Clause "$d/LICENSE-BSD-3-Clause" || exit 1; done'
-check "npm/* versions match the root's optionalDependencies ($VERSION)" node -e "
-    const root = require('./package.json'), fs = require('fs')
-    const dirs = fs.readdirSync('npm')
-    const want = Object.fromEntries(dirs.map((d) => { const p = require('./npm/' + d + '/package.json'); return [p.name, p.version] }))
-    if (JSON.stringify(want, Object.keys(want).sort()) !== JSON.stringify(root.optionalDependencies, Object.keys(want).sort())) throw new Error(JSON.stringify({ want, got: root.optionalDependencies }))
-    for (const v of Object.values(want)) if (v !== root.version) throw new Error('version ' + v + ' != ' + root.version)"
+check "npm/* versions match the root's optionalDependencies ($VERSION)" node "$CHECKS" platform-versions "$ROOT"
 
 # --- pack ----------------------------------------------------------------------
 cp "$WORK/build/$BINARY" "$PLATFORM_DIR/$BINARY" || bail "copy $BINARY into $PLATFORM_DIR"
@@ -109,11 +102,7 @@ PLACED_NODE=$ROOT/$PLATFORM_DIR/$BINARY
 pack() { # DIR -> prints the tarball path; the file list goes to $WORK/pack/<name>.files
     local json
     json=$(cd "$1" && npm pack --json --pack-destination "$WORK/pack" 2>/dev/null) || return 1
-    node -e '
-        const [p] = JSON.parse(process.argv[1])
-        require("fs").writeFileSync(process.argv[2] + "/" + p.name + ".files", p.files.map((f) => f.path).sort().join("\n") + "\n")
-        console.error("# " + p.filename + ": " + p.files.length + " files, " + p.size + " bytes packed, " + p.unpackedSize + " unpacked")
-        console.log(process.argv[2] + "/" + p.filename)' "$json" "$WORK/pack"
+    node "$CHECKS" pack-files "$json" "$WORK/pack"
 }
 ROOT_TGZ=$(pack .) || bail "npm pack (vfio-ioctls)"
 PLATFORM_TGZ=$(pack "$PLATFORM_DIR") || bail "npm pack (vfio-ioctls-linux-x64-gnu)"
@@ -128,27 +117,16 @@ check "vfio-ioctls-linux-x64-gnu tarball: the binary, licenses, README" \
     diff -u <(printf '%s\n' LICENSE-APACHE LICENSE-BSD-3-Clause README.md package.json "$BINARY") "$WORK/pack/vfio-ioctls-linux-x64-gnu.files"
 
 # --- registry ------------------------------------------------------------------
-PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')
+PORT=$(node "$CHECKS" free-port)
 REGISTRY=http://127.0.0.1:$PORT/
 cp "$TOOLS/config.yaml" "$WORK/registry/config.yaml"
 "$TOOLS/node_modules/.bin/verdaccio" --config "$WORK/registry/config.yaml" --listen "127.0.0.1:$PORT" \
     >"$WORK/registry/verdaccio.log" 2>&1 &
 REGISTRY_PID=$!
-node -e '
-    const url = process.argv[1] + "-/ping", end = Date.now() + 30000
-    const poll = () => fetch(url).then((r) => { if (!r.ok) throw 0 }).catch(() => {
-        if (Date.now() > end) { console.error("no answer from " + url); process.exit(1) }
-        return new Promise((r) => setTimeout(r, 200)).then(poll)
-    })
-    poll()' "$REGISTRY" || bail "verdaccio answers on 127.0.0.1:$PORT" "$(cat "$WORK/registry/verdaccio.log")"
+node "$CHECKS" wait-registry "$REGISTRY" || bail "verdaccio answers on 127.0.0.1:$PORT" "$(cat "$WORK/registry/verdaccio.log")"
 ok "verdaccio answers on 127.0.0.1:$PORT"
 
-TOKEN=$(node -e '
-    fetch(process.argv[1] + "-/user/org.couchdb.user:ci", {
-        method: "PUT", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ name: "ci", password: "registry-test-" + process.pid }),
-    }).then(async (r) => { const b = await r.json(); if (!b.token) throw new Error(r.status + " " + JSON.stringify(b)); console.log(b.token) })
-      .catch((e) => { console.error(e.message); process.exit(1) })' "$REGISTRY" 2>&1) || bail "create a registry user" "$TOKEN"
+TOKEN=$(node "$CHECKS" add-user "$REGISTRY" 2>&1) || bail "create a registry user" "$TOKEN"
 
 # From here npm sees only this registry: no inherited npm_config_* (npm run exports the
 # outer ones), its own user/global config and cache, and a dead proxy for any other host.
@@ -186,31 +164,15 @@ cd "$WORK/app"
 printf '{ "name": "registry-test-app", "version": "1.0.0", "private": true }\n' >package.json
 out=$(npm install vfio-ioctls --registry "$REGISTRY" 2>&1) || bail "npm install vfio-ioctls (from 127.0.0.1:$PORT)" "$out"
 ok "npm install vfio-ioctls (from 127.0.0.1:$PORT)"
-check "installed vfio-ioctls@$VERSION + vfio-ioctls-linux-x64-gnu only, all from the test registry" node -e "
-    const lock = require('./package-lock.json'), fs = require('fs')
-    const pkgs = Object.entries(lock.packages).filter(([k]) => k)
-    const inst = pkgs.filter(([k]) => fs.existsSync(k)).map(([k, p]) => k.replace('node_modules/', '') + '@' + p.version).sort()
-    const want = ['vfio-ioctls-linux-x64-gnu@$VERSION', 'vfio-ioctls@$VERSION']
-    if (JSON.stringify(inst) !== JSON.stringify(want)) throw new Error('installed: ' + inst.join(' '))
-    for (const [k, p] of pkgs) if (p.resolved && !p.resolved.startsWith('$REGISTRY')) throw new Error(k + ' from ' + p.resolved)"
+# The checks of the installed package run from a copy of checks.mjs in the app, so that
+# 'vfio-ioctls' resolves (require and import) from the app's node_modules, as for a
+# user's module; from the repository it would resolve to the repository itself.
+cp "$CHECKS" checks.mjs || bail "copy checks.mjs into the app"
+check "installed vfio-ioctls@$VERSION + vfio-ioctls-linux-x64-gnu only, all from the test registry" \
+    node checks.mjs installed "$VERSION" "$REGISTRY"
 
-check "require('vfio-ioctls'): Container, features() = kvm,mshv, binary from vfio-ioctls-linux-x64-gnu" node -e "
-    const assert = require('assert')
-    const m = require('vfio-ioctls')
-    assert.strictEqual(typeof m.Container, 'function')
-    assert.deepStrictEqual(m.features(), ['kvm', 'mshv'])
-    const bins = Object.keys(require.cache).filter((f) => f.endsWith('.node'))
-    assert.deepStrictEqual(bins, [require.resolve('vfio-ioctls-linux-x64-gnu')])"
-check "import 'vfio-ioctls' (ESM): named + default exports, same module as require" node --input-type=module -e "
-    import assert from 'assert'
-    import { createRequire } from 'module'
-    import vfio, { Container, features, VfioError } from 'vfio-ioctls'
-    assert.strictEqual(typeof Container, 'function')
-    assert.deepStrictEqual(features(), ['kvm', 'mshv'])
-    const cjs = createRequire(process.cwd() + '/')('vfio-ioctls')
-    assert.strictEqual(Container, cjs.Container)
-    assert.strictEqual(VfioError, cjs.VfioError)
-    assert.strictEqual(vfio, cjs)"
+check "require('vfio-ioctls'): Container, features() = kvm,mshv, binary from vfio-ioctls-linux-x64-gnu" node checks.mjs require
+check "import 'vfio-ioctls' (ESM): named + default exports, same module as require" node checks.mjs import
 
 cat >tsconfig.json <<EOF
 {
@@ -251,24 +213,21 @@ check "npx vfio-ioctls list" bash -c 'out=$(npx vfio-ioctls list) && printf "%s\
 # --- as on macOS: installs, imports, says on use that VFIO is Linux-only -----------
 cd "$WORK/app-darwin"
 printf '{ "name": "registry-test-darwin", "version": "1.0.0", "private": true }\n' >package.json
+cp "$CHECKS" checks.mjs || bail "copy checks.mjs into the darwin app"
 # npm refuses (EBADPLATFORM) a non-optional package whose os/cpu/libc exclude the machine,
 # and --os only simulates the optional-dependency filter: check the fields directly.
 check "npm install --os=darwin --cpu=arm64: installs, no platform package, first call throws ERR_VFIO_UNSUPPORTED" bash -c "
-    node -e \"const p = require('$WORK/app/node_modules/vfio-ioctls/package.json'); for (const k of ['os', 'cpu', 'libc']) if (p[k]) throw new Error('root package.json has ' + k)\" || exit 1
+    node checks.mjs no-platform-fields '$WORK/app/node_modules/vfio-ioctls/package.json' || exit 1
     npm install vfio-ioctls --os=darwin --cpu=arm64 --registry '$REGISTRY' || exit 1
     ls node_modules
     [ -d node_modules/vfio-ioctls ] && ! ls -d node_modules/vfio-ioctls-* 2>/dev/null || exit 1
-    node -e \"
-        const m = require('vfio-ioctls')
-        if (typeof m.Container !== 'function') throw new Error('no Container')
-        try { m.features(); throw new Error('features() did not throw') }
-        catch (e) { if (e.code !== 'ERR_VFIO_UNSUPPORTED') throw e }\""
+    node checks.mjs unsupported"
 
 # --- the edu example from the installed package, in the guest ------------------------
 cd "$WORK/app"
 sed "s#from '\.\.'#from 'vfio-ioctls'#" "$ROOT/examples/edu-driver.ts" >edu-driver.ts
 if grep -q "from 'vfio-ioctls'" edu-driver.ts && ! grep -q "from '\.\.'" edu-driver.ts; then
-    TSX=$(cd "$ROOT" && node --input-type=module -e "console.log(import.meta.resolve('tsx'))")
+    TSX=$(node "$CHECKS" resolve tsx)
     echo "# guest/run.sh --timeout 300 -- node --import $TSX edu-driver.ts (in $PWD)"
     "$ROOT/guest/run.sh" --timeout 300 -- node --import "$TSX" edu-driver.ts 2>&1 | tee "$WORK/edu.log" | sed 's/^/#   /'
     rc=${PIPESTATUS[0]}

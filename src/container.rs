@@ -8,15 +8,15 @@ use vfio_ioctls::{VfioContainer, VfioDevice};
 
 use crate::device::Device;
 use crate::dma::DmaBuffer;
-use crate::error::{bigint_to_u64, closed, IntoJs};
+use crate::error::{bigint_to_u64, closed, to_fd, to_opt_text, to_text, to_u32, IntoJs};
 
 /// How a container is tied to a hypervisor.
 #[napi(object)]
 pub struct ContainerOptions {
     /// A KVM VFIO device fd from your VMM (`KVM_CREATE_DEVICE` of type VFIO); it is duplicated.
-    pub kvm_device_fd: Option<i32>,
+    pub kvm_device_fd: Option<f64>,
     /// An MSHV VFIO device fd from your VMM on Microsoft Hypervisor; it is duplicated.
-    pub mshv_device_fd: Option<i32>,
+    pub mshv_device_fd: Option<f64>,
     /// Create a KVM VM and its VFIO device for this container (for tools and tests).
     pub create_kvm_vm: Option<bool>,
     /// Open this node instead of `/dev/vfio/vfio`.
@@ -87,8 +87,10 @@ impl Container {
         }
         let mut vm = None;
         let device_fd = if let Some(fd) = options.kvm_device_fd {
+            let fd = to_fd("new Container", "kvmDeviceFd", fd)?;
             Some(vfio_ioctls::kvm::device_fd_from_raw(fd).js()?)
         } else if let Some(fd) = options.mshv_device_fd {
+            let fd = to_fd("new Container", "mshvDeviceFd", fd)?;
             Some(vfio_ioctls::mshv::device_fd_from_raw(fd).js()?)
         } else if create_vm {
             let kvm = vfio_ioctls::kvm::create_vm_vfio_device().js()?;
@@ -97,8 +99,7 @@ impl Container {
         } else {
             None
         };
-        let path = options
-            .path
+        let path = to_opt_text("new Container", "path", options.path)?
             .unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
         let inner =
             VfioContainer::open(std::path::Path::new(&path), device_fd.map(Arc::new)).js()?;
@@ -132,7 +133,8 @@ impl Container {
 
     /// `VFIO_CHECK_EXTENSION`.
     #[napi]
-    pub fn check_extension(&self, extension: u32) -> Result<bool> {
+    pub fn check_extension(&self, extension: f64) -> Result<bool> {
+        let extension = to_u32("checkExtension", "extension", extension)?;
         self.get()?.check_extension(extension).js()
     }
 
@@ -178,6 +180,7 @@ impl Container {
     /// Opens a device by PCI address or sysfs path.
     #[napi]
     pub fn open_device(&self, address_or_path: String) -> Result<Device> {
+        let address_or_path = to_text("openDevice", "addressOrPath", address_or_path)?;
         let container = self.get()?.clone();
         let device = VfioDevice::open(&address_or_path, container).js()?;
         Ok(Device::wrap(Arc::new(device)))

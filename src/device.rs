@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use vfio_ioctls::{VfioDevice, VfioRegionInfoCap};
+use vfio_ioctls::{VfioDevice, VfioError, VfioRegionInfoCap};
 
-use crate::error::{closed, to_u64, IntoJs};
+use crate::error::{closed, to_u32, to_u64, IntoJs};
 use crate::irq::Interrupts;
 use crate::region::MappedRegion;
 
@@ -229,25 +229,32 @@ impl Device {
             .collect())
     }
 
-    /// Reads `length` bytes at `offset` of region `index`.
+    /// Reads `length` bytes at `offset` of region `index` (the range is checked before
+    /// anything is allocated).
     #[napi]
-    pub fn region_read(&self, index: u32, offset: f64, length: u32) -> Result<Buffer> {
+    pub fn region_read(&self, index: f64, offset: f64, length: f64) -> Result<Buffer> {
+        let index = to_u32("regionRead", "index", index)?;
         let offset = to_u64("regionRead", "offset", offset)?;
-        let mut buf = vec![0u8; length as usize];
-        self.get()?.region_read(index, &mut buf, offset).js()?;
-        Ok(buf.into())
+        let length = to_u64("regionRead", "length", length)?;
+        Ok(self
+            .get()?
+            .region_read_vec(index, offset, length)
+            .js()?
+            .into())
     }
 
     /// Writes `data` at `offset` of region `index`.
     #[napi]
-    pub fn region_write(&self, index: u32, offset: f64, data: &[u8]) -> Result<()> {
+    pub fn region_write(&self, index: f64, offset: f64, data: &[u8]) -> Result<()> {
+        let index = to_u32("regionWrite", "index", index)?;
         let offset = to_u64("regionWrite", "offset", offset)?;
         self.get()?.region_write(index, data, offset).js()
     }
 
     /// Maps region `index` into the process.
     #[napi]
-    pub fn map_region(&self, index: u32) -> Result<MappedRegion> {
+    pub fn map_region(&self, index: f64) -> Result<MappedRegion> {
+        let index = to_u32("mapRegion", "index", index)?;
         Ok(MappedRegion::wrap(self.get()?.map_region(index).js()?))
     }
 
@@ -258,15 +265,35 @@ impl Device {
     }
 
     /// Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.
+    /// Refused with `ERR_VFIO_BUSY` while a live `Interrupts` holds the index (or, on
+    /// PCI, another of INTx, MSI and MSI-X).
     #[napi]
-    pub fn enable_irq(&self, index: u32, start: u32, count: u32) -> Result<Interrupts> {
-        Interrupts::enable(self.get()?.clone(), index, start, count)
+    pub fn enable_irq(&self, index: f64, start: f64, count: f64) -> Result<Interrupts> {
+        const OP: &str = "enableIrq";
+        let index = to_u32(OP, "index", index)?;
+        let start = to_u32(OP, "start", start)?;
+        let count = to_u32(OP, "count", count)?;
+        Interrupts::enable(self.get()?, index, start, count)
     }
 
-    /// Disables IRQ `index` (all its vectors).
+    /// Disables IRQ `index` (all its vectors). Refused with `ERR_VFIO_BUSY` while a live
+    /// `Interrupts` holds it: close that instead, so its vectors are not pulled from under it.
     #[napi]
-    pub fn disable_irq(&self, index: u32) -> Result<()> {
-        self.get()?.disable_irq(index).js()
+    pub fn disable_irq(&self, index: f64) -> Result<()> {
+        let index = to_u32("disableIrq", "index", index)?;
+        let device = self.get()?;
+        if let Some((start, count)) = device.claimed_irq(index) {
+            return Err(crate::error::to_js(VfioError::busy(
+                "disableIrq",
+                format!(
+                    "{} of {} is held by a live Interrupts (vectors [{start}, {})): close that Interrupts instead",
+                    vfio_ioctls::irq_index_name(index),
+                    device.name(),
+                    start + count
+                ),
+            )));
+        }
+        device.disable_irq(index).js()
     }
 
     /// Closes the handle; mapped regions and interrupts keep the device open until they close too.

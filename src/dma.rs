@@ -6,7 +6,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vfio_ioctls::{DmaMemory, VolatileAccess};
 
-use crate::error::{bigint_to_u64, closed, invalid, out_of_range, to_u64, IntoJs};
+use crate::error::{bigint_to_u64, closed, invalid, out_of_range, to_u32, to_u64, IntoJs};
 use crate::volatile::volatile_methods;
 
 /// A DMA buffer. Its memory lives as long as this object or a view of it.

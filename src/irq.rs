@@ -4,16 +4,15 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use vfio_ioctls::VfioDevice;
+use vfio_ioctls::{IrqClaim, VfioDevice, VfioError};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::error::{closed, js_error, IntoJs};
+use crate::error::{closed, js_error, to_js, to_u32, IntoJs};
 use crate::poller::{self, IrqCallback, Registration};
 
 struct Enabled {
-    device: Arc<VfioDevice>,
-    index: u32,
-    start: u32,
+    /// The one owner of the vectors: no other `Interrupts` can take or disable them.
+    claim: IrqClaim,
     fds: Vec<Arc<EventFd>>,
     tokens: Vec<u64>,
     callback: Option<Arc<Mutex<IrqCallback>>>,
@@ -28,6 +27,18 @@ impl Enabled {
         }
         self.callback = None;
     }
+
+    fn fd(&self, op: &'static str, vector: f64) -> Result<&EventFd> {
+        let vector = to_u32(op, "vector", vector)?;
+        self.claim.check_vector(op, vector).js()?;
+        Ok(&self.fds[(vector - self.claim.start()) as usize])
+    }
+
+    fn vector(&self, op: &'static str, vector: f64) -> Result<u32> {
+        let vector = to_u32(op, "vector", vector)?;
+        self.claim.check_vector(op, vector).js()?;
+        Ok(vector)
+    }
 }
 
 impl Drop for Enabled {
@@ -36,11 +47,11 @@ impl Drop for Enabled {
         if self.disabled {
             return;
         }
-        if let Err(e) = self.device.disable_irq(self.index) {
+        if let Err(e) = self.claim.disable() {
             log::warn!(
                 "disabling IRQ index {} of {}: {e}",
-                self.index,
-                self.device.name()
+                self.claim.index(),
+                self.claim.device().name()
             );
         }
     }
@@ -53,31 +64,24 @@ pub struct Interrupts {
 }
 
 impl Interrupts {
+    /// Claims the vectors (which checks them against the device before any eventfd is
+    /// made), makes one eventfd per vector and enables them.
     pub(crate) fn enable(
-        device: Arc<VfioDevice>,
+        device: &Arc<VfioDevice>,
         index: u32,
         start: u32,
         count: u32,
     ) -> Result<Self> {
+        let claim = device.claim_irq(index, start, count).js()?;
         let fds = (0..count)
             .map(|_| EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| {
-                js_error(
-                    "ERR_VFIO_IO",
-                    &format!("eventfd: {e}"),
-                    e.raw_os_error(),
-                    Some("eventfd"),
-                    None,
-                )
-            })?;
+            .map_err(|e| to_js(VfioError::os("eventfd", device.name(), e)))?;
         let refs: Vec<&EventFd> = fds.iter().map(|f| f.as_ref()).collect();
-        device.enable_irq_from(index, start, &refs).js()?;
+        claim.enable(&refs).js()?;
         Ok(Interrupts {
             inner: Some(Enabled {
-                device,
-                index,
-                start,
+                claim,
                 fds,
                 tokens: Vec::new(),
                 callback: None,
@@ -100,13 +104,13 @@ impl Interrupts {
     /// The IRQ index.
     #[napi(getter)]
     pub fn index(&self) -> Result<u32> {
-        Ok(self.get()?.index)
+        Ok(self.get()?.claim.index())
     }
 
     /// The first vector.
     #[napi(getter)]
     pub fn start(&self) -> Result<u32> {
-        Ok(self.get()?.start)
+        Ok(self.get()?.claim.start())
     }
 
     /// The number of vectors.
@@ -140,7 +144,7 @@ impl Interrupts {
         for (i, fd) in enabled.fds.iter().enumerate() {
             let registration = Registration {
                 fd: fd.clone(),
-                vector: enabled.start + i as u32,
+                vector: enabled.claim.start() + i as u32,
                 callback: tsfn.clone(),
             };
             match poller::register(registration) {
@@ -192,38 +196,32 @@ impl Interrupts {
 
     /// Fires `vector` from user space.
     #[napi]
-    pub fn trigger(&self, vector: u32) -> Result<()> {
+    pub fn trigger(&self, vector: f64) -> Result<()> {
         let e = self.get()?;
-        e.device.trigger_irq(e.index, vector).js()
+        let v = e.vector("trigger", vector)?;
+        e.claim.device().trigger_irq(e.claim.index(), v).js()
     }
 
     /// Masks `vector` (INTx).
     #[napi]
-    pub fn mask(&self, vector: u32) -> Result<()> {
+    pub fn mask(&self, vector: f64) -> Result<()> {
         let e = self.get()?;
-        e.device.mask_irq_vector(e.index, vector).js()
+        let v = e.vector("mask", vector)?;
+        e.claim.device().mask_irq_vector(e.claim.index(), v).js()
     }
 
     /// Unmasks `vector` (INTx: after handling a level interrupt).
     #[napi]
-    pub fn unmask(&self, vector: u32) -> Result<()> {
+    pub fn unmask(&self, vector: f64) -> Result<()> {
         let e = self.get()?;
-        e.device.unmask_irq_vector(e.index, vector).js()
+        let v = e.vector("unmask", vector)?;
+        e.claim.device().unmask_irq_vector(e.claim.index(), v).js()
     }
 
     /// Reads and clears the pending count of `vector` without waiting (0 if none).
     #[napi]
-    pub fn take_pending(&self, vector: u32) -> Result<u32> {
-        let e = self.get()?;
-        let fd = vector
-            .checked_sub(e.start)
-            .and_then(|i| e.fds.get(i as usize))
-            .ok_or_else(|| {
-                crate::error::out_of_range(
-                    "takePending",
-                    &format!("vector {vector} is not one of these interrupts"),
-                )
-            })?;
+    pub fn take_pending(&self, vector: f64) -> Result<u32> {
+        let fd = self.get()?.fd("takePending", vector)?;
         Ok(fd
             .read()
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
@@ -238,7 +236,7 @@ impl Interrupts {
         };
         enabled.stop_listening();
         enabled.disabled = true;
-        match enabled.device.disable_irq(enabled.index) {
+        match enabled.claim.disable() {
             // EINVAL: the index is not enabled any more (e.g. `device.disableIrq()` came
             // first); the vectors are off, which is what close asks for.
             Err(e) if e.errno() == Some(libc::EINVAL) => Ok(()),

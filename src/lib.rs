@@ -28,8 +28,8 @@ pub fn page_size() -> f64 {
     vfio_ioctls::page_size() as f64
 }
 
-/// The marker that starts a structured error reason (see `ts/errors.ts`).
-#[napi]
-pub fn error_marker() -> String {
-    error::MARKER.to_string()
+/// Runs when a thread loads the addon: errors need that thread's env (see `error.rs`).
+#[napi(module_exports)]
+pub fn init(_exports: napi::bindgen_prelude::Object<'_>, env: napi::Env) {
+    error::remember_env(&env);
 }

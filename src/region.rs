@@ -5,7 +5,7 @@ use napi_derive::napi;
 use vfio_ioctls::VolatileAccess;
 
 use crate::device::MmapArea;
-use crate::error::{bigint_to_u64, closed, out_of_range, to_u64, IntoJs};
+use crate::error::{bigint_to_u64, closed, out_of_range, to_u32, to_u64, IntoJs};
 use crate::volatile::volatile_methods;
 
 /// A region mapped into this process; volatile, bounds- and alignment-checked access.

@@ -3,7 +3,7 @@
 use napi_derive::napi;
 use vfio_ioctls::sysfs::{PciAddress, PciDeviceInfo, Sysfs};
 
-use crate::error::IntoJs;
+use crate::error::{to_opt_text, to_text, IntoJs};
 
 /// A PCI device as sysfs shows it.
 #[napi(object)]
@@ -57,18 +57,33 @@ fn to_js(d: PciDeviceInfo) -> PciDevice {
     }
 }
 
-fn sysfs(root: Option<String>) -> Sysfs {
-    root.map(Sysfs::with_root).unwrap_or_default()
+fn sysfs(op: &str, root: Option<String>) -> napi::Result<Sysfs> {
+    Ok(to_opt_text(op, "root", root)?
+        .map(Sysfs::with_root)
+        .unwrap_or_default())
 }
 
-fn parse(address: &str) -> napi::Result<PciAddress> {
+/// Longer than any PCI address (`DDDD:BB:DD.F` is 12 characters).
+const MAX_ADDRESS: usize = 64;
+
+fn parse(op: &str, address: String) -> napi::Result<PciAddress> {
+    let address = to_text(op, "address", address)?;
+    if address.len() > MAX_ADDRESS {
+        return Err(crate::error::invalid(
+            op,
+            &format!(
+                "address is {} bytes long; a PCI address is DDDD:BB:DD.F",
+                address.len()
+            ),
+        ));
+    }
     address.parse::<PciAddress>().js()
 }
 
 /// Every PCI device, sorted by address. `root` replaces `/sys` (for tests).
 #[napi]
 pub fn list_pci_devices(root: Option<String>) -> napi::Result<Vec<PciDevice>> {
-    Ok(sysfs(root)
+    Ok(sysfs("listDevices", root)?
         .list_pci_devices()
         .js()?
         .into_iter()
@@ -79,13 +94,14 @@ pub fn list_pci_devices(root: Option<String>) -> napi::Result<Vec<PciDevice>> {
 /// One PCI device.
 #[napi]
 pub fn pci_device(address: String, root: Option<String>) -> napi::Result<PciDevice> {
-    Ok(to_js(sysfs(root).pci_device(&parse(&address)?).js()?))
+    let address = parse("getDevice", address)?;
+    Ok(to_js(sysfs("getDevice", root)?.pci_device(&address).js()?))
 }
 
 /// Normalizes a PCI address (`00:03.0` → `0000:00:03.0`), or throws.
 #[napi]
 pub fn parse_pci_address(address: String) -> napi::Result<String> {
-    Ok(parse(&address)?.to_string())
+    Ok(parse("parseAddress", address)?.to_string())
 }
 
 /// The outcome of `bindVfio`.
@@ -100,7 +116,8 @@ pub struct BindResult {
 /// Binds a device to vfio-pci, unbinding it from its driver first.
 #[napi]
 pub fn bind_vfio(address: String, root: Option<String>) -> napi::Result<BindResult> {
-    let outcome = sysfs(root).bind_vfio(&parse(&address)?).js()?;
+    let address = parse("bind", address)?;
+    let outcome = sysfs("bind", root)?.bind_vfio(&address).js()?;
     Ok(BindResult {
         previous_driver: outcome.previous_driver,
         already_bound: outcome.already_bound,
@@ -114,7 +131,9 @@ pub fn unbind_vfio(
     restore: Option<String>,
     root: Option<String>,
 ) -> napi::Result<Option<String>> {
-    sysfs(root)
-        .unbind_vfio(&parse(&address)?, restore.as_deref())
+    let address = parse("unbind", address)?;
+    let restore = to_opt_text("unbind", "restore", restore)?;
+    sysfs("unbind", root)?
+        .unbind_vfio(&address, restore.as_deref())
         .js()
 }

@@ -32,8 +32,9 @@ macro_rules! volatile_methods {
             }
             /// Writes an 8-bit value.
             #[napi]
-            pub fn write_u8(&self, offset: f64, value: u32) -> Result<()> {
+            pub fn write_u8(&self, offset: f64, value: f64) -> Result<()> {
                 let off = to_u64("writeU8", "offset", offset)?;
+                let value = to_u32("writeU8", "value", value)?;
                 let v = u8::try_from(value).map_err(|_| {
                     out_of_range("writeU8", &format!("value {value} does not fit 8 bits"))
                 })?;
@@ -41,8 +42,9 @@ macro_rules! volatile_methods {
             }
             /// Writes an aligned 16-bit value.
             #[napi]
-            pub fn write_u16(&self, offset: f64, value: u32) -> Result<()> {
+            pub fn write_u16(&self, offset: f64, value: f64) -> Result<()> {
                 let off = to_u64("writeU16", "offset", offset)?;
+                let value = to_u32("writeU16", "value", value)?;
                 let v = u16::try_from(value).map_err(|_| {
                     out_of_range("writeU16", &format!("value {value} does not fit 16 bits"))
                 })?;
@@ -50,8 +52,9 @@ macro_rules! volatile_methods {
             }
             /// Writes an aligned 32-bit value.
             #[napi]
-            pub fn write_u32(&self, offset: f64, value: u32) -> Result<()> {
+            pub fn write_u32(&self, offset: f64, value: f64) -> Result<()> {
                 let off = to_u64("writeU32", "offset", offset)?;
+                let value = to_u32("writeU32", "value", value)?;
                 self.mem()?.write_u32(off, value).js()
             }
             /// Writes an aligned 64-bit value.
@@ -61,14 +64,13 @@ macro_rules! volatile_methods {
                 let v = bigint_to_u64("writeU64", "value", &value)?;
                 self.mem()?.write_u64(off, v).js()
             }
-            /// Copies `length` bytes at `offset` into a new Buffer.
+            /// Copies `length` bytes at `offset` into a new Buffer (the range is checked
+            /// before anything is allocated).
             #[napi]
-            pub fn read(&self, offset: f64, length: u32) -> Result<Buffer> {
+            pub fn read(&self, offset: f64, length: f64) -> Result<Buffer> {
                 let off = to_u64("read", "offset", offset)?;
-                let mem = self.mem()?;
-                let mut buf = vec![0u8; length as usize];
-                mem.read_bytes(off, &mut buf).js()?;
-                Ok(buf.into())
+                let len = to_u64("read", "length", length)?;
+                Ok(self.mem()?.read_vec(off, len).js()?.into())
             }
             /// Copies `data` to `offset`.
             #[napi]

@@ -18,6 +18,21 @@ export interface Output {
   error(s: string): void
 }
 
+/** Test seams of {@link main}. */
+export interface CliOptions {
+  /** Replaces `/sys` for `list`, `bind` and `unbind` (a fake tree in tests). */
+  sysfsRoot?: string
+}
+
+/** A parsed command line: what {@link parseArgv} gives and {@link formatArgv} takes. */
+export type Command =
+  | { command: 'help' }
+  | { command: 'version' }
+  | { command: 'list'; json: boolean }
+  | { command: 'info'; address: string; json: boolean }
+  | { command: 'bind'; address: string }
+  | { command: 'unbind'; address: string; restore?: string }
+
 const USAGE = `Usage: vfio-ioctls <command> [options]
 
 Commands:
@@ -37,7 +52,25 @@ Options:
 const REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA']
 const IRQ_NAMES = ['INTX', 'MSI', 'MSIX', 'ERR', 'REQ']
 
-class UsageError extends Error {}
+/** A malformed command line; the CLI prints it with a pointer to `--help` and exits 2. */
+export class UsageError extends Error {
+  /** Print the whole usage text instead of the message (no command was given). */
+  readonly showUsage: boolean
+
+  constructor(message: string, options: { showUsage?: boolean } = {}) {
+    super(message)
+    this.name = 'UsageError'
+    this.showUsage = options.showUsage === true
+  }
+}
+
+/** The commands, how many positional arguments each takes, and which options. */
+const COMMANDS: ReadonlyMap<string, { args: number; options: readonly string[] }> = new Map([
+  ['list', { args: 0, options: ['json'] }],
+  ['info', { args: 1, options: ['json'] }],
+  ['bind', { args: 1, options: [] }],
+  ['unbind', { args: 1, options: ['restore'] }],
+])
 
 const hex = (n: number | bigint, width = 0): string => n.toString(16).padStart(width, '0')
 const regionName = (i: number): string => REGION_NAMES[i] ?? `REGION${i}`
@@ -86,8 +119,8 @@ function table(rows: string[][]): string[] {
 
 const json = (v: unknown): string => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `0x${hex(x)}` : x), 2)
 
-function list(asJson: boolean, out: Output): number {
-  const devices = sysfs.listDevices()
+function list(asJson: boolean, out: Output, root: string | undefined): number {
+  const devices = sysfs.listDevices({ root })
   if (asJson) {
     out.log(json(devices))
     return 0
@@ -187,18 +220,34 @@ function info(address: string, asJson: boolean, out: Output): number {
   return 0
 }
 
-function bind(address: string, out: Output): number {
+function bind(address: string, out: Output, root: string | undefined): number {
   address = sysfs.parseAddress(address)
-  const r = sysfs.bind(address)
-  if (r.alreadyBound) out.log(`${address}: already bound to vfio-pci`)
+  const r = sysfs.bind(address, { root })
+  if (r.alreadyBound) out.log(`${address}: already bound to vfio-pci; nothing changed`)
   else out.log(`${address}: bound to vfio-pci (previous driver: ${r.previousDriver ?? 'none'})`)
   return 0
 }
 
-function unbind(address: string, restore: string | undefined, out: Output): number {
+function unbind(address: string, restore: string | undefined, out: Output, root: string | undefined): number {
   address = sysfs.parseAddress(address)
-  const now = sysfs.unbind(address, restore === undefined ? {} : { restore })
-  out.log(`${address}: unbound from vfio-pci (driver now: ${now ?? 'none'})`)
+  // What the device had, to say what happened (the unbind itself checks everything and
+  // refuses a device bound to another driver before writing anything).
+  let before: string | undefined | null = null // null: could not be read
+  try {
+    before = sysfs.getDevice(address, { root }).driver
+  } catch {
+    // The unbind below reports the problem, with its code.
+  }
+  const now = sysfs.unbind(address, restore === undefined ? { root } : { root, restore })
+  const nowText = now ?? 'no driver'
+  if (before === 'vfio-pci') out.log(`${address}: unbound from vfio-pci; now bound to ${nowText}`)
+  else if (before === undefined) out.log(`${address}: had no driver; cleared driver_override and reprobed; now bound to ${nowText}`)
+  else if (before !== null && before === now) out.log(`${address}: already bound to ${before}; nothing changed`)
+  else out.log(`${address}: now bound to ${nowText}`)
+  if (restore !== undefined && now !== restore) {
+    out.error(`vfio-ioctls: ${address}: --restore ${restore} was asked for, but the device is bound to ${nowText}`)
+    return 1
+  }
   return 0
 }
 
@@ -208,11 +257,16 @@ function version(): string {
   return (require('../package.json') as { version: string }).version
 }
 
-function run(argv: string[], out: Output): number {
+/**
+ * Parses a command line (without node and the script). Pure: no I/O, and the only
+ * error it throws is {@link UsageError}. Addresses are not checked here (the commands
+ * do that, through the native parser).
+ */
+export function parseArgv(argv: readonly string[]): Command {
   let parsed
   try {
     parsed = parseArgs({
-      args: argv,
+      args: [...argv],
       allowPositionals: true,
       strict: true,
       options: {
@@ -223,55 +277,94 @@ function run(argv: string[], out: Output): number {
       },
     })
   } catch (err) {
-    throw new UsageError((err as Error).message)
+    const code = (err as { code?: unknown } | null)?.code
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) throw new UsageError((err as Error).message)
+    throw err
   }
   const { values, positionals } = parsed
-  if (values.version) {
-    out.log(version())
-    return 0
-  }
+  if (values.version) return { command: 'version' }
   const [command, ...rest] = positionals
-  if (values.help || command === 'help') {
-    out.log(USAGE)
-    return 0
-  }
-  if (command === undefined) {
-    out.error(USAGE)
-    return 2
-  }
-  const allowed: Record<string, { args: number; options: string[] }> = {
-    list: { args: 0, options: ['json'] },
-    info: { args: 1, options: ['json'] },
-    bind: { args: 1, options: [] },
-    unbind: { args: 1, options: ['restore'] },
-  }
-  const spec = allowed[command]
-  if (!spec) throw new UsageError(`unknown command '${command}'`)
+  if (values.help || command === 'help') return { command: 'help' }
+  if (command === undefined) throw new UsageError('no command given', { showUsage: true })
+  const spec = COMMANDS.get(command)
+  if (!spec) throw new UsageError(`unknown command ${JSON.stringify(command)}`)
   if (rest.length !== spec.args) {
     throw new UsageError(spec.args === 0 ? `'${command}' takes no arguments` : `'${command}' needs exactly one <address>`)
   }
   for (const name of Object.keys(values)) {
     if (!spec.options.includes(name)) throw new UsageError(`'${command}' does not take --${name}`)
   }
-  const asJson = values.json === true
+  const json = values.json === true
   switch (command) {
     case 'list':
-      return list(asJson, out)
+      return { command, json }
     case 'info':
-      return info(rest[0], asJson, out)
+      return { command, address: rest[0], json }
     case 'bind':
-      return bind(rest[0], out)
+      return { command, address: rest[0] }
     default:
-      return unbind(rest[0], values.restore, out)
+      return values.restore === undefined
+        ? { command: 'unbind', address: rest[0] }
+        : { command: 'unbind', address: rest[0], restore: values.restore }
   }
 }
 
-/** Runs the CLI on `argv` (without node and the script); resolves to the exit code. */
-export async function main(argv: string[], out: Output = console): Promise<number> {
+/** The canonical command line of `cmd`, which {@link parseArgv} reads back as `cmd`. */
+export function formatArgv(cmd: Command): string[] {
+  // After `--` everything is positional, so an address starting with '-' goes there.
+  const positional = (address: string): string[] => (address.startsWith('-') ? ['--', address] : [address])
+  switch (cmd.command) {
+    case 'help':
+      return ['--help']
+    case 'version':
+      return ['--version']
+    case 'list':
+      return cmd.json ? ['list', '--json'] : ['list']
+    case 'info':
+      return ['info', ...(cmd.json ? ['--json'] : []), ...positional(cmd.address)]
+    case 'bind':
+      return ['bind', ...positional(cmd.address)]
+    case 'unbind':
+      // `--restore=X`: a value starting with '-' would otherwise read as an option.
+      return ['unbind', ...(cmd.restore === undefined ? [] : [`--restore=${cmd.restore}`]), ...positional(cmd.address)]
+  }
+}
+
+function run(argv: string[], out: Output, options: CliOptions): number {
+  const cmd = parseArgv(argv)
+  const root = options.sysfsRoot
+  switch (cmd.command) {
+    case 'version':
+      out.log(version())
+      return 0
+    case 'help':
+      out.log(USAGE)
+      return 0
+    case 'list':
+      return list(cmd.json, out, root)
+    case 'info':
+      return info(cmd.address, cmd.json, out)
+    case 'bind':
+      return bind(cmd.address, out, root)
+    case 'unbind':
+      return unbind(cmd.address, cmd.restore, out, root)
+  }
+}
+
+/**
+ * Runs the CLI on `argv` (without node and the script); resolves to the exit code:
+ * 0 on success, 1 when the operation failed (the error's `ERR_VFIO_*` code is printed),
+ * 2 for a malformed command line.
+ */
+export async function main(argv: string[], out: Output = console, options: CliOptions = {}): Promise<number> {
   try {
-    return run(argv, out)
+    return run(argv, out, options)
   } catch (err) {
     if (err instanceof UsageError) {
+      if (err.showUsage) {
+        out.error(USAGE)
+        return 2
+      }
       out.error(`vfio-ioctls: ${err.message}`)
       out.error("Run 'vfio-ioctls --help' for usage.")
       return 2

@@ -2,10 +2,9 @@
 import type * as Binding from '../native/binding'
 import { Device } from './device'
 import { DmaBuffer } from './dma'
-import { call, VfioTypeError } from './errors'
 import { Handle } from './handle'
 import { native } from './native'
-import { str, u64, uint } from './validate'
+import { num, optBool, optStr, options, str, u64 } from './validate'
 
 /** Options of `new Container()`. */
 export interface ContainerOptions {
@@ -28,46 +27,48 @@ export class Container extends Handle<Binding.Container> {
    * Opens the container and checks the API version and the Type1v2 IOMMU.
    * Throws `ERR_VFIO_NOT_FOUND` without VFIO, `ERR_VFIO_PERMISSION`, `ERR_VFIO_UNSUPPORTED`.
    */
-  constructor(options: ContainerOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new VfioTypeError('options must be an object')
+  constructor(containerOptions?: ContainerOptions) {
+    const o = options<ContainerOptions>('options', containerOptions)
     const opts: Binding.ContainerOptions = {}
-    if (options.kvmDeviceFd !== undefined) opts.kvmDeviceFd = uint('kvmDeviceFd', options.kvmDeviceFd, 0x7fff_ffff)
-    if (options.mshvDeviceFd !== undefined) opts.mshvDeviceFd = uint('mshvDeviceFd', options.mshvDeviceFd, 0x7fff_ffff)
-    if (options.createKvmVm !== undefined) opts.createKvmVm = Boolean(options.createKvmVm)
-    if (options.path !== undefined) opts.path = str('path', options.path)
-    const n = call(() => new (native().Container)(opts))
+    if (o.kvmDeviceFd !== undefined) opts.kvmDeviceFd = num('kvmDeviceFd', o.kvmDeviceFd)
+    if (o.mshvDeviceFd !== undefined) opts.mshvDeviceFd = num('mshvDeviceFd', o.mshvDeviceFd)
+    const createKvmVm = optBool('createKvmVm', o.createKvmVm)
+    if (createKvmVm !== undefined) opts.createKvmVm = createKvmVm
+    const path = optStr('path', o.path)
+    if (path !== undefined) opts.path = path
+    const n = new (native().Container)(opts)
     super(n, 'container')
   }
 
   /** `VFIO_GET_API_VERSION` (0 for every kernel so far). */
   apiVersion(): number {
-    return call(() => this.native.apiVersion())
+    return this.native.apiVersion()
   }
 
   /** `VFIO_CHECK_EXTENSION` (see `Extension`). */
   checkExtension(extension: number): boolean {
-    const e = uint('extension', extension, 0xffff_ffff)
-    return call(() => this.native.checkExtension(e))
+    const e = num('extension', extension)
+    return this.native.checkExtension(e)
   }
 
   /** Whether a hypervisor (KVM/MSHV) VFIO device is attached. */
   get hasHypervisorDevice(): boolean {
-    return call(() => this.native.hasHypervisorDevice)
+    return this.native.hasHypervisorDevice
   }
 
   /** Numbers of the IOMMU groups attached now. */
   groupIds(): number[] {
-    return call(() => this.native.groupIds())
+    return this.native.groupIds()
   }
 
   /** IOMMU page sizes and usable IOVA ranges; needs an open device first. */
   iommuInfo(): IommuInfo {
-    return call(() => this.native.iommuInfo())
+    return this.native.iommuInfo()
   }
 
   /** Current DMA mappings. */
   dmaMappings(): { iova: bigint; size: bigint }[] {
-    return call(() => this.native.dmaMappings())
+    return this.native.dmaMappings()
   }
 
   /**
@@ -77,17 +78,17 @@ export class Container extends Handle<Binding.Container> {
    */
   openDevice(addressOrPath: string): Device {
     const a = str('addressOrPath', addressOrPath)
-    return new Device(call(() => this.native.openDevice(a)))
+    return new Device(this.native.openDevice(a))
   }
 
   /**
    * Allocates `size` bytes of zeroed, page-aligned memory and maps it at `iova` for the
    * container's devices. `size` and `iova` must be page-aligned and not overlap a mapping.
    */
-  allocateDma(size: number | bigint, options: { iova: number | bigint }): DmaBuffer {
-    if (typeof options !== 'object' || options === null) throw new VfioTypeError('options must be { iova }')
+  allocateDma(size: number | bigint, dmaOptions: { iova: number | bigint }): DmaBuffer {
+    const o = options<{ iova: number | bigint }>('options', dmaOptions)
     const s = u64('size', size)
-    const iova = u64('iova', options.iova)
-    return new DmaBuffer(call(() => this.native.allocateDma(s, iova)))
+    const iova = u64('iova', o.iova)
+    return new DmaBuffer(this.native.allocateDma(s, iova))
   }
 }

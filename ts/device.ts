@@ -1,32 +1,145 @@
-/** An open VFIO device: info, regions, reset and interrupts. */
+/** An open VFIO device: info, regions, reset, interrupts and device requests. */
+import { EventEmitter } from 'node:events'
 import type * as Binding from '../native/binding'
 import { IrqIndex } from './constants'
-import { call, ErrorCode, VfioError } from './errors'
-import { Handle } from './handle'
+import { ErrorCode, VfioError } from './errors'
+import { NativeSlot } from './handle'
 import { Interrupts } from './interrupts'
 import { MappedRegion, Region } from './region'
-import { bytes, uint } from './validate'
+import { bytes, handle, num, options } from './validate'
 
 /** Device-wide info (`VFIO_DEVICE_GET_INFO`) and where it lives. */
 export type DeviceInfo = Binding.DeviceInfo
 /** One IRQ index (`VFIO_DEVICE_GET_IRQ_INFO`); `count` 0 when not implemented. */
 export type IrqInfo = Binding.IrqInfo
 
-/** An open VFIO device. Keeps its container alive; mapped regions and interrupts keep it open. */
-export class Device extends Handle<Binding.Device> {
+/**
+ * The regions by VFIO index: at least the nine every PCI device has (BAR0–5, ROM,
+ * config, VGA), so `regions[RegionIndex.BAR0]` is a `Region` even under
+ * `noUncheckedIndexedAccess`; device-specific regions follow.
+ */
+export type DeviceRegions = readonly [Region, Region, Region, Region, Region, Region, Region, Region, Region, ...Region[]]
+/** The IRQ indices: at least INTx, MSI, MSI-X, ERR and REQ (`count` 0 where absent). */
+export type DeviceIrqs = readonly [IrqInfo, IrqInfo, IrqInfo, IrqInfo, IrqInfo, ...IrqInfo[]]
+
+const PCI_REGIONS = 9
+const PCI_IRQS = 5
+
+/** Pads a list to `n` entries with `absent(index)`, so the tuple types above hold. */
+function padded<T>(list: T[], n: number, absent: (index: number) => T): T[] {
+  for (let i = list.length; i < n; i++) list.push(absent(i))
+  return list
+}
+
+function isDeviceRegions(list: readonly Region[]): list is DeviceRegions {
+  return list.length >= PCI_REGIONS
+}
+
+function isDeviceIrqs(list: readonly IrqInfo[]): list is DeviceIrqs {
+  return list.length >= PCI_IRQS
+}
+
+/** What a `'request'` event carries: how often the kernel has asked so far. */
+export interface DeviceRequest {
+  count: number
+}
+
+/** The events of a {@link Device}. */
+export interface DeviceEvents {
+  /**
+   * The kernel asks for the device back (it is being unbound from vfio-pci, or removed):
+   * close the device and everything opened through it (mapped regions, interrupts) so
+   * the unbind or removal can complete. It asks again, about every 10 s, until then.
+   */
+  request: [DeviceRequest]
+}
+
+/**
+ * An open VFIO device. Keeps its container alive; mapped regions and interrupts keep it
+ * open. An `EventEmitter` of {@link DeviceEvents}; listening does not keep the process alive.
+ */
+export class Device extends EventEmitter<DeviceEvents> {
+  readonly #slot: NativeSlot<Binding.Device>
+  /** The REQ index's eventfd (`VFIO_PCI_REQ_IRQ_INDEX`), where the device has one. */
+  #request: Binding.Interrupts | undefined
   /** Device-wide info. */
   readonly info: DeviceInfo
   /** Every region, by VFIO index (absent ones included, `present` false). */
-  readonly regions: readonly Region[]
+  readonly regions: DeviceRegions
   /** Every IRQ index, by index. */
-  readonly irqs: readonly IrqInfo[]
+  readonly irqs: DeviceIrqs
 
   /** @internal */
-  constructor(n: Binding.Device) {
-    super(n, 'device')
-    this.info = Object.freeze(call(() => n.info()))
-    this.regions = Object.freeze(call(() => n.regions()).map((r) => new Region(this, r)))
-    this.irqs = Object.freeze(call(() => n.irqs()))
+  constructor(nativeHandle: Binding.Device) {
+    super()
+    const n = handle<Binding.Device>('Device', 'container.openDevice()', nativeHandle)
+    this.#slot = new NativeSlot(n, 'device')
+    this.info = Object.freeze(n.info())
+    const absentRegion = (index: number): Binding.RegionInfo => ({ index, present: false, flags: 0, size: 0, offset: 0, readable: false, writable: false, mappable: false, caps: [] })
+    const absentIrq = (index: number): IrqInfo => ({ index, flags: 0, count: 0, eventfd: false, maskable: false, automasked: false })
+    const regions = Object.freeze(padded(n.regions(), PCI_REGIONS, absentRegion).map((r) => new Region(this, r)))
+    const irqs = Object.freeze(padded(n.irqs(), PCI_IRQS, absentIrq))
+    if (!isDeviceRegions(regions) || !isDeviceIrqs(irqs)) throw new VfioError(ErrorCode.IO, 'the device reported too few regions or IRQs')
+    this.regions = regions
+    this.irqs = irqs
+    const req = this.irqs[IrqIndex.REQ]
+    if (req !== undefined && req.count > 0 && req.eventfd) this.#request = this.#watchRequests(n)
+  }
+
+  /** Registers an eventfd for device requests; weakly held, so it keeps nothing alive. */
+  #watchRequests(n: Binding.Device): Binding.Interrupts {
+    const irq = n.enableIrq(IrqIndex.REQ, 0, 1)
+    const onRequest = Device.#weakRequests(new WeakRef(this))
+    irq.listen(onRequest)
+    return irq
+  }
+
+  /** The native thread's callback: holds the device weakly and nothing else (see Interrupts). */
+  static #weakRequests(owner: WeakRef<Device>): (vector: number, count: number) => void {
+    return (_vector, count) => {
+      const device = owner.deref()
+      if (device !== undefined) device.#onRequest(count)
+    }
+  }
+
+  #onRequest(count: number): void {
+    if (!this.#slot.closed) this.emit('request', { count })
+  }
+
+  /** The native handle; throws `ERR_VFIO_CLOSED` after `close()`. */
+  protected get native(): Binding.Device {
+    return this.#slot.get()
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#slot.closed
+  }
+
+  /** Whether the kernel's device requests reach this object as `'request'` events. */
+  get watchesRequests(): boolean {
+    return this.#request !== undefined
+  }
+
+  /**
+   * Closes the device handle. Mapped regions and interrupts keep the device open until
+   * they close too. Closing twice is harmless.
+   */
+  close(): void {
+    const n = this.#slot.take()
+    if (n === undefined) return
+    const request = this.#request
+    this.#request = undefined
+    try {
+      if (request !== undefined) request.close()
+    } finally {
+      n.close()
+    }
+  }
+
+  /** `using` support: the same as `close()`. */
+  [Symbol.dispose](): void {
+    this.close()
   }
 
   /** The PCI address (name in the group). */
@@ -36,45 +149,50 @@ export class Device extends Handle<Binding.Device> {
 
   /** Region `index`; throws `ERR_VFIO_OUT_OF_RANGE` past the device's regions. */
   region(index: number): Region {
-    const i = uint('index', index)
-    const r = this.regions[i]
-    if (!r) throw new VfioError(ErrorCode.OUT_OF_RANGE, `region index ${i} is past the device's ${this.regions.length} regions`)
+    const i = num('index', index)
+    const r = Number.isInteger(i) ? this.regions[i] : undefined
+    if (!r) throw new VfioError(ErrorCode.OUT_OF_RANGE, `region index ${i} is not one of the device's ${this.regions.length} regions`)
     return r
   }
 
   /** Reads `length` bytes at `offset` of region `index`. */
   regionRead(index: number, offset: number | bigint, length: number): Buffer {
-    const i = uint('index', index, 0xffff_ffff)
-    const o = uint('offset', offset)
-    const n = uint('length', length, 0xffff_ffff)
-    return call(() => this.native.regionRead(i, o, n))
+    const i = num('index', index)
+    const o = num('offset', offset)
+    const n = num('length', length)
+    return this.native.regionRead(i, o, n)
   }
 
   /** Writes `data` at `offset` of region `index`. */
   regionWrite(index: number, offset: number | bigint, data: Uint8Array | ArrayBufferView | ArrayBuffer): void {
-    const i = uint('index', index, 0xffff_ffff)
-    const o = uint('offset', offset)
+    const i = num('index', index)
+    const o = num('offset', offset)
     const b = bytes('data', data)
-    call(() => this.native.regionWrite(i, o, b))
+    this.native.regionWrite(i, o, b)
   }
 
   /** Maps region `index` (its mmap-able areas). */
   mapRegion(index: number): MappedRegion {
-    const i = uint('index', index, 0xffff_ffff)
-    return new MappedRegion(call(() => this.native.mapRegion(i)))
+    const i = num('index', index)
+    return new MappedRegion(this.native.mapRegion(i))
   }
 
   /** Resets the device; `ERR_VFIO_UNSUPPORTED` when it reports no reset method. */
   reset(): void {
-    call(() => this.native.reset())
+    this.native.reset()
   }
 
-  /** Enables `count` vectors of IRQ `index` from `start`, one eventfd each. */
-  enableIrq(index: number, options: { start?: number; count?: number } = {}): Interrupts {
-    const i = uint('index', index, 0xffff_ffff)
-    const start = uint('start', options.start ?? 0, 0xffff_ffff)
-    const count = uint('count', options.count ?? 1, 0xffff_ffff)
-    return new Interrupts(call(() => this.native.enableIrq(i, start, count)))
+  /**
+   * Enables `count` vectors of IRQ `index` from `start`, one eventfd each. One
+   * `Interrupts` owns an index: enabling it again (or, on PCI, another of INTx, MSI and
+   * MSI-X) while it is open throws `ERR_VFIO_BUSY`; close it first.
+   */
+  enableIrq(index: number, irqOptions?: { start?: number; count?: number }): Interrupts {
+    const opts = options<{ start: number; count: number }>('options', irqOptions)
+    const i = num('index', index)
+    const start = num('start', opts.start ?? 0)
+    const count = num('count', opts.count ?? 1)
+    return new Interrupts(this.native.enableIrq(i, start, count))
   }
 
   /** Enables `count` MSI vectors. */
@@ -92,10 +210,13 @@ export class Device extends Handle<Binding.Device> {
     return this.enableIrq(IrqIndex.INTX, { count: 1 })
   }
 
-  /** Disables IRQ `index` entirely (all vectors). */
+  /**
+   * Disables IRQ `index` entirely (all vectors); `ERR_VFIO_BUSY` while an `Interrupts`
+   * holds it (close that instead).
+   */
   disableIrq(index: number): void {
-    const i = uint('index', index, 0xffff_ffff)
-    call(() => this.native.disableIrq(i))
+    const i = num('index', index)
+    this.native.disableIrq(i)
   }
 
   /** The largest vector count of INTx, MSI and MSI-X. */

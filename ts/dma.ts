@@ -1,8 +1,9 @@
 /** DMA buffers: memory the library owns, mapped at an IOVA in the IOMMU. */
 import type * as Binding from '../native/binding'
-import { call, ErrorCode, VfioError } from './errors'
+import { ErrorCode, VfioError } from './errors'
 import { externalBuffersAllowed } from './native'
 import { VolatileHandle } from './region'
+import { handle } from './validate'
 
 /**
  * A DMA buffer. Devices reach it at {@link DmaBuffer.iova}; JavaScript reaches it
@@ -15,23 +16,23 @@ export class DmaBuffer extends VolatileHandle<Binding.DmaBuffer> {
 
   /** @internal */
   constructor(n: Binding.DmaBuffer, external = externalBuffersAllowed()) {
-    super(n, 'DMA buffer')
+    super(handle('DmaBuffer', 'container.allocateDma()', n), 'DMA buffer')
     this.#external = external
   }
 
   /** The IOVA devices use. */
   get iova(): bigint {
-    return call(() => this.native.iova)
+    return this.native.iova
   }
 
   /** The size in bytes. */
   get size(): number {
-    return call(() => this.native.size)
+    return this.native.size
   }
 
   /** Whether the buffer is mapped in the IOMMU. */
   get mapped(): boolean {
-    return !this.closed && call(() => this.native.mapped)
+    return !this.closed && this.native.mapped
   }
 
   /** Whether {@link DmaBuffer.view} is available (not in Electron, nor with VFIO_IOCTLS_NO_EXTERNAL_BUFFERS=1). */
@@ -51,13 +52,13 @@ export class DmaBuffer extends VolatileHandle<Binding.DmaBuffer> {
         'this runtime forbids external buffers (Electron, or VFIO_IOCTLS_NO_EXTERNAL_BUFFERS is set): use read()/write()',
       )
     }
-    this.#view ??= call(() => this.native.view())
+    this.#view ??= this.native.view()
     return this.#view
   }
 
   /** Removes the IOMMU mapping; the memory stays readable. Throws `ERR_VFIO_INVALID_ARGUMENT` when not mapped. */
   unmap(): void {
-    call(() => this.native.unmap())
+    this.native.unmap()
   }
 
   protected override onClose(): void {

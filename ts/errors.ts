@@ -39,8 +39,13 @@ export class VfioError extends Error {
   /** The path involved, when there is one. */
   readonly path?: string
 
+  /**
+   * Made by the native layer for every error it reports (see `src/error.rs`), and by
+   * the facade for its own checks. The stack starts at the library call that failed.
+   */
   constructor(code: ErrorCodeValue, message: string, fields: ErrorFields = {}) {
     super(message, fields.cause === undefined ? undefined : { cause: fields.cause })
+    Error.captureStackTrace?.(this, new.target)
     this.name = 'VfioError'
     this.code = code
     if (fields.errno !== undefined) this.errno = fields.errno
@@ -55,40 +60,6 @@ export class VfioTypeError extends TypeError {
   constructor(message: string) {
     super(message)
     this.name = 'VfioTypeError'
-  }
-}
-
-const MARKER = '\u001fvfio:'
-
-/** Turns an error thrown by the native binding into a {@link VfioError}. */
-export function fromNative(err: unknown): unknown {
-  if (!(err instanceof Error) || !err.message.startsWith(MARKER)) return err
-  const end = err.message.indexOf('\n')
-  try {
-    const record = JSON.parse(err.message.slice(MARKER.length, end < 0 ? undefined : end)) as {
-      code: ErrorCodeValue
-      message: string
-      errno?: number
-      syscall?: string
-      path?: string
-    }
-    return new VfioError(record.code, record.message, {
-      errno: record.errno,
-      syscall: record.syscall,
-      path: record.path,
-      cause: err,
-    })
-  } catch {
-    return err
-  }
-}
-
-/** Runs a native call, converting its errors. */
-export function call<T>(fn: () => T): T {
-  try {
-    return fn()
-  } catch (err) {
-    throw fromNative(err)
   }
 }
 

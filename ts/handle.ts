@@ -1,38 +1,73 @@
 /** The lifetime every class shares: one native handle, `close()` and `Symbol.dispose`. */
-import { call, closedError } from './errors'
+import { closedError } from './errors'
 
-interface NativeClosable {
+/** A native handle that can be released. */
+export interface NativeClosable {
   close(): unknown
 }
 
-/** Owns one native handle; `close()` drops it at once and later calls throw `ERR_VFIO_CLOSED`. */
-export abstract class Handle<N extends NativeClosable> {
+/**
+ * Holds one native handle until it is taken for closing; after that `get()` throws
+ * `ERR_VFIO_CLOSED`. Classes that must extend something else (an EventEmitter) own
+ * one of these; the others extend {@link Handle}.
+ */
+export class NativeSlot<N> {
   #native: N | undefined
   readonly #what: string
 
-  protected constructor(nativeHandle: N, what: string) {
+  constructor(nativeHandle: N, what: string) {
     this.#native = nativeHandle
     this.#what = what
   }
 
-  /** The native handle; throws `ERR_VFIO_CLOSED` after `close()`. */
-  protected get native(): N {
+  /** The native handle; throws `ERR_VFIO_CLOSED` once taken. */
+  get(): N {
     if (this.#native === undefined) throw closedError(this.#what)
     return this.#native
   }
 
-  /** Whether `close()` was called. */
+  /** The native handle, or `undefined` once taken (no throw). */
+  peek(): N | undefined {
+    return this.#native
+  }
+
+  /** Takes the handle out for closing; `undefined` when it was taken already. */
+  take(): N | undefined {
+    const n = this.#native
+    this.#native = undefined
+    return n
+  }
+
+  /** Whether the handle was taken. */
   get closed(): boolean {
     return this.#native === undefined
+  }
+}
+
+/** Owns one native handle; `close()` drops it at once and later calls throw `ERR_VFIO_CLOSED`. */
+export abstract class Handle<N extends NativeClosable> {
+  readonly #slot: NativeSlot<N>
+
+  protected constructor(nativeHandle: N, what: string) {
+    this.#slot = new NativeSlot(nativeHandle, what)
+  }
+
+  /** The native handle; throws `ERR_VFIO_CLOSED` after `close()`. */
+  protected get native(): N {
+    return this.#slot.get()
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#slot.closed
   }
 
   /** Releases the native resources now. Closing twice is harmless. */
   close(): void {
-    const n = this.#native
+    const n = this.#slot.take()
     if (n === undefined) return
-    this.#native = undefined
     this.onClose()
-    call(() => n.close())
+    n.close()
   }
 
   /** Hook for subclasses, run before the native close. */

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * vfio-ioctls: safe Linux VFIO for Node.js.
  *
@@ -10,10 +11,9 @@
  * ```
  */
 import { native } from './native'
-import { call } from './errors'
 
 export { Container, type ContainerOptions, type IommuInfo } from './container'
-export { Device, type DeviceInfo, type IrqInfo } from './device'
+export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer } from './dma'
 export { Interrupts, type InterruptEvent } from './interrupts'
 export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory } from './region'
@@ -24,10 +24,10 @@ export type { PciDevice } from './sysfs'
 
 /** Which hypervisor integrations (`kvm`, `mshv`) the native binary has. */
 export function features(): string[] {
-  return call(() => native().features())
+  return native().features()
 }
 
 /** The system page size (DMA sizes and IOVAs are multiples of it). */
 export function pageSize(): number {
-  return call(() => native().pageSize())
+  return native().pageSize()
 }

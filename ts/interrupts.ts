@@ -6,8 +6,9 @@
  */
 import { EventEmitter } from 'node:events'
 import type * as Binding from '../native/binding'
-import { call, closedError, ErrorCode, VfioError } from './errors'
-import { uint } from './validate'
+import { closedError, ErrorCode, VfioError } from './errors'
+import { NativeSlot } from './handle'
+import { handle, num, optSignal, options } from './validate'
 
 /** One wake-up: `count` interrupts on `vector` since the last one. */
 export interface InterruptEvent {
@@ -25,11 +26,12 @@ const MAX_QUEUED = 1024
 
 /** Enabled vectors of one IRQ index. Close it (or the GC does) to disable them. */
 export class Interrupts extends EventEmitter implements AsyncIterable<InterruptEvent> {
-  #native: Binding.Interrupts | undefined
+  readonly #slot: NativeSlot<Binding.Interrupts>
   readonly #queue: InterruptEvent[] = []
   readonly #waiters = new Set<Waiter>()
   #iterators = 0
   #referenced = false
+  #removingAll = false
 
   /** IRQ index (see `IrqIndex`). */
   readonly index: number
@@ -39,23 +41,64 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
   readonly count: number
 
   /** @internal */
-  constructor(n: Binding.Interrupts) {
+  constructor(nativeHandle: Binding.Interrupts) {
     super()
-    this.#native = n
+    const n = handle<Binding.Interrupts>('Interrupts', 'device.enableIrq()', nativeHandle)
+    this.#slot = new NativeSlot(n, 'interrupts')
     this.index = n.index
     this.start = n.start
     this.count = n.count
-    call(() => n.listen((vector, count) => this.#deliver({ vector, count })))
+    // The native thread-safe function holds this callback for as long as the native
+    // object lives; a weak reference lets a forgotten Interrupts be collected (and its
+    // vectors disabled, its device released) instead of living for ever.
+    const deliver = Interrupts.#weakDelivery(new WeakRef(this))
+    n.listen(deliver)
+    this.#watchListeners()
+  }
+
+  /**
+   * The callback the native thread calls. It must hold the object weakly and nothing
+   * else: the native thread-safe function keeps it alive for as long as the native
+   * handle lives, so a closure over the constructor's scope (which holds the native
+   * handle) would keep a forgotten Interrupts, its vectors and its device for ever.
+   */
+  static #weakDelivery(owner: WeakRef<Interrupts>): (vector: number, count: number) => void {
+    return (vector, count) => {
+      const irq = owner.deref()
+      if (irq !== undefined) irq.#deliver({ vector, count })
+    }
+  }
+
+  /** Keeps the ref count in step with 'interrupt' listeners, however they are added. */
+  #watchListeners(): void {
     this.on('newListener', (event) => event === 'interrupt' && queueMicrotask(() => this.#updateRef()))
     this.on('removeListener', (event) => event === 'interrupt' && this.#updateRef())
   }
 
+  /** Removes listeners; the library's own bookkeeping stays (and the process is unref'd). */
+  override removeAllListeners(event?: string | symbol): this {
+    // EventEmitter's own removeAllListeners() calls this method again per event name.
+    // It also tells "no argument" from `undefined` by `arguments.length`.
+    const removeAll = (): this => (event === undefined ? super.removeAllListeners() : super.removeAllListeners(event))
+    if (this.#removingAll) return removeAll()
+    this.#removingAll = true
+    try {
+      removeAll()
+    } finally {
+      this.#removingAll = false
+    }
+    if (event === undefined || event === 'newListener' || event === 'removeListener') this.#watchListeners()
+    this.#updateRef()
+    return this
+  }
+
   #n(): Binding.Interrupts {
-    if (this.#native === undefined) throw closedError('interrupts')
-    return this.#native
+    return this.#slot.get()
   }
 
   #deliver(event: InterruptEvent): void {
+    // Wake-ups the native thread queued before close() are dropped: none after close.
+    if (this.#slot.closed) return
     if (this.listenerCount('interrupt') > 0) {
       this.emit('interrupt', event)
       return
@@ -79,12 +122,13 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
   }
 
   #updateRef(): void {
-    const n = this.#native
+    const n = this.#slot.peek()
     if (n === undefined) return
     const want = this.listenerCount('interrupt') > 0 || this.#waiters.size > 0 || this.#iterators > 0
     if (want !== this.#referenced) {
       this.#referenced = want
-      call(() => (want ? n.ref() : n.unref()))
+      if (want) n.ref()
+      else n.unref()
     }
   }
 
@@ -92,11 +136,16 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
    * The next interrupt (queued ones first). Rejects with `ERR_VFIO_ABORTED` when
    * `signal` aborts and `ERR_VFIO_CLOSED` when the object closes.
    */
-  next(options: { signal?: AbortSignal } = {}): Promise<InterruptEvent> {
+  next(nextOptions?: { signal?: AbortSignal }): Promise<InterruptEvent> {
+    let signal: AbortSignal | undefined
+    try {
+      signal = optSignal('signal', options<{ signal: AbortSignal }>('options', nextOptions).signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const queued = this.#queue.shift()
     if (queued) return Promise.resolve(queued)
-    if (this.#native === undefined) return Promise.reject(closedError('interrupts'))
-    const { signal } = options
+    if (this.#slot.closed) return Promise.reject(closedError('interrupts'))
     if (signal?.aborted) return Promise.reject(new VfioError(ErrorCode.ABORTED, 'wait aborted', { cause: signal.reason }))
     return new Promise<InterruptEvent>((resolve, reject) => {
       const onAbort = (): void => {
@@ -125,7 +174,7 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
     this.#iterators++
     this.#updateRef()
     try {
-      while (this.#native !== undefined || this.#queue.length > 0) {
+      while (!this.#slot.closed || this.#queue.length > 0) {
         try {
           yield await this.next()
         } catch (err) {
@@ -141,39 +190,38 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
 
   /** Fires `vector` from user space (`VFIO_IRQ_SET_ACTION_TRIGGER` with no data). */
   trigger(vector = this.start): void {
-    const v = uint('vector', vector, 0xffff_ffff)
-    call(() => this.#n().trigger(v))
+    const v = num('vector', vector)
+    this.#n().trigger(v)
   }
 
   /** Masks `vector` (INTx and other maskable indices). */
   mask(vector = this.start): void {
-    const v = uint('vector', vector, 0xffff_ffff)
-    call(() => this.#n().mask(v))
+    const v = num('vector', vector)
+    this.#n().mask(v)
   }
 
   /** Unmasks `vector`; after a level-triggered INTx, once the device is quiet. */
   unmask(vector = this.start): void {
-    const v = uint('vector', vector, 0xffff_ffff)
-    call(() => this.#n().unmask(v))
+    const v = num('vector', vector)
+    this.#n().unmask(v)
   }
 
   /** Whether `close()` was called. */
   get closed(): boolean {
-    return this.#native === undefined
+    return this.#slot.closed
   }
 
   /** Disables the vectors, closes the eventfds and rejects pending waits. Idempotent. */
   close(): void {
-    const n = this.#native
+    const n = this.#slot.take()
     if (n === undefined) return
-    this.#native = undefined
     for (const w of this.#waiters) w.reject(closedError('interrupts'))
     this.#waiters.clear()
     if (this.#referenced) {
       this.#referenced = false
-      call(() => n.unref())
+      n.unref()
     }
-    call(() => n.close())
+    n.close()
   }
 
   /** Same as `close()`. */

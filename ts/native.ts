@@ -22,7 +22,10 @@ export function native(): NativeBinding {
   if (loadError === undefined) {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      binding = require('../native/binding.cjs') as NativeBinding
+      const loaded = require('../native/binding.cjs') as NativeBinding
+      // Native errors are made as VfioError instances, with code, errno, syscall, path.
+      loaded.useErrorClass(VfioError as new (code: string, message: string, fields: object) => Error)
+      binding = loaded
       return binding
     } catch (err) {
       loadError = err

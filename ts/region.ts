@@ -1,8 +1,7 @@
 /** Device regions: info, read/write through the device fd, and mmapped access. */
 import type * as Binding from '../native/binding'
-import { call } from './errors'
 import { Handle } from './handle'
-import { bytes, u64, uint } from './validate'
+import { bytes, handle, num, u64 } from './validate'
 import type { Device } from './device'
 
 /** A capability of a region (`VFIO_REGION_INFO_CAP_*`). */
@@ -112,59 +111,59 @@ type NativeVolatile = Binding.MappedRegion | Binding.DmaBuffer
 export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N> implements VolatileMemory {
   /** Reads 8 bits at `offset`. */
   readU8(offset: number): number {
-    const o = uint('offset', offset)
-    return call(() => this.native.readU8(o))
+    const o = num('offset', offset)
+    return this.native.readU8(o)
   }
   /** Reads 16 bits at `offset` (2-aligned). */
   readU16(offset: number): number {
-    const o = uint('offset', offset)
-    return call(() => this.native.readU16(o))
+    const o = num('offset', offset)
+    return this.native.readU16(o)
   }
   /** Reads 32 bits at `offset` (4-aligned). */
   readU32(offset: number): number {
-    const o = uint('offset', offset)
-    return call(() => this.native.readU32(o))
+    const o = num('offset', offset)
+    return this.native.readU32(o)
   }
   /** Reads 64 bits at `offset` (8-aligned). */
   readU64(offset: number): bigint {
-    const o = uint('offset', offset)
-    return call(() => this.native.readU64(o))
+    const o = num('offset', offset)
+    return this.native.readU64(o)
   }
   /** Writes 8 bits. */
   writeU8(offset: number, value: number): void {
-    const o = uint('offset', offset)
-    const v = uint('value', value, 0xff)
-    call(() => this.native.writeU8(o, v))
+    const o = num('offset', offset)
+    const v = num('value', value)
+    this.native.writeU8(o, v)
   }
   /** Writes 16 bits (2-aligned). */
   writeU16(offset: number, value: number): void {
-    const o = uint('offset', offset)
-    const v = uint('value', value, 0xffff)
-    call(() => this.native.writeU16(o, v))
+    const o = num('offset', offset)
+    const v = num('value', value)
+    this.native.writeU16(o, v)
   }
   /** Writes 32 bits (4-aligned). */
   writeU32(offset: number, value: number): void {
-    const o = uint('offset', offset)
-    const v = uint('value', value, 0xffff_ffff)
-    call(() => this.native.writeU32(o, v))
+    const o = num('offset', offset)
+    const v = num('value', value)
+    this.native.writeU32(o, v)
   }
   /** Writes 64 bits (8-aligned). */
   writeU64(offset: number, value: bigint | number): void {
-    const o = uint('offset', offset)
+    const o = num('offset', offset)
     const v = u64('value', value)
-    call(() => this.native.writeU64(o, v))
+    this.native.writeU64(o, v)
   }
   /** Copies `length` bytes at `offset` into a new Buffer. */
   read(offset: number, length: number): Buffer {
-    const o = uint('offset', offset)
-    const n = uint('length', length, 0xffff_ffff)
-    return call(() => this.native.read(o, n))
+    const o = num('offset', offset)
+    const n = num('length', length)
+    return this.native.read(o, n)
   }
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void {
-    const o = uint('offset', offset)
+    const o = num('offset', offset)
     const b = bytes('data', data)
-    call(() => this.native.write(o, b))
+    this.native.write(o, b)
   }
 }
 
@@ -172,18 +171,18 @@ export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N>
 export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
   /** @internal */
   constructor(n: Binding.MappedRegion) {
-    super(n, 'mapped region')
+    super(handle('MappedRegion', 'region.map()', n), 'mapped region')
   }
   /** The region index. */
   get index(): number {
-    return call(() => this.native.index)
+    return this.native.index
   }
   /** The region size. */
   get size(): number {
-    return call(() => this.native.size)
+    return this.native.size
   }
   /** The accessible (mmapped) areas. */
   get areas(): MmapArea[] {
-    return call(() => this.native.areas)
+    return this.native.areas
   }
 }

@@ -1,8 +1,7 @@
 /** PCI discovery and binding to vfio-pci, for device tools. */
 import type * as Binding from '../native/binding'
-import { call } from './errors'
 import { native } from './native'
-import { str } from './validate'
+import { optStr, options, str } from './validate'
 
 /** A PCI device as sysfs shows it. */
 export type PciDevice = Binding.PciDevice
@@ -13,31 +12,37 @@ export interface SysfsOptions {
 }
 
 /** Every PCI device, sorted by address. */
-export function listDevices(options: SysfsOptions = {}): PciDevice[] {
-  return call(() => native().listPciDevices(options.root))
+export function listDevices(sysfsOptions?: SysfsOptions): PciDevice[] {
+  const root = optStr('root', options<SysfsOptions>('options', sysfsOptions).root)
+  return native().listPciDevices(root)
 }
 
 /** One PCI device by address. */
-export function getDevice(address: string, options: SysfsOptions = {}): PciDevice {
+export function getDevice(address: string, sysfsOptions?: SysfsOptions): PciDevice {
   const a = str('address', address)
-  return call(() => native().pciDevice(a, options.root))
+  const root = optStr('root', options<SysfsOptions>('options', sysfsOptions).root)
+  return native().pciDevice(a, root)
 }
 
 /** Normalizes a PCI address (`00:03.0` → `0000:00:03.0`); throws `ERR_VFIO_INVALID_ARGUMENT`. */
 export function parseAddress(address: string): string {
   const a = str('address', address)
-  return call(() => native().parsePciAddress(a))
+  return native().parsePciAddress(a)
 }
 
 /** Binds a device to vfio-pci (unbinding its driver first); returns the driver it had. */
-export function bind(address: string, options: SysfsOptions = {}): { previousDriver?: string; alreadyBound: boolean } {
+export function bind(address: string, sysfsOptions?: SysfsOptions): { previousDriver?: string; alreadyBound: boolean } {
   const a = str('address', address)
-  const r = call(() => native().bindVfio(a, options.root))
+  const root = optStr('root', options<SysfsOptions>('options', sysfsOptions).root)
+  const r = native().bindVfio(a, root)
   return { previousDriver: r.previousDriver ?? undefined, alreadyBound: r.alreadyBound }
 }
 
 /** Unbinds a device from vfio-pci; the kernel (or `restore`) picks its driver. Returns the driver it has now. */
-export function unbind(address: string, options: SysfsOptions & { restore?: string } = {}): string | undefined {
+export function unbind(address: string, unbindOptions?: SysfsOptions & { restore?: string }): string | undefined {
   const a = str('address', address)
-  return call(() => native().unbindVfio(a, options.restore, options.root)) ?? undefined
+  const o = options<SysfsOptions & { restore: string }>('options', unbindOptions)
+  const restore = optStr('restore', o.restore)
+  const root = optStr('root', o.root)
+  return native().unbindVfio(a, restore, root) ?? undefined
 }

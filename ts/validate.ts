@@ -1,50 +1,95 @@
-/** Argument checks shared by the facade's classes. */
-import { ErrorCode, VfioError, VfioTypeError } from './errors'
+/**
+ * Type checks at the facade's boundary. The facade owns the *types* of what a caller
+ * passes (numbers, strings, bytes, option objects, signals) and throws a
+ * `VfioTypeError` (`ERR_VFIO_INVALID_ARGUMENT`) naming the parameter; the native
+ * layer owns the *values* (integer, range, NUL, length), checked once before any
+ * allocation or system call, so the raw binding is exactly as safe as the facade.
+ */
+import { types } from 'node:util'
+import { VfioTypeError } from './errors'
 
-/** A non-negative safe integer (offsets, lengths, indices). */
-export function uint(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof value === 'bigint') {
-    if (value < 0n || value > BigInt(max)) {
-      throw new VfioError(ErrorCode.OUT_OF_RANGE, `${name} must be in [0, ${max}], got ${value}`)
-    }
-    return Number(value)
+/** Longest string shown back in a message; longer ones are cut. */
+const SHOWN = 64
+
+/** A short, safe rendering of a wrong value for a message. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value === 'string') {
+    const shown = value.length > SHOWN ? `${value.slice(0, SHOWN)}… (${value.length} characters)` : value
+    return `the string ${JSON.stringify(shown)}`
   }
-  if (typeof value !== 'number') throw new VfioTypeError(`${name} must be a number, got ${typeof value}`)
-  if (!Number.isInteger(value)) {
-    throw new VfioError(ErrorCode.INVALID_ARGUMENT, `${name} must be an integer, got ${value}`)
-  }
-  if (value < 0 || value > max) {
-    throw new VfioError(ErrorCode.OUT_OF_RANGE, `${name} must be in [0, ${max}], got ${value}`)
-  }
-  return value
+  if (typeof value === 'object') return types.isProxy(value) ? 'a Proxy' : `an object (${Object.prototype.toString.call(value)})`
+  if (typeof value === 'function') return 'a function'
+  return `${typeof value} ${String(value)}`
 }
 
-/** A u64 given as a number or bigint. */
+/**
+ * An integer-valued number (offsets, lengths, indices, values); a bigint becomes a
+ * number (one past 2^53 stays past it, so the native range check still refuses it).
+ */
+export function num(name: string, value: unknown): number {
+  if (typeof value === 'number') return value
+  if (typeof value === 'bigint') return Number(value)
+  throw new VfioTypeError(`${name} must be a number or bigint, got ${describe(value)}`)
+}
+
+/** A u64 given as a number or bigint, passed on as a bigint. */
 export function u64(name: string, value: unknown): bigint {
+  if (typeof value === 'bigint') return value
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value)) {
-      throw new VfioError(ErrorCode.INVALID_ARGUMENT, `${name} must be a safe integer or a bigint, got ${value}`)
+      throw new VfioTypeError(`${name} must be a safe integer or a bigint, got ${value}`)
     }
-    value = BigInt(value)
+    return BigInt(value)
   }
-  if (typeof value !== 'bigint') throw new VfioTypeError(`${name} must be a number or bigint, got ${typeof value}`)
-  if (value < 0n || value >= 1n << 64n) {
-    throw new VfioError(ErrorCode.OUT_OF_RANGE, `${name} must be in [0, 2^64), got ${value}`)
-  }
-  return value
+  throw new VfioTypeError(`${name} must be a number or bigint, got ${describe(value)}`)
 }
 
-/** Bytes to write. */
+/** Bytes to write: a real TypedArray, DataView or ArrayBuffer (not a Proxy of one). */
 export function bytes(name: string, value: unknown): Uint8Array {
-  if (value instanceof Uint8Array) return value
+  if (types.isProxy(value)) throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got a Proxy`)
+  if (types.isUint8Array(value)) return value
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
-  if (value instanceof ArrayBuffer) return new Uint8Array(value)
-  throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer`)
+  if (types.isAnyArrayBuffer(value)) return new Uint8Array(value)
+  throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got ${describe(value)}`)
 }
 
-/** A non-empty string. */
+/** A string (its value — empty, NUL, length — is checked natively). */
 export function str(name: string, value: unknown): string {
-  if (typeof value !== 'string') throw new VfioTypeError(`${name} must be a string, got ${typeof value}`)
-  if (value.length === 0) throw new VfioError(ErrorCode.INVALID_ARGUMENT, `${name} must not be empty`)
+  if (typeof value !== 'string') throw new VfioTypeError(`${name} must be a string, got ${describe(value)}`)
   return value
+}
+
+/** An optional string option. */
+export function optStr(name: string, value: unknown): string | undefined {
+  return value === undefined ? undefined : str(name, value)
+}
+
+/** An optional boolean option. */
+export function optBool(name: string, value: unknown): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value
+  throw new VfioTypeError(`${name} must be a boolean, got ${describe(value)}`)
+}
+
+/** An optional AbortSignal option. */
+export function optSignal(name: string, value: unknown): AbortSignal | undefined {
+  if (value === undefined || value instanceof AbortSignal) return value
+  throw new VfioTypeError(`${name} must be an AbortSignal, got ${describe(value)}`)
+}
+
+/** An options object: `undefined` means none; anything but a plain object is refused. */
+export function options<T extends object>(name: string, value: unknown): Partial<T> {
+  if (value === undefined) return {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || types.isProxy(value)) {
+    throw new VfioTypeError(`${name} must be an object, got ${describe(value)}`)
+  }
+  return value as Partial<T>
+}
+
+/** A native handle given to an internal constructor. */
+export function handle<N extends object>(what: string, factory: string, value: unknown): N {
+  if (typeof value !== 'object' || value === null) {
+    throw new VfioTypeError(`${what} objects are not constructed directly: use ${factory}`)
+  }
+  return value as N
 }

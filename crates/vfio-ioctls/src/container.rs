@@ -12,7 +12,7 @@ use crate::error::{Result, VfioError};
 use crate::group::VfioGroup;
 use crate::hypervisor::VfioDeviceFd;
 use crate::ioctls;
-use crate::iommu::{parse_iommu_info, IommuInfo};
+use crate::iommu::{check_iova_ranges, parse_iommu_info, IommuInfo, IovaRange};
 
 /// The path of the container device node.
 pub const VFIO_CONTAINER_PATH: &str = "/dev/vfio/vfio";
@@ -43,6 +43,9 @@ struct ContainerState {
     generation: u64,
     /// Current DMA mappings: IOVA → size.
     mappings: BTreeMap<u64, u64>,
+    /// The IOMMU's usable IOVA ranges, queried on the first map after the set of groups
+    /// changed (each group can add reserved ranges); empty when the kernel reports none.
+    iova_ranges: Option<Vec<IovaRange>>,
 }
 
 /// A VFIO container: owns `/dev/vfio/vfio` and the IOMMU mappings of its groups.
@@ -151,6 +154,7 @@ impl VfioContainer {
             state.generation += 1;
         }
         state.groups.insert(id, Arc::downgrade(&group));
+        state.iova_ranges = None;
         drop(state);
         // On failure dropping `group` detaches it again (its Drop takes the lock).
         group.register_with_hypervisor()?;
@@ -164,6 +168,7 @@ impl VfioContainer {
         state
             .groups
             .retain(|&gid, g| gid != id && g.strong_count() > 0);
+        state.iova_ranges = None;
         if state.groups.is_empty() {
             state.iommu_set = false;
             state.mappings.clear();
@@ -259,12 +264,19 @@ impl VfioContainer {
             )
         })?;
         let mut state = self.lock();
+        if state.iova_ranges.is_none() && state.iommu_set {
+            drop(state);
+            let ranges = self.query_iova_ranges();
+            state = self.lock();
+            state.iova_ranges = Some(ranges);
+        }
         if !state.iommu_set {
             return Err(VfioError::invalid(
                 OP,
                 "the container has no IOMMU yet: open a device (or group) in it first",
             ));
         }
+        check_iova_ranges(OP, iova, end, state.iova_ranges.as_deref().unwrap_or(&[]))?;
         if let Some((&other, &other_size)) = state.mappings.range(..end).next_back() {
             if other + other_size > iova {
                 return Err(VfioError::invalid(
@@ -288,6 +300,14 @@ impl VfioContainer {
             .map_err(|e| VfioError::os(OP, format!("iova {iova:#x} size {size:#x}"), e))?;
         state.mappings.insert(iova, size);
         Ok(state.generation)
+    }
+
+    /// The usable IOVA ranges the kernel reports now; none (the check is left to
+    /// `MAP_DMA`) when it does not answer `VFIO_IOMMU_GET_INFO` or reports no ranges.
+    fn query_iova_ranges(&self) -> Vec<IovaRange> {
+        self.iommu_info()
+            .map(|info| info.iova_ranges)
+            .unwrap_or_default()
     }
 
     /// Unmaps `[iova, iova + size)`, which must be exactly one current mapping.

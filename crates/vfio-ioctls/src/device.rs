@@ -13,6 +13,7 @@ use crate::error::{Result, VfioError};
 use crate::group::VfioGroup;
 use crate::ioctls;
 use crate::irq::VfioIrq;
+use crate::irq_claim::IrqClaims;
 use crate::region::{parse_region_caps, VfioRegion};
 use crate::sysfs::Sysfs;
 
@@ -65,7 +66,12 @@ pub struct VfioDevice {
     info: VfioDeviceInfo,
     regions: Vec<VfioRegion>,
     pub(crate) irqs: Vec<VfioIrq>,
+    /// Which IRQ indices an [`IrqClaim`](crate::IrqClaim) owns.
+    pub(crate) irq_claims: IrqClaims,
     group: Arc<VfioGroup>,
+    // Declared last so the address is unregistered only after the fd is closed: while
+    // it is registered, `Sysfs::bind_vfio`/`unbind_vfio` refuse instead of deadlocking.
+    _held: Option<crate::held::OpenGuard>,
 }
 
 impl VfioDevice {
@@ -99,6 +105,11 @@ impl VfioDevice {
         container: Arc<VfioContainer>,
     ) -> Result<Self> {
         let location = sysfs.resolve_device(address_or_path)?;
+        // Registered before the fd exists (and unregistered if opening fails).
+        let held = location
+            .address
+            .map(crate::held::register_open)
+            .transpose()?;
         let group = container.group(location.group)?;
         let file = group.device_file(&location.name)?;
         let info = get_device_info(&file, &location.name)?;
@@ -115,7 +126,9 @@ impl VfioDevice {
             info,
             regions,
             irqs,
+            irq_claims: IrqClaims::default(),
             group,
+            _held: held,
         })
     }
 
@@ -205,6 +218,24 @@ impl VfioDevice {
                     e,
                 )
             })
+    }
+
+    /// Reads `len` bytes at `offset` of region `index` into a new vector. The range is
+    /// checked before anything is allocated, and the allocation itself is fallible, so
+    /// no length can abort the process.
+    ///
+    /// # Errors
+    /// As [`VfioDevice::region_read`]; `OutOfRange` when `len` bytes cannot be allocated.
+    pub fn region_read_vec(&self, index: u32, offset: u64, len: u64) -> Result<Vec<u8>> {
+        const OP: &str = "region_read";
+        let region = self.region(index)?;
+        let n = usize::try_from(len).map_err(|_| {
+            VfioError::out_of_range(OP, format!("length {len:#x} does not fit this machine"))
+        })?;
+        region.check_range(OP, offset, n)?;
+        let mut buf = crate::alloc::try_zeroed(OP, n)?;
+        self.region_read(index, &mut buf, offset)?;
+        Ok(buf)
     }
 
     /// Writes `buf` at `offset` of region `index` (pwrite on the device fd).

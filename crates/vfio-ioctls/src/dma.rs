@@ -163,16 +163,23 @@ impl DmaBuffer {
     }
 }
 
-impl VolatileAccess for DmaBuffer {
+// SAFETY: `checked_ptr` returns a pointer only for ranges that `check_within` placed inside
+// `self.memory`: a private read-write anonymous mapping of `size()` bytes, made by
+// `DmaMemory::allocate` and unmapped only when the last `Arc<DmaMemory>` goes, and the
+// buffer holds one for its whole life, so the memory outlives every `&self` borrow. The
+// crate reaches it only through raw pointers (the device and JS views access it outside
+// Rust), never through Rust references.
+unsafe impl VolatileAccess for DmaBuffer {
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
         check_within(
             op,
-            &format!("DMA buffer at iova {:#x}", self.iova),
+            format_args!("DMA buffer at iova {:#x}", self.iova),
             offset,
             width,
             self.size(),
         )?;
-        // SAFETY: the range was checked to lie within the allocation.
+        // SAFETY: `offset + width <= size()` was checked, so the result stays within the
+        // allocation (and `offset` fits usize, being at most its length).
         Ok(unsafe { self.memory.as_ptr().add(offset as usize) })
     }
 

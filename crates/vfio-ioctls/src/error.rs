@@ -106,6 +106,15 @@ pub enum VfioError {
         /// Why it is not available.
         message: String,
     },
+    /// The device, IRQ index or group is in use by another owner (in this process or
+    /// another), so the operation would take it away or deadlock.
+    #[error("{op}: {message}")]
+    Busy {
+        /// The operation refused.
+        op: &'static str,
+        /// Who holds it and what to do.
+        message: String,
+    },
     /// The object was closed before the call.
     #[error("{op}: the {what} is closed; open it again")]
     Closed {
@@ -166,6 +175,14 @@ impl VfioError {
         }
     }
 
+    /// A `Busy` error.
+    pub fn busy(op: &'static str, message: impl Into<String>) -> Self {
+        VfioError::Busy {
+            op,
+            message: message.into(),
+        }
+    }
+
     /// The class of the failure, which gives the stable code.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -176,6 +193,7 @@ impl VfioError {
             VfioError::OutOfRange { .. } => ErrorKind::OutOfRange,
             VfioError::Unsupported { .. } | VfioError::ApiVersion { .. } => ErrorKind::Unsupported,
             VfioError::Closed { .. } => ErrorKind::Closed,
+            VfioError::Busy { .. } => ErrorKind::Busy,
         }
     }
 
@@ -199,6 +217,7 @@ impl VfioError {
             | VfioError::InvalidArgument { op, .. }
             | VfioError::OutOfRange { op, .. }
             | VfioError::Unsupported { op, .. }
+            | VfioError::Busy { op, .. }
             | VfioError::Closed { op, .. } => op,
             VfioError::NotFound { .. } => "open",
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
@@ -249,9 +268,14 @@ fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
         ("VFIO_IOMMU_MAP_DMA", Some(libc::ENOMEM)) => {
             "RLIMIT_MEMLOCK is too low to pin this memory: raise it (`ulimit -l`, LimitMEMLOCK=) or map less"
         }
+        ("VFIO_IOMMU_MAP_DMA", Some(libc::ENOSPC)) => {
+            "the IOMMU's limit of DMA mappings is reached (vfio_iommu_type1's dma_entry_limit; \
+             iommuInfo().dmaAvail says how many are left): use fewer, larger buffers, unmap \
+             some, or raise the module parameter"
+        }
         ("VFIO_IOMMU_MAP_DMA", Some(libc::EEXIST)) => "the IOVA range overlaps an existing mapping",
         ("VFIO_IOMMU_MAP_DMA", Some(libc::EINVAL)) => {
-            "the IOVA may lie outside the IOMMU's valid ranges (see iovaRanges) or be unaligned"
+            "the kernel refused the IOVA range or the memory (see iommuInfo().iovaRanges)"
         }
         ("VFIO_DEVICE_RESET", _) => "the device may not support reset in its current state",
         (_, Some(libc::EACCES | libc::EPERM)) => "run as root or with CAP_SYS_RAWIO",

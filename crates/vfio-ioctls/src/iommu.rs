@@ -27,6 +27,49 @@ pub struct IommuInfo {
     pub dma_avail: Option<u32>,
 }
 
+/// Checks that `[iova, end)` lies inside one of the usable `ranges` (none: no check).
+/// A range that falls in a gap between them names the gap: on x86 the gap at
+/// `0xfee00000` is the MSI window, which no device can reach by DMA.
+///
+/// # Errors
+/// `InvalidArgument` naming the reserved gap or the usable ranges.
+pub(crate) fn check_iova_ranges(
+    op: &'static str,
+    iova: u64,
+    end: u64,
+    ranges: &[IovaRange],
+) -> Result<()> {
+    // An empty range (`end <= iova`) is refused earlier by the callers; it fits anywhere.
+    let Some(last) = end.checked_sub(1).filter(|&last| last >= iova) else {
+        return Ok(());
+    };
+    if ranges.is_empty() || ranges.iter().any(|r| r.start <= iova && last <= r.end) {
+        return Ok(());
+    }
+    let gap = ranges.windows(2).find_map(|w| {
+        let (gap_start, gap_end) = (w[0].end.checked_add(1)?, w[1].start.checked_sub(1)?);
+        (iova <= gap_end && gap_start <= last).then_some((gap_start, gap_end))
+    });
+    let usable = ranges
+        .iter()
+        .map(|r| format!("[{:#x}, {:#x}]", r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = match gap {
+        Some((s, e)) if s <= 0xfee0_0000 && 0xfee0_0000 <= e => {
+            format!("it overlaps the reserved range [{s:#x}, {e:#x}] (the MSI window)")
+        }
+        Some((s, e)) => format!("it overlaps the reserved range [{s:#x}, {e:#x}]"),
+        None => "it lies outside them".to_string(),
+    };
+    Err(VfioError::invalid(
+        op,
+        format!(
+            "[{iova:#x}, {end:#x}) is not usable: {why}; the IOMMU's usable IOVA ranges are {usable} (iommuInfo().iovaRanges)"
+        ),
+    ))
+}
+
 fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(
         buf.get(at..at.checked_add(4)?)?.try_into().ok()?,
@@ -136,5 +179,42 @@ mod tests {
         buf.extend_from_slice(&1000u32.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes());
         assert!(parse_iommu_info(&buf).is_err());
+    }
+
+    #[test]
+    fn iova_checks_name_the_msi_window() {
+        let ranges = [
+            IovaRange {
+                start: 0,
+                end: 0xfedf_ffff,
+            },
+            IovaRange {
+                start: 0xfef0_0000,
+                end: 0x7f_ffff_ffff,
+            },
+        ];
+        let ok = |iova: u64, size: u64| check_iova_ranges("m", iova, iova + size, &ranges);
+        assert!(ok(0x10_0000, 0x1000).is_ok());
+        assert!(ok(0xfedf_f000, 0x1000).is_ok());
+        assert!(ok(0xfef0_0000, 0x1000).is_ok());
+        let e = ok(0xfee0_0000, 0x1000).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("[0xfee00000, 0xfeefffff]") && msg.contains("MSI window"),
+            "{msg}"
+        );
+        // Straddling the end of a usable range names the gap too.
+        assert!(ok(0xfedf_f000, 0x2000)
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
+        let e = ok(0x80_0000_0000, 0x1000).unwrap_err().to_string();
+        assert!(e.contains("outside") && e.contains("iovaRanges"), "{e}");
+        assert!(check_iova_ranges("m", 0xfee0_0000, 0xfee0_1000, &[]).is_ok());
+        assert!(
+            check_iova_ranges("m", 0, 0, &ranges).is_ok(),
+            "no underflow on an empty range"
+        );
     }
 }

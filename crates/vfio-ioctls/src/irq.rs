@@ -110,7 +110,7 @@ impl VfioDevice {
         self.irqs.get(irq_index as usize)
     }
 
-    fn irq(&self, op: &'static str, index: u32) -> Result<&VfioIrq> {
+    pub(crate) fn irq(&self, op: &'static str, index: u32) -> Result<&VfioIrq> {
         self.irqs
             .get(index as usize)
             .filter(|irq| irq.count > 0)
@@ -138,7 +138,13 @@ impl VfioDevice {
         })
     }
 
-    fn check_vectors(&self, op: &'static str, irq: &VfioIrq, start: u32, count: u32) -> Result<()> {
+    pub(crate) fn check_vectors(
+        &self,
+        op: &'static str,
+        irq: &VfioIrq,
+        start: u32,
+        count: u32,
+    ) -> Result<()> {
         let end = start.saturating_add(count);
         if count == 0 || end > irq.count {
             return Err(VfioError::out_of_range(

@@ -24,6 +24,7 @@
 #![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 mod abi;
+mod alloc;
 mod container;
 mod device;
 mod dma;
@@ -31,15 +32,19 @@ mod error;
 mod group;
 #[cfg(feature = "vm-memory")]
 mod guest_memory;
+pub mod held;
 mod hypervisor;
 mod ioctls;
 mod iommu;
 mod irq;
+mod irq_claim;
 #[cfg(feature = "kvm")]
 pub mod kvm;
 mod mmap;
 #[cfg(feature = "mshv")]
 pub mod mshv;
+#[cfg(test)]
+mod parser_props;
 mod region;
 pub mod sysfs;
 mod volatile;
@@ -52,6 +57,7 @@ pub use group::VfioGroup;
 pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
 pub use irq::{pci_irq, VfioIrq};
+pub use irq_claim::{irq_index_name, IrqClaim};
 pub use mmap::MappedRegion;
 pub use region::{
     VfioRegion, VfioRegionInfoCap, VfioRegionInfoCapNvlink2Lnkspd, VfioRegionInfoCapNvlink2Ssatgt,

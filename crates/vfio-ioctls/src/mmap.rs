@@ -167,15 +167,40 @@ impl MappedRegion {
     }
 }
 
-impl VolatileAccess for MappedRegion {
+// SAFETY: `checked_ptr` returns a pointer only for a range that lies inside one of `areas`
+// and only when the region is readable and writable. `map_region` mapped each area
+// (page-aligned, inside the reservation `base .. base + span`) MAP_SHARED from the device
+// fd with PROT_READ | PROT_WRITE in that case (the protection follows the region's flags,
+// which never change), and the mapping is removed only by `Drop`, so it outlives every
+// `&self` borrow. The crate reaches it only through raw pointers, never references.
+unsafe impl VolatileAccess for MappedRegion {
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
+        if !self
+            .device
+            .region(self.index)
+            .is_ok_and(|r| r.readable() && r.writable())
+        {
+            // The areas are mapped read-only (or write-only): a volatile access of the
+            // other kind would fault, so refuse both.
+            return Err(VfioError::unsupported(
+                op,
+                format!(
+                    "region {} of {} is not both readable and writable, so its mapping is not \
+                     used for volatile access; use region read/write instead",
+                    self.index,
+                    self.device.name()
+                ),
+            ));
+        }
         check_within(
             op,
-            &format!("region {}", self.index),
+            format_args!("region {}", self.index),
             offset,
             width,
             self.size,
         )?;
+        // No overflow: `check_within` checked `offset + width <= size`, and `map_region`
+        // checked `a.offset + a.size` of every area.
         let end = offset + width as u64;
         if !self
             .areas
@@ -187,7 +212,8 @@ impl VolatileAccess for MappedRegion {
                 format!("region {}: [{offset:#x}, {end:#x}) is not in an mmapped area (e.g. the MSI-X table); use region read/write", self.index),
             ));
         }
-        // SAFETY: `offset < size <= span`, so the result stays inside our mapping.
+        // SAFETY: `offset + width <= size <= span` (checked above), so the result stays
+        // inside our reservation.
         Ok(unsafe { self.base.as_ptr().add(offset as usize) })
     }
 

@@ -1,5 +1,8 @@
 //! Bounds- and alignment-checked volatile access to memory a device can see
-//! (mmapped MMIO, DMA buffers). Nothing here allocates.
+//! (mmapped MMIO, DMA buffers). Nothing here allocates, except [`VolatileAccess::read_vec`],
+//! which checks the range first and allocates fallibly.
+
+use std::fmt;
 
 use crate::error::{Result, VfioError};
 
@@ -7,11 +10,38 @@ use crate::error::{Result, VfioError};
 ///
 /// Implementors say which ranges are accessible; the provided methods check
 /// alignment (natural, by width) and never create Rust references to the memory.
-pub trait VolatileAccess {
-    /// A pointer to `width` accessible bytes at `offset`.
+///
+/// # Safety
+///
+/// The provided methods dereference the pointers that
+/// [`checked_ptr`](VolatileAccess::checked_ptr) returns, so an implementation must
+/// guarantee that whenever `checked_ptr(op, offset, width)` returns `Ok(ptr)`:
+///
+/// * `ptr .. ptr + width` lies inside one allocation or mapping (so `ptr.add(i)` is in
+///   bounds for every `i <= width`), and each of its bytes is valid for volatile reads
+///   *and* volatile writes, by accesses of 1, 2, 4 or 8 bytes at any naturally aligned
+///   address within the range: none of it is unmapped, read-only, `PROT_NONE`, or a
+///   hole of a sparse mapping.
+/// * It stays valid for as long as the `&self` borrow that `checked_ptr` was called
+///   through lives: the memory is not unmapped, freed or remapped before that borrow
+///   ends, also when other threads use `self` at the same time (if `Self: Sync`).
+/// * No Rust reference (`&`/`&mut`) to those bytes exists while that borrow lives: the
+///   memory is only reached through raw pointers (it is device or DMA memory that the
+///   device, or another thread, may change at any time), so volatile writes through
+///   `ptr` invalidate nothing.
+///
+/// `ptr` need not be aligned: the provided methods check the alignment of the address
+/// themselves before any access wider than a byte. Returning an error is always sound,
+/// for any range; [`len`](VolatileAccess::len) and
+/// [`is_empty`](VolatileAccess::is_empty) are informative and no method relies on them
+/// for memory safety.
+pub unsafe trait VolatileAccess {
+    /// A pointer to `width` accessible bytes at `offset` (see the trait's `# Safety`
+    /// for what an `Ok` promises). Calling it is safe; dereferencing the pointer is not.
     ///
     /// # Errors
-    /// `OutOfRange` when `[offset, offset + width)` is not accessible.
+    /// `OutOfRange` when `[offset, offset + width)` is not accessible (an implementation
+    /// may use another kind for memory that cannot be accessed at all).
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8>;
 
     /// The number of bytes spanned by the mapping.
@@ -62,23 +92,36 @@ pub trait VolatileAccess {
             return Ok(());
         }
         let src = self.checked_ptr("read_bytes", offset, buf.len())?;
-        let mut i = 0;
-        while i < buf.len() {
-            // SAFETY: `checked_ptr` vouched for `buf.len()` accessible bytes at `src`; a 4-byte
-            // load is used only when it fits in the rest and is 4-aligned.
-            unsafe {
-                let p = src.add(i);
-                if (p as usize).is_multiple_of(4) && buf.len() - i >= 4 {
-                    let word = std::ptr::read_volatile(p.cast::<u32>());
-                    buf[i..i + 4].copy_from_slice(&word.to_ne_bytes());
-                    i += 4;
-                } else {
-                    buf[i] = std::ptr::read_volatile(p);
-                    i += 1;
-                }
-            }
-        }
+        // SAFETY: `checked_ptr` vouched (trait contract) for `buf.len()` bytes at `src`
+        // valid for volatile reads while `self` is borrowed, which it is for this call.
+        unsafe { copy_from_volatile(src, buf) };
         Ok(())
+    }
+
+    /// Copies `len` bytes at `offset` into a new vector, as [`read_bytes`](Self::read_bytes)
+    /// does. The range is checked before anything is allocated, and the allocation is
+    /// fallible, so no `len` can abort the process. A `len` of 0 gives an empty vector.
+    ///
+    /// # Errors
+    /// `OutOfRange` when the range is not accessible (as `read_bytes`), or when `len`
+    /// bytes cannot be allocated (read in smaller pieces then).
+    fn read_vec(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        const OP: &str = "read_vec";
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let width = usize::try_from(len).map_err(|_| {
+            VfioError::out_of_range(
+                OP,
+                format!("length {len:#x} does not fit this machine's address space; read in smaller pieces"),
+            )
+        })?;
+        let src = self.checked_ptr(OP, offset, width)?;
+        let mut buf = crate::alloc::try_zeroed(OP, width)?;
+        // SAFETY: as in `read_bytes`: `checked_ptr` vouched for `width` == `buf.len()`
+        // readable bytes at `src`, valid while `self` is borrowed (through this call).
+        unsafe { copy_from_volatile(src, &mut buf) };
+        Ok(buf)
     }
 
     /// Copies `buf` to `offset` with volatile stores, 32 bits at a time where aligned.
@@ -87,22 +130,55 @@ pub trait VolatileAccess {
             return Ok(());
         }
         let dst = self.checked_ptr("write_bytes", offset, buf.len())?;
-        let mut i = 0;
-        while i < buf.len() {
-            // SAFETY: as in `read_bytes`: in bounds per `checked_ptr`, and aligned for 4-byte stores.
-            unsafe {
-                let p = dst.add(i);
-                if (p as usize).is_multiple_of(4) && buf.len() - i >= 4 {
-                    let word = u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-                    std::ptr::write_volatile(p.cast::<u32>(), word);
-                    i += 4;
-                } else {
-                    std::ptr::write_volatile(p, buf[i]);
-                    i += 1;
-                }
-            }
-        }
+        // SAFETY: `checked_ptr` vouched (trait contract) for `buf.len()` bytes at `dst`
+        // valid for volatile writes while `self` is borrowed, which it is for this call.
+        unsafe { copy_to_volatile(dst, buf) };
         Ok(())
+    }
+}
+
+/// Copies `buf.len()` bytes from `src` with volatile loads, 32 bits at a time where the
+/// address is 4-aligned and 4 bytes remain, else one byte at a time.
+///
+/// # Safety
+/// `src .. src + buf.len()` must be valid for volatile reads (one allocation or mapping).
+unsafe fn copy_from_volatile(src: *const u8, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        // SAFETY: `i < buf.len()`, so `src + i` is in the range the caller vouched for.
+        let p = unsafe { src.add(i) };
+        if (p as usize).is_multiple_of(4) && buf.len() - i >= 4 {
+            // SAFETY: the 4 bytes at `p` are in the range (4 remain) and `p` is 4-aligned.
+            let word = unsafe { std::ptr::read_volatile(p.cast::<u32>()) };
+            buf[i..i + 4].copy_from_slice(&word.to_ne_bytes());
+            i += 4;
+        } else {
+            // SAFETY: `p` is in the range; bytes need no alignment.
+            buf[i] = unsafe { std::ptr::read_volatile(p) };
+            i += 1;
+        }
+    }
+}
+
+/// Copies `buf` to `dst` with volatile stores, 32 bits at a time where aligned.
+///
+/// # Safety
+/// `dst .. dst + buf.len()` must be valid for volatile writes (one allocation or mapping).
+unsafe fn copy_to_volatile(dst: *mut u8, buf: &[u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        // SAFETY: `i < buf.len()`, so `dst + i` is in the range the caller vouched for.
+        let p = unsafe { dst.add(i) };
+        if (p as usize).is_multiple_of(4) && buf.len() - i >= 4 {
+            let word = u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+            // SAFETY: the 4 bytes at `p` are in the range (4 remain) and `p` is 4-aligned.
+            unsafe { std::ptr::write_volatile(p.cast::<u32>(), word) };
+            i += 4;
+        } else {
+            // SAFETY: `p` is in the range; bytes need no alignment.
+            unsafe { std::ptr::write_volatile(p, buf[i]) };
+            i += 1;
+        }
     }
 }
 
@@ -128,28 +204,45 @@ fn aligned_ptr<M: VolatileAccess + ?Sized, T>(
     Ok(ptr.cast::<T>())
 }
 
-fn read<T: Copy>(mem: &(impl VolatileAccess + ?Sized), op: &'static str, offset: u64) -> Result<T> {
+/// Integers every bit pattern of which is a valid value, so reading any memory gives one.
+trait Plain: Copy {}
+impl Plain for u8 {}
+impl Plain for u16 {}
+impl Plain for u32 {}
+impl Plain for u64 {}
+
+fn read<T: Plain>(
+    mem: &(impl VolatileAccess + ?Sized),
+    op: &'static str,
+    offset: u64,
+) -> Result<T> {
     let ptr = aligned_ptr::<_, T>(mem, op, offset)?;
-    // SAFETY: `ptr` is in bounds for `size_of::<T>()` bytes (checked_ptr) and aligned for T.
+    // SAFETY: `checked_ptr` vouched (trait contract) for `size_of::<T>()` readable bytes at
+    // `ptr` while `mem` is borrowed, `aligned_ptr` checked the alignment for T, and any
+    // bit pattern is a valid T (`Plain`).
     Ok(unsafe { std::ptr::read_volatile(ptr) })
 }
 
-fn write<T: Copy>(
+fn write<T: Plain>(
     mem: &(impl VolatileAccess + ?Sized),
     op: &'static str,
     offset: u64,
     value: T,
 ) -> Result<()> {
     let ptr = aligned_ptr::<_, T>(mem, op, offset)?;
-    // SAFETY: `ptr` is in bounds for `size_of::<T>()` bytes (checked_ptr) and aligned for T.
+    // SAFETY: `checked_ptr` vouched (trait contract) for `size_of::<T>()` writable bytes at
+    // `ptr` while `mem` is borrowed, and `aligned_ptr` checked the alignment for T.
     unsafe { std::ptr::write_volatile(ptr, value) };
     Ok(())
 }
 
 /// Checks that `[offset, offset + width)` lies within `len` bytes, without overflow.
+///
+/// `what` names the memory in the error message; it is only formatted on failure, so
+/// callers pass `format_args!(..)` and the success path builds no string.
 pub(crate) fn check_within(
     op: &'static str,
-    what: &str,
+    what: impl fmt::Display,
     offset: u64,
     width: usize,
     len: u64,
@@ -171,11 +264,15 @@ pub(crate) fn check_within(
 mod tests {
     use super::*;
     use crate::ErrorKind;
+    use std::cell::Cell;
 
     /// Plain heap memory standing in for a mapping.
     struct Heap(std::cell::UnsafeCell<[u64; 4]>);
 
-    impl VolatileAccess for Heap {
+    // SAFETY: `checked_ptr` returns pointers only into the 32-byte array this value owns
+    // (range checked by `check_within`); the array lives as long as `&self`, is read and
+    // written only through the `UnsafeCell`'s raw pointer, and no reference to it is made.
+    unsafe impl VolatileAccess for Heap {
         fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
             check_within(op, "heap", offset, width, 32)?;
             // SAFETY: the offset was checked to lie within the 32-byte array.
@@ -226,5 +323,69 @@ mod tests {
             m.write_bytes(30, b"abc").unwrap_err().kind(),
             ErrorKind::OutOfRange
         );
+    }
+
+    #[test]
+    fn read_vec_copies_the_range() {
+        let m = Heap(Default::default());
+        let data: Vec<u8> = (1..=32).collect();
+        m.write_bytes(0, &data).unwrap();
+        assert_eq!(m.read_vec(0, 32).unwrap(), data);
+        // Unaligned start, odd length: byte and word loads mixed.
+        assert_eq!(m.read_vec(3, 9).unwrap(), data[3..12].to_vec());
+        assert_eq!(m.read_vec(31, 1).unwrap(), vec![32]);
+        assert!(m.read_vec(0, 0).unwrap().is_empty());
+        assert!(
+            m.read_vec(u64::MAX, 0).unwrap().is_empty(),
+            "empty, as read_bytes"
+        );
+    }
+
+    #[test]
+    fn read_vec_checks_the_range_before_allocating() {
+        let m = Heap(Default::default());
+        // JS `read(0, 2 ** 31)` once aborted the process allocating this first.
+        for (offset, len) in [(0, 1u64 << 31), (0, 1 << 62), (0, u64::MAX), (8, 25)] {
+            let e = m.read_vec(offset, len).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::OutOfRange, "{offset} {len}: {e}");
+            let msg = e.to_string();
+            // The range check answered, not the allocator.
+            assert!(
+                msg.starts_with("read_vec: heap:") && !msg.contains("allocate"),
+                "{msg}"
+            );
+        }
+        assert!(m
+            .read_vec(u64::MAX, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("overflows"));
+    }
+
+    /// A name that counts how often it is formatted.
+    struct Counted<'a>(&'a Cell<u32>);
+
+    impl fmt::Display for Counted<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.set(self.0.get() + 1);
+            f.write_str("counted")
+        }
+    }
+
+    #[test]
+    fn check_within_formats_its_message_only_on_failure() {
+        let n = Cell::new(0);
+        check_within("t", Counted(&n), 0, 32, 32).unwrap();
+        check_within("t", Counted(&n), 32, 0, 32).unwrap();
+        assert_eq!(n.get(), 0, "the success path formatted the name");
+        let e = check_within("t", Counted(&n), 1, 32, 32).unwrap_err();
+        assert_eq!(n.get(), 1);
+        assert_eq!(
+            e.to_string(),
+            "t: counted: [0x1, 0x21) lies past its size 0x20"
+        );
+        let e = check_within("t", Counted(&n), u64::MAX, 1, 32).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert_eq!(n.get(), 2);
     }
 }
