@@ -13,6 +13,7 @@ import path from 'node:path'
 import { Container, ErrorCode, IrqIndex, RegionIndex, sysfs } from '../../ts/index'
 import { collectUntil } from '../helpers'
 import { code, DMA, EDU, enableBusMaster, NVME, REG } from './devices'
+import { Qmp } from './qmp'
 
 const NINEP = '0000:00:05.0' // virtio-9p: the guest's root file system; bound to virtio-pci
 const DMA_LIMIT = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit'
@@ -176,6 +177,43 @@ test.serial("a device request from another process arrives as 'request'; closing
   t.is(sysfs.getDevice(EDU).driver, undefined)
   t.is(sysfs.bind(EDU).previousDriver, undefined)
   t.is(sysfs.getDevice(EDU).driver, 'vfio-pci')
+})
+
+test.serial('surprise removal: QEMU removes a held device; request arrives, later calls have codes, nothing hangs', async (t) => {
+  const hot = process.env.VFIO_GUEST_HOTPLUG_ADDR ?? ''
+  const id = process.env.VFIO_GUEST_HOTPLUG_ID ?? ''
+  t.truthy(hot && id, 'guest/run.sh exports the hot-pluggable device')
+  sysfs.bind(hot)
+  using qmp = await Qmp.open()
+  using c = new Container()
+  const d = c.openDevice(hot)
+  enableBusMaster(d)
+  const bar = d.regions[RegionIndex.BAR0].map()
+  const irq = d.enableMsi(1)
+  t.is(bar.readU32(REG.ID), 0x010000ed)
+  const requested = once(d, 'request', { signal: AbortSignal.timeout(30_000) }) as Promise<[{ count: number }]>
+  const deleted = qmp.waitEvent('DEVICE_DELETED', (e) => e.data?.device === id, 60_000)
+  await qmp.qmp('device_del', { id })
+  const [request] = await requested
+  t.true(request.count >= 1)
+  // Until it is released the device still answers; the kernel waits for us.
+  t.is(bar.readU32(REG.ID), 0x010000ed)
+  irq.close()
+  bar.close()
+  d.close()
+  await deleted
+  t.false(fs.existsSync(`/sys/bus/pci/devices/${hot}`), 'the device is gone')
+  code(t, () => bar.readU32(REG.ID), ErrorCode.CLOSED)
+  code(t, () => irq.trigger(0), ErrorCode.CLOSED)
+  code(t, () => d.regionRead(RegionIndex.CONFIG, 0, 2), ErrorCode.CLOSED)
+  code(t, () => c.openDevice(hot), ErrorCode.NOT_FOUND)
+  code(t, () => sysfs.getDevice(hot), ErrorCode.NOT_FOUND)
+  t.deepEqual(c.groupIds(), [], 'the container let its group go')
+  // Put it back for whoever comes next.
+  await qmp.qmp('device_add', { driver: 'edu', id, bus: 'hotport' })
+  const back = Date.now() + 10_000
+  while (!fs.existsSync(`/sys/bus/pci/devices/${hot}`) && Date.now() < back) await new Promise((r) => setTimeout(r, 50))
+  t.is(sysfs.getDevice(hot).device, 0x11e8)
 })
 
 test.serial('forgotten objects are reclaimed by GC: descriptors back to baseline, device reopenable', async (t) => {
