@@ -2,6 +2,7 @@ import test from 'ava'
 import { Container, ErrorCode, VfioError, VfioTypeError } from '../ts/index'
 import { execFileSync } from 'node:child_process'
 import path from 'node:path'
+import { native } from '../ts/native'
 
 test('native errors are VfioErrors with code, errno, syscall and path, and a stack from the public call', (t) => {
   const err = t.throws(() => new Container({ path: '/nonexistent/vfio' })) as VfioError
@@ -46,4 +47,10 @@ test('the error codes are stable', (t) => {
     'ERR_VFIO_PERMISSION',
     'ERR_VFIO_UNSUPPORTED',
   ])
+})
+
+test('the facade knows every code the native layer reports, and only adds its own ABORTED', (t) => {
+  const nativeCodes = [...native().errorCodes()].sort()
+  const facade = Object.values(ErrorCode).filter((c) => c !== ErrorCode.ABORTED).sort()
+  t.deepEqual(facade, nativeCodes)
 })

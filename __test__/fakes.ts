@@ -48,6 +48,7 @@ export function fakeDevice() {
     regionWrite: (i: number, o: number, d: Uint8Array) => rec.record('regionWrite', i, o, d.length),
     mapRegion: (i: number) => (rec.record('mapRegion', i), fakeMemory(rec)),
     reset: () => rec.record('reset'),
+    resetAsync: async () => rec.record('resetAsync'),
     enableIrq: (i: number, s: number, c: number) => (rec.record('enableIrq', i, s, c), fakeInterrupts(rec, i, s, c).native),
     disableIrq: (i: number) => rec.record('disableIrq', i),
     close: () => {

@@ -88,3 +88,21 @@ test('a device that does not exist is ERR_VFIO_NOT_FOUND', (t) => {
   const root = fakeSysfs()
   throwsCode(t, () => sysfs.getDevice('0000:00:09.0', { root }), 'ERR_VFIO_NOT_FOUND')
 })
+
+test('the Promise variants give the same answers off the event loop, and reject with codes', async (t) => {
+  const root = fakeSysfs()
+  t.deepEqual(await sysfs.listDevicesAsync({ root }), sysfs.listDevices({ root }))
+  const bound = await sysfs.bindAsync('00:03.0', { root })
+  t.deepEqual(bound, { previousDriver: undefined, alreadyBound: true })
+  // Errors are made back on the JS thread, with all their properties.
+  const missing = (await t.throwsAsync(sysfs.bindAsync('0000:00:09.0', { root }))) as Error & { code?: string; path?: string }
+  t.is(missing.code, 'ERR_VFIO_NOT_FOUND')
+  t.truthy(missing.path)
+  const other = (await t.throwsAsync(sysfs.unbindAsync('0000:00:1f.2', { root }))) as Error & { code?: string }
+  t.is(other.code, 'ERR_VFIO_INVALID_ARGUMENT', 'bound to ahci: nothing is changed')
+  // Argument errors reject too (they never throw synchronously from an async API).
+  const bad = sysfs.bindAsync(5 as never)
+  t.true(bad instanceof Promise)
+  t.is(((await t.throwsAsync(bad)) as Error & { code?: string }).code, 'ERR_VFIO_INVALID_ARGUMENT')
+  t.is(((await t.throwsAsync(sysfs.listDevicesAsync(null as never))) as Error & { code?: string }).code, 'ERR_VFIO_INVALID_ARGUMENT')
+})

@@ -41,6 +41,9 @@ while (($#)); do
 done
 
 say() { if [[ $QUIET == 0 ]]; then log "setup: $*"; fi; }
+# A phase line is shown even with -q: a download or an install can take a minute, and
+# silence that long reads as a hang.
+phase() { log "setup: $*"; }
 T0=$SECONDS
 
 # ---------------------------------------------------------------- packages ---
@@ -50,7 +53,7 @@ pkg_installed() {
 apt_updated=0
 apt_update() {
     if [[ $apt_updated == 0 ]]; then
-        say "apt-get update"
+        phase "apt-get update"
         apt-get update -qq >&2 || die "$EXIT_MISSING" "apt-get update failed"
         apt_updated=1
     fi
@@ -62,7 +65,7 @@ ensure_packages() {
     if [[ $EUID != 0 ]]; then
         die "$EXIT_MISSING" "missing Debian packages: ${missing[*]} (run guest/setup.sh as root, or: apt-get install -y ${missing[*]})"
     fi
-    say "installing ${missing[*]}"
+    phase "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
         apt_update
@@ -134,7 +137,7 @@ TMP=$(mktemp -d "$CACHE/tmp.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
 if [[ ! -s "$KDIR/kernel.deb" || ! -s "$VMLINUZ" ]]; then
-    say "downloading $KPKG"
+    phase "downloading the kernel package $KPKG (~70 MB)"
     (cd "$TMP" && apt-get download -qq -o APT::Sandbox::User=root "$KPKG" >&2) || {
         apt_update
         (cd "$TMP" && apt-get download -qq -o APT::Sandbox::User=root "$KPKG" >&2) ||
@@ -153,7 +156,7 @@ fi
 
 build_initramfs() {
     local tree="$TMP/tree" stage="$TMP/stage" moddir name path deps line kind m
-    say "unpacking $KPKG"
+    phase "unpacking $KPKG"
     dpkg -x "$KDIR/kernel.deb" "$tree"
     if [[ ! -d "$tree/lib/modules/$KVER" && -d "$tree/usr/lib/modules/$KVER" ]]; then
         mkdir -p "$tree/lib/modules"
@@ -228,6 +231,7 @@ build_initramfs() {
         echo "$kind $name" >>"$stage/etc/modules.load"
     done
     say "modules: $(tr '\n' ' ' <"$stage/etc/modules.load")"
+    phase "building the initramfs"
 
     mkdir -p "$CACHE/initramfs"
     (cd "$stage" && find . -print0 | LC_ALL=C sort -z |
@@ -254,4 +258,4 @@ find "$CACHE/initramfs" -mindepth 1 -maxdepth 1 ! -name "${INITRD##*/}" -exec rm
 find "$CACHE/kernel" -mindepth 1 -maxdepth 1 ! -name "$KVER" -exec rm -rf {} +
 find "$CACHE" -mindepth 1 -maxdepth 1 -name 'tmp.*' ! -path "$TMP" -mmin +60 -exec rm -rf {} +
 
-say "ready in $((SECONDS - T0))s: kernel $KVER ($KPKG), initramfs $INITRD"
+phase "ready in $((SECONDS - T0))s: kernel $KVER ($KPKG), initramfs $INITRD"

@@ -56,6 +56,8 @@ export declare class Device {
   mapRegion(index: number): MappedRegion
   /** `VFIO_DEVICE_RESET`. */
   reset(): void
+  /** `VFIO_DEVICE_RESET` on the libuv pool (a Promise): a reset can take a second. */
+  resetAsync(): Promise<void>
   /**
    * Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.
    * Refused with `ERR_VFIO_BUSY` while a live `Interrupts` holds the index (or, on
@@ -197,6 +199,9 @@ export interface BindResult {
 /** Binds a device to vfio-pci, unbinding it from its driver first. */
 export declare function bindVfio(address: string, root?: string | undefined | null): BindResult
 
+/** `bindVfio` on the libuv pool (a Promise). */
+export declare function bindVfioAsync(address: string, root?: string | undefined | null): Promise<BindResult>
+
 /** How a container is tied to a hypervisor. */
 export interface ContainerOptions {
   /** A KVM VFIO device fd from your VMM (`KVM_CREATE_DEVICE` of type VFIO); it is duplicated. */
@@ -239,6 +244,9 @@ export interface DmaMapping {
   size: bigint
 }
 
+/** Every error code the native layer can report (the facade adds `ERR_VFIO_ABORTED`). */
+export declare function errorCodes(): Array<string>
+
 /** Which hypervisor integrations this binary was built with. */
 export declare function features(): Array<string>
 
@@ -280,6 +288,9 @@ export interface IrqInfo {
 
 /** Every PCI device, sorted by address. `root` replaces `/sys` (for tests). */
 export declare function listPciDevices(root?: string | undefined | null): Array<PciDevice>
+
+/** Every PCI device, on the libuv pool (a Promise). */
+export declare function listPciDevicesAsync(root?: string | undefined | null): Promise<Array<PciDevice>>
 
 /** A mmap-able area of a region. */
 export interface MmapArea {
@@ -374,6 +385,9 @@ export interface RegionInfo {
 
 /** Unbinds a device from vfio-pci and lets its driver (or `restore`) take it. */
 export declare function unbindVfio(address: string, restore?: string | undefined | null, root?: string | undefined | null): string | null
+
+/** `unbindVfio` on the libuv pool (a Promise). */
+export declare function unbindVfioAsync(address: string, restore?: string | undefined | null, root?: string | undefined | null): Promise<string | null>
 
 /** Native errors are made as `new class(code, message, { errno, syscall, path })`. */
 export declare function useErrorClass(errorClass: new (code: string, message: string, fields: { errno?: number; syscall?: string; path?: string }) => Error): void

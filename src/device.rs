@@ -9,6 +9,7 @@ use vfio_ioctls::{VfioDevice, VfioError, VfioRegionInfoCap};
 use crate::error::{closed, to_u32, to_u64, IntoJs};
 use crate::irq::Interrupts;
 use crate::region::MappedRegion;
+use crate::task::{self, CoreTask};
 
 /// One capability of a region.
 #[napi(object)]
@@ -262,6 +263,13 @@ impl Device {
     #[napi]
     pub fn reset(&self) -> Result<()> {
         self.get()?.reset().js()
+    }
+
+    /// `VFIO_DEVICE_RESET` on the libuv pool (a Promise): a reset can take a second.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn reset_async(&self) -> Result<AsyncTask<CoreTask<(), ()>>> {
+        let device = self.get()?.clone();
+        Ok(task::spawn(move || device.reset(), |()| ()))
     }
 
     /// Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.

@@ -9,6 +9,7 @@ mod irq;
 mod poller;
 mod region;
 mod sysfs;
+mod task;
 mod volatile;
 
 use napi_derive::napi;
@@ -19,6 +20,15 @@ pub fn features() -> Vec<String> {
     vfio_ioctls::features()
         .iter()
         .map(|f| f.to_string())
+        .collect()
+}
+
+/// Every error code the native layer can report (the facade adds `ERR_VFIO_ABORTED`).
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    vfio_ioctls::ErrorKind::ALL
+        .iter()
+        .map(|k| k.code().to_string())
         .collect()
 }
 

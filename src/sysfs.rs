@@ -1,9 +1,11 @@
 //! PCI discovery and binding, from sysfs.
 
+use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
-use vfio_ioctls::sysfs::{PciAddress, PciDeviceInfo, Sysfs};
+use vfio_ioctls::sysfs::{BindOutcome, PciAddress, PciDeviceInfo, Sysfs};
 
 use crate::error::{to_opt_text, to_text, IntoJs};
+use crate::task::{self, CoreTask};
 
 /// A PCI device as sysfs shows it.
 #[napi(object)]
@@ -91,6 +93,18 @@ pub fn list_pci_devices(root: Option<String>) -> napi::Result<Vec<PciDevice>> {
         .collect())
 }
 
+/// Every PCI device, on the libuv pool (a Promise).
+#[napi(ts_return_type = "Promise<Array<PciDevice>>")]
+pub fn list_pci_devices_async(
+    root: Option<String>,
+) -> napi::Result<AsyncTask<CoreTask<Vec<PciDeviceInfo>, Vec<PciDevice>>>> {
+    let sysfs = sysfs("listDevicesAsync", root)?;
+    Ok(task::spawn(
+        move || sysfs.list_pci_devices(),
+        |list| list.into_iter().map(to_js).collect(),
+    ))
+}
+
 /// One PCI device.
 #[napi]
 pub fn pci_device(address: String, root: Option<String>) -> napi::Result<PciDevice> {
@@ -117,11 +131,41 @@ pub struct BindResult {
 #[napi]
 pub fn bind_vfio(address: String, root: Option<String>) -> napi::Result<BindResult> {
     let address = parse("bind", address)?;
-    let outcome = sysfs("bind", root)?.bind_vfio(&address).js()?;
-    Ok(BindResult {
+    Ok(bind_result(sysfs("bind", root)?.bind_vfio(&address).js()?))
+}
+
+fn bind_result(outcome: BindOutcome) -> BindResult {
+    BindResult {
         previous_driver: outcome.previous_driver,
         already_bound: outcome.already_bound,
-    })
+    }
+}
+
+/// `bindVfio` on the libuv pool (a Promise).
+#[napi(ts_return_type = "Promise<BindResult>")]
+pub fn bind_vfio_async(
+    address: String,
+    root: Option<String>,
+) -> napi::Result<AsyncTask<CoreTask<BindOutcome, BindResult>>> {
+    let address = parse("bindAsync", address)?;
+    let sysfs = sysfs("bindAsync", root)?;
+    Ok(task::spawn(move || sysfs.bind_vfio(&address), bind_result))
+}
+
+/// `unbindVfio` on the libuv pool (a Promise).
+#[napi(ts_return_type = "Promise<string | null>")]
+pub fn unbind_vfio_async(
+    address: String,
+    restore: Option<String>,
+    root: Option<String>,
+) -> napi::Result<AsyncTask<CoreTask<Option<String>, Option<String>>>> {
+    let address = parse("unbindAsync", address)?;
+    let restore = to_opt_text("unbindAsync", "restore", restore)?;
+    let sysfs = sysfs("unbindAsync", root)?;
+    Ok(task::spawn(
+        move || sysfs.unbind_vfio(&address, restore.as_deref()),
+        |driver| driver,
+    ))
 }
 
 /// Unbinds a device from vfio-pci and lets its driver (or `restore`) take it.

@@ -8,9 +8,15 @@ import { Interrupts } from './interrupts'
 import { MappedRegion, Region } from './region'
 import { bytes, handle, num, options } from './validate'
 
-/** Device-wide info (`VFIO_DEVICE_GET_INFO`) and where it lives. */
+/**
+ * Device-wide info (`VFIO_DEVICE_GET_INFO`) and where it lives.
+ * @interface
+ */
 export type DeviceInfo = Binding.DeviceInfo
-/** One IRQ index (`VFIO_DEVICE_GET_IRQ_INFO`); `count` 0 when not implemented. */
+/**
+ * One IRQ index (`VFIO_DEVICE_GET_IRQ_INFO`); `count` 0 when not implemented.
+ * @interface
+ */
 export type IrqInfo = Binding.IrqInfo
 
 /**
@@ -41,6 +47,7 @@ function isDeviceIrqs(list: readonly IrqInfo[]): list is DeviceIrqs {
 
 /** What a `'request'` event carries: how often the kernel has asked so far. */
 export interface DeviceRequest {
+  /** How many times the kernel has asked, this one included. */
   count: number
 }
 
@@ -180,6 +187,11 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** Resets the device; `ERR_VFIO_UNSUPPORTED` when it reports no reset method. */
   reset(): void {
     this.native.reset()
+  }
+
+  /** {@link Device.reset} on the libuv pool: a reset can take a second; the event loop goes on. */
+  async resetAsync(): Promise<void> {
+    await this.native.resetAsync()
   }
 
   /**

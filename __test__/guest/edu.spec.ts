@@ -42,6 +42,9 @@ test.before(() => {
   if (process.env.VFIO_GUEST !== '1' || !fs.existsSync('/dev/vfio/vfio')) {
     throw new Error('the guest suite needs the QEMU guest: run `npm run test:guest`')
   }
+  // Every test may run alone (`--match`): the devices are bound here, not by a first test.
+  sysfs.bind(EDU)
+  sysfs.bind(NVME)
 })
 
 test.serial('sysfs: lists edu, binds it to vfio-pci, and reads it back', (t) => {
@@ -322,11 +325,17 @@ test.serial('INTx: raised by the device, automasked, unmasked by the driver', as
   irq.unmask()
 })
 
-test.serial('reset, close and reopen, and a device open twice', (t) => {
+test.serial('reset, close and reopen, and a device open twice', async (t) => {
   using c = new Container()
   const d = c.openDevice(EDU)
-  if (d.info.canReset) d.reset()
-  else code(t, () => d.reset(), ErrorCode.UNSUPPORTED)
+  if (d.info.canReset) {
+    d.reset()
+    await d.resetAsync()
+  } else {
+    code(t, () => d.reset(), ErrorCode.UNSUPPORTED)
+    const err = (await t.throwsAsync(d.resetAsync())) as Error & { code?: string }
+    t.is(err.code, ErrorCode.UNSUPPORTED, 'the pool thread reports the same coded error')
+  }
   t.log(`edu canReset=${d.info.canReset}`)
   // The kernel lets one container open a device twice; both handles work.
   using twice = c.openDevice(EDU)
@@ -380,13 +389,20 @@ test.serial('KVM: a container with a KVM VFIO device registers its group', (t) =
   t.deepEqual(c.groupIds(), [1])
 })
 
-test.serial('sysfs: unbind restores no driver, bind again', (t) => {
+test.serial('sysfs: unbind restores no driver, bind again (also as Promises)', async (t) => {
+  sysfs.bind(NVME)
   t.is(sysfs.unbind(NVME), undefined)
   t.is(sysfs.getDevice(NVME).driver, undefined)
   t.false(fs.existsSync('/dev/vfio/2'))
   t.is(sysfs.bind(NVME).previousDriver, undefined)
   t.is(sysfs.getDevice(NVME).driver, 'vfio-pci')
   t.is(sysfs.unbind(NVME, { restore: 'vfio-pci' }), 'vfio-pci')
+  t.is(await sysfs.unbindAsync(NVME), undefined)
+  t.deepEqual(await sysfs.bindAsync(NVME), { previousDriver: undefined, alreadyBound: false })
+  t.deepEqual(
+    (await sysfs.listDevicesAsync()).map((d) => d.address),
+    sysfs.listDevices().map((d) => d.address),
+  )
 })
 
 test.serial('CLI: list, info, bind, unbind against the real devices', async (t) => {

@@ -33,6 +33,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (the facade checks its list of codes against it).
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::NotFound,
+        ErrorKind::Permission,
+        ErrorKind::GroupNotViable,
+        ErrorKind::Busy,
+        ErrorKind::InvalidArgument,
+        ErrorKind::OutOfRange,
+        ErrorKind::Closed,
+        ErrorKind::Memlock,
+        ErrorKind::Unsupported,
+        ErrorKind::Io,
+    ];
+
     /// The stable code, part of the public API (`ERR_VFIO_*`).
     pub fn code(self) -> &'static str {
         match self {
