@@ -5,7 +5,7 @@
  * *before* running it and one after, so a parent that sees the process die by a signal
  * knows which case killed it.
  */
-import { Container, RegionIndex } from '../../ts/index'
+import { Container, PciConfig, RegionIndex } from '../../ts/index'
 
 const EDU = process.argv[2] ?? '0000:00:03.0'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -34,6 +34,15 @@ function throughTheFacade(): void {
   attempt('device.regionRead(7, 0, 2**31)', () => device.regionRead(RegionIndex.CONFIG, 0, 2 ** 31))
   attempt('dma.read(0, 2**32-1)', () => dma.read(0, 2 ** 32 - 1))
   attempt('dma.read(2**53-1, 1)', () => dma.read(Number.MAX_SAFE_INTEGER, 1))
+  // With memory decoding off, vfio-pci answers a BAR access with SIGBUS.
+  const config = device.regions[RegionIndex.CONFIG]
+  const command = config.read(PciConfig.COMMAND, 2).readUInt16LE(0)
+  config.write(PciConfig.COMMAND, Buffer.from(new Uint16Array([command & ~PciConfig.COMMAND_MEMORY]).buffer))
+  attempt('bar.readU32(0) with memory decoding off (SIGBUS)', () => bar.readU32(0))
+  attempt('bar.writeU32(4, 1) with memory decoding off (SIGBUS)', () => bar.writeU32(4, 1))
+  attempt('bar.read(0, 4) with memory decoding off (SIGBUS)', () => bar.read(0, 4))
+  config.write(PciConfig.COMMAND, Buffer.from(new Uint16Array([command | PciConfig.COMMAND_MEMORY]).buffer))
+  if (bar.readU32(0) !== 0x010000ed) throw new Error('the BAR did not come back with memory decoding on')
 }
 
 throughTheFacade()

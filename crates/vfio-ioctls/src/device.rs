@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio::*;
@@ -21,6 +22,8 @@ use crate::sysfs::Sysfs;
 pub mod pci_region {
     /// BAR 0; BARs 1 to 5 follow.
     pub const BAR0: u32 = 0;
+    /// The last BAR.
+    pub const BAR5: u32 = 5;
     /// The expansion ROM.
     pub const ROM: u32 = 6;
     /// PCI configuration space.
@@ -30,6 +33,10 @@ pub mod pci_region {
     /// How many regions every vfio-pci device reports, at least.
     pub const NUM_REGIONS: u32 = 9;
 }
+
+/// The PCI command register's offset in config space, and its memory-space bit.
+const PCI_COMMAND: u64 = 4;
+const PCI_COMMAND_MEMORY: u16 = 1 << 1;
 
 /// Device-wide info (`VFIO_DEVICE_GET_INFO`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -68,6 +75,9 @@ pub struct VfioDevice {
     pub(crate) irqs: Vec<VfioIrq>,
     /// Which IRQ indices an [`IrqClaim`](crate::IrqClaim) owns.
     pub(crate) irq_claims: IrqClaims,
+    /// Whether the PCI command register's memory-space bit was set when last seen (at
+    /// open, and after each config write through this device or reset).
+    memory_decoding: AtomicBool,
     group: Arc<VfioGroup>,
     // Declared last so the address is unregistered only after the fd is closed: while
     // it is registered, `Sysfs::bind_vfio`/`unbind_vfio` refuse instead of deadlocking.
@@ -119,7 +129,7 @@ impl VfioDevice {
         let irqs = (0..info.num_irqs)
             .map(|index| crate::irq::get_irq(&file, &location.name, index))
             .collect::<Result<Vec<_>>>()?;
-        Ok(VfioDevice {
+        let device = VfioDevice {
             file,
             name: location.name,
             sysfs_path: location.sysfs_path,
@@ -127,9 +137,33 @@ impl VfioDevice {
             regions,
             irqs,
             irq_claims: IrqClaims::default(),
+            memory_decoding: AtomicBool::new(true),
             group,
             _held: held,
-        })
+        };
+        device.refresh_memory_decoding();
+        Ok(device)
+    }
+
+    /// Whether the device decodes memory (its BARs can be touched), as last seen.
+    pub fn decodes_memory(&self) -> bool {
+        self.memory_decoding.load(Ordering::Relaxed)
+    }
+
+    /// Reads the PCI command register again to learn whether memory decoding is on. A
+    /// device whose config space cannot be read is taken to decode memory.
+    pub fn refresh_memory_decoding(&self) {
+        if !self.info.is_pci() {
+            return;
+        }
+        let mut command = [0u8; 2];
+        if self
+            .region(pci_region::CONFIG)
+            .is_ok_and(|config| self.file.read_exact_at(&mut command, config.offset + PCI_COMMAND).is_ok())
+        {
+            let on = u16::from_le_bytes(command) & PCI_COMMAND_MEMORY != 0;
+            self.memory_decoding.store(on, Ordering::Relaxed);
+        }
     }
 
     /// The device's name in its group (its PCI address).
@@ -251,7 +285,8 @@ impl VfioDevice {
                 format!("region {index} of {} is read-only", self.name),
             ));
         }
-        self.file
+        let written = self
+            .file
             .write_all_at(buf, region.offset + offset)
             .map_err(|e| {
                 VfioError::os(
@@ -259,7 +294,12 @@ impl VfioDevice {
                     format!("{} region {index} offset {offset:#x}", self.name),
                     e,
                 )
-            })
+            });
+        let end = offset.saturating_add(buf.len() as u64);
+        if index == pci_region::CONFIG && offset < PCI_COMMAND + 2 && end > PCI_COMMAND {
+            self.refresh_memory_decoding();
+        }
+        written
     }
 
     /// Resets the device (`VFIO_DEVICE_RESET`).
@@ -276,8 +316,11 @@ impl VfioDevice {
                 ),
             ));
         }
-        ioctls::device_reset(&self.file)
-            .map_err(|e| VfioError::os("VFIO_DEVICE_RESET", self.name.clone(), e))
+        let reset = ioctls::device_reset(&self.file)
+            .map_err(|e| VfioError::os("VFIO_DEVICE_RESET", self.name.clone(), e));
+        // A reset clears the command register on most devices.
+        self.refresh_memory_decoding();
+        reset
     }
 
     /// The device fd.

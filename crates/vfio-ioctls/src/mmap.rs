@@ -21,6 +21,10 @@ pub struct MappedRegion {
     index: u32,
     size: u64,
     areas: Vec<VfioRegionSparseMmapArea>,
+    /// Mapped for both reads and writes (else volatile access is refused, see `checked_ptr`).
+    read_write: bool,
+    /// A PCI BAR: accessible only while the device decodes memory.
+    is_bar: bool,
     device: Arc<VfioDevice>,
 }
 
@@ -96,6 +100,8 @@ impl VfioDevice {
             index,
             size: region.size,
             areas,
+            read_write: region.readable() && region.writable(),
+            is_bar: self.info().is_pci() && index <= crate::device::pci_region::BAR5,
             device: self.clone(),
         };
         let prot = (if region.readable() {
@@ -175,11 +181,7 @@ impl MappedRegion {
 // `&self` borrow. The crate reaches it only through raw pointers, never references.
 unsafe impl VolatileAccess for MappedRegion {
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
-        if !self
-            .device
-            .region(self.index)
-            .is_ok_and(|r| r.readable() && r.writable())
-        {
+        if !self.read_write {
             // The areas are mapped read-only (or write-only): a volatile access of the
             // other kind would fault, so refuse both.
             return Err(VfioError::unsupported(
@@ -210,6 +212,20 @@ unsafe impl VolatileAccess for MappedRegion {
             return Err(VfioError::out_of_range(
                 op,
                 format!("region {}: [{offset:#x}, {end:#x}) is not in an mmapped area (e.g. the MSI-X table); use region read/write", self.index),
+            ));
+        }
+        if self.is_bar && !self.device.decodes_memory() {
+            // vfio-pci zaps a BAR's mappings while memory decoding is off and answers any
+            // access with SIGBUS, which would kill the process: refuse it here instead.
+            return Err(VfioError::invalid(
+                op,
+                format!(
+                    "region {} of {}: memory decoding is off (bit 1 of the PCI command register \
+                     is clear), and the kernel kills a process that touches a BAR then (SIGBUS): \
+                     set PciConfig.COMMAND_MEMORY in the command register first",
+                    self.index,
+                    self.device.name()
+                ),
             ));
         }
         // SAFETY: `offset + width <= size <= span` (checked above), so the result stays
