@@ -3,7 +3,10 @@
 # packs vfio-ioctls and vfio-ioctls-linux-x64-gnu, publishes both to a private npm
 # registry (verdaccio, no uplinks) on 127.0.0.1, installs vfio-ioctls from it into a
 # fresh project with cargo/rustc off the PATH, and uses it there: require, import,
-# tsc, the CLI, an install as on macOS, and examples/edu-driver.ts in the QEMU guest.
+# tsc (also as a strict consumer with `"types": []`), the CLI, the licence notices, an
+# install as on macOS (the missing-binary message), and examples/edu-driver.ts in the
+# QEMU guest. Before publishing, the packed tarball goes through attw (are the types
+# wrong) and publint, offline (in a network namespace of its own where it can make one).
 # Prints `ok - <name>` / `not ok - <name>` per check, ends with
 # `registry: N passed, N failed`, exits non-zero on any failure. The checks and helpers
 # that need Node are subcommands of scripts/test-registry/checks.mjs; this script keeps
@@ -79,6 +82,7 @@ if [ ! -x "$TOOLS/node_modules/.bin/verdaccio" ] || [ "$TOOLS/package.json" -nt 
     out=$(npm install --prefix "$TOOLS" --no-audit --no-fund 2>&1) || bail "install verdaccio" "$out"
 fi
 [ -x node_modules/.bin/tsc ] && [ -x node_modules/.bin/napi ] && [ -f node_modules/tsx/package.json ] \
+    && [ -x node_modules/.bin/attw ] && [ -x node_modules/.bin/publint ] \
     || bail "root devDependencies installed (npm install)"
 
 # --- build: release binary (cargo skips it when current) and dist/ --------------
@@ -95,6 +99,8 @@ out=$(node_modules/.bin/tsc -p . 2>&1) || bail "tsc -p . (dist/)" "$out"
 check "esm/index.mjs exports what dist/index.js exports" node "$CHECKS" esm-exports "$ROOT"
 check "license files in npm/* are the root's" bash -c 'for d in npm/*/; do cmp LICENSE-APACHE "$d/LICENSE-APACHE" && cmp LICENSE-BSD-3-Clause "$d/LICENSE-BSD-3-Clause" || exit 1; done'
 check "npm/* versions match the root's optionalDependencies ($VERSION)" node "$CHECKS" platform-versions "$ROOT"
+check "THIRD-PARTY-NOTICES.md (root and npm/*) is current for the crates linked (scripts/third-party-notices.mjs --check)" \
+    node scripts/third-party-notices.mjs --check
 
 # --- pack ----------------------------------------------------------------------
 cp "$WORK/build/$BINARY" "$PLATFORM_DIR/$BINARY" || bail "copy $BINARY into $PLATFORM_DIR"
@@ -108,13 +114,31 @@ ROOT_TGZ=$(pack .) || bail "npm pack (vfio-ioctls)"
 PLATFORM_TGZ=$(pack "$PLATFORM_DIR") || bail "npm pack (vfio-ioctls-linux-x64-gnu)"
 check "vfio-ioctls tarball holds only what users need" bash -c "
     f='$WORK/pack/vfio-ioctls.files'
-    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/index\.mjs|native/binding\.(cjs|d\.ts)|README\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
+    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/index\.(mjs|d\.mts)|native/binding\.(cjs|d\.ts)|examples/edu-driver\.ts|(README|CHANGELOG|CONTRIBUTING|THIRD-PARTY-NOTICES)\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
     [ -z \"\$bad\" ] || { echo \"unexpected: \$bad\"; exit 1; }
-    for need in dist/index.js dist/index.d.ts dist/cli.js esm/index.mjs native/binding.cjs native/binding.d.ts LICENSE-APACHE LICENSE-BSD-3-Clause; do
+    for need in dist/index.js dist/index.d.ts dist/cli.js esm/index.mjs esm/index.d.mts native/binding.cjs native/binding.d.ts LICENSE-APACHE LICENSE-BSD-3-Clause THIRD-PARTY-NOTICES.md CHANGELOG.md; do
         grep -qx \"\$need\" \"\$f\" || { echo \"missing: \$need\"; exit 1; }
     done"
-check "vfio-ioctls-linux-x64-gnu tarball: the binary, licenses, README" \
-    diff -u <(printf '%s\n' LICENSE-APACHE LICENSE-BSD-3-Clause README.md package.json "$BINARY") "$WORK/pack/vfio-ioctls-linux-x64-gnu.files"
+check "vfio-ioctls-linux-x64-gnu tarball: the binary, licenses, third-party notices, README" \
+    diff -u <(printf '%s\n' LICENSE-APACHE LICENSE-BSD-3-Clause README.md THIRD-PARTY-NOTICES.md package.json "$BINARY") "$WORK/pack/vfio-ioctls-linux-x64-gnu.files"
+
+# The packed tarball as TypeScript and bundlers resolve it: attw (the analysis
+# `attw --pack` makes, here of the tarball just packed; no @types look-up) and publint
+# (its warnings count as errors; it must say "All good!"). Neither needs the network:
+# where this shell may make one (root), they run in a network namespace with none.
+offline() {
+    if unshare -n true 2>/dev/null; then unshare -n "$@"; else "$@"; fi
+}
+where=$(unshare -n true 2>/dev/null && echo "no network" || echo "network namespace unavailable")
+check "attw: no problems in the packed vfio-ioctls (node10, node16 CJS and ESM, bundler; $where)" \
+    offline node_modules/.bin/attw "$ROOT_TGZ" --no-definitely-typed --no-color --no-emoji
+publint_all_good() {
+    local out
+    out=$(offline node_modules/.bin/publint run "$ROOT_TGZ" --strict 2>&1) || { printf '%s\n' "$out"; return 1; }
+    printf '%s\n' "$out"
+    grep -q 'All good' <<<"$out"
+}
+check "publint: all good for the packed vfio-ioctls, warnings as errors ($where)" publint_all_good
 
 # --- registry ------------------------------------------------------------------
 PORT=$(node "$CHECKS" free-port)
@@ -206,6 +230,32 @@ EOF
 done
 check "types resolve: tsc --noEmit (import from .mts and .cts, nodenext)" "$ROOT/node_modules/.bin/tsc" -p .
 
+# The types stand on their own: a strict consumer that loads no global types itself
+# (`"types": []`: only what the package's declarations reference, @types/node here), with
+# noUncheckedIndexedAccess, from ESM and CommonJS. Compile only.
+mkdir -p standalone
+cat >standalone/tsconfig.json <<EOF
+{
+  "compilerOptions": {
+    "module": "nodenext", "moduleResolution": "nodenext", "target": "ES2022",
+    "strict": true, "noEmit": true, "noUncheckedIndexedAccess": true,
+    "types": [], "typeRoots": ["$ROOT/node_modules/@types"]
+  },
+  "files": ["use.mts", "use.cts"]
+}
+EOF
+for ext in mts cts; do
+    cat >standalone/use.$ext <<'EOF'
+import { Container, RegionIndex } from 'vfio-ioctls'
+const c = new Container()
+const d = c.openDevice('0000:00:03.0')
+d.regions[RegionIndex.BAR0].map()
+EOF
+done
+check "a strict TypeScript $("$ROOT/node_modules/.bin/tsc" --version | sed 's/^Version //') consumer compiles (types: [], noUncheckedIndexedAccess, nodenext; .mts and .cts)" \
+    "$ROOT/node_modules/.bin/tsc" -p standalone
+check "THIRD-PARTY-NOTICES.md installed with vfio-ioctls and vfio-ioctls-linux-x64-gnu" node checks.mjs notices "$ROOT"
+
 out=$(npx vfio-ioctls --version 2>&1)
 if [ "$out" = "$VERSION" ]; then ok "npx vfio-ioctls --version = $VERSION"; else not_ok "npx vfio-ioctls --version = $VERSION" "$out"; fi
 check "npx vfio-ioctls list" bash -c 'out=$(npx vfio-ioctls list) && printf "%s\n" "$out" | head -n 1 | grep -q ADDRESS || { printf "%s\n" "$out"; exit 1; }'
@@ -216,7 +266,7 @@ printf '{ "name": "registry-test-darwin", "version": "1.0.0", "private": true }\
 cp "$CHECKS" checks.mjs || bail "copy checks.mjs into the darwin app"
 # npm refuses (EBADPLATFORM) a non-optional package whose os/cpu/libc exclude the machine,
 # and --os only simulates the optional-dependency filter: check the fields directly.
-check "npm install --os=darwin --cpu=arm64: installs, no platform package, first call throws ERR_VFIO_UNSUPPORTED" bash -c "
+check "npm install --os=darwin --cpu=arm64: installs, no platform package, first call throws ERR_VFIO_UNSUPPORTED naming vfio-ioctls-linux-x64-gnu" bash -c "
     node checks.mjs no-platform-fields '$WORK/app/node_modules/vfio-ioctls/package.json' || exit 1
     npm install vfio-ioctls --os=darwin --cpu=arm64 --registry '$REGISTRY' || exit 1
     ls node_modules

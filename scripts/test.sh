@@ -17,6 +17,10 @@ npm run build:debug || { echo "0 passed, 1 failed"; exit 1; }
 # examples/ and bench/ import the package's dist/ types.
 if npm run typecheck; then add 1 0; else add 0 1; fi
 
+# One check: the API docs (`npm run docs`: typedoc over ts/index.ts into docs/api) build
+# without a warning: every exported declaration and member documented, no broken link.
+if npm run docs -- --treatWarningsAsErrors; then add 1 0; else add 0 1; fi
+
 log=$(mktemp)
 { cargo test -p vfio-ioctls --lib && cargo test -p vfio-ioctls --doc && PROPTEST_CASES=10000 cargo test -p vfio-ioctls --no-default-features --lib; } 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

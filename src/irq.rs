@@ -3,18 +3,24 @@
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
+use vfio_ioctls::poller::{self, Token};
 use vfio_ioctls::{IrqClaim, VfioDevice, VfioError};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::error::{closed, js_error, to_js, to_u32, IntoJs};
-use crate::poller::{self, IrqCallback, Registration};
+use crate::error::{closed, to_js, to_u32, IntoJs};
+
+/// Called with (vector, count of interrupts since the last call). Weak: it does not keep
+/// the process alive unless the facade refs it.
+type IrqCallback =
+    ThreadsafeFunction<FnArgs<(u32, u32)>, (), FnArgs<(u32, u32)>, Status, false, true>;
 
 struct Enabled {
     /// The one owner of the vectors: no other `Interrupts` can take or disable them.
     claim: IrqClaim,
     fds: Vec<Arc<EventFd>>,
-    tokens: Vec<u64>,
+    tokens: Vec<Token>,
     callback: Option<Arc<Mutex<IrqCallback>>>,
     /// Set once `close()` disabled the vectors, so `Drop` does not repeat it.
     disabled: bool,
@@ -142,22 +148,19 @@ impl Interrupts {
             .build()?;
         let tsfn = Arc::new(Mutex::new(tsfn));
         for (i, fd) in enabled.fds.iter().enumerate() {
-            let registration = Registration {
-                fd: fd.clone(),
-                vector: enabled.claim.start() + i as u32,
-                callback: tsfn.clone(),
-            };
-            match poller::register(registration) {
+            let callback = tsfn.clone();
+            // Runs on the core's poller thread; NonBlocking queues the call for JS.
+            let on_wake: poller::OnWake = Box::new(move |vector, count| {
+                callback.lock().unwrap_or_else(|p| p.into_inner()).call(
+                    (vector, count).into(),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            });
+            match poller::register(fd.clone(), enabled.claim.start() + i as u32, on_wake) {
                 Ok(token) => enabled.tokens.push(token),
-                Err(message) => {
+                Err(e) => {
                     enabled.stop_listening();
-                    return Err(js_error(
-                        "ERR_VFIO_IO",
-                        &message,
-                        None,
-                        Some("epoll_ctl"),
-                        None,
-                    ));
+                    return Err(to_js(e));
                 }
             }
         }

@@ -6,7 +6,6 @@ mod device;
 mod dma;
 mod error;
 mod irq;
-mod poller;
 mod region;
 mod sysfs;
 mod task;

@@ -18,7 +18,10 @@ export interface ContainerOptions {
   path?: string
 }
 
-/** What `VFIO_IOMMU_GET_INFO` reports. */
+/**
+ * What `VFIO_IOMMU_GET_INFO` reports.
+ * @interface
+ */
 export type IommuInfo = Binding.IommuInfo
 
 /** A VFIO container (`/dev/vfio/vfio`). */
@@ -67,7 +70,12 @@ export class Container extends Handle<Binding.Container> {
   }
 
   /** Current DMA mappings. */
-  dmaMappings(): { iova: bigint; size: bigint }[] {
+  dmaMappings(): {
+    /** Where the device sees the mapping. */
+    iova: bigint
+    /** Its size in bytes. */
+    size: bigint
+  }[] {
     return this.native.dmaMappings()
   }
 

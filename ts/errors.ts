@@ -5,22 +5,37 @@
 
 /** The stable error codes, part of the public API. */
 export const ErrorCode = {
+  /** No `/dev/vfio/vfio` (load `vfio-pci`), no such device, a group with no node (bind it to vfio-pci). */
   NOT_FOUND: 'ERR_VFIO_NOT_FOUND',
+  /** EACCES/EPERM: run as root or grant access to `/dev/vfio`. */
   PERMISSION: 'ERR_VFIO_PERMISSION',
+  /** A device of the IOMMU group is bound to a host driver (named in the message). */
   GROUP_NOT_VIABLE: 'ERR_VFIO_GROUP_NOT_VIABLE',
+  /** Held elsewhere: the group by another container or process, an IRQ index by a live `Interrupts`, a device this process holds. */
   BUSY: 'ERR_VFIO_BUSY',
+  /** A wrongly typed or malformed argument, an unaligned access or DMA, a read-only region written. */
   INVALID_ARGUMENT: 'ERR_VFIO_INVALID_ARGUMENT',
+  /** An index, offset + length, vector or value outside what exists; the IOMMU's limit of DMA mappings. */
   OUT_OF_RANGE: 'ERR_VFIO_OUT_OF_RANGE',
+  /** A call after `close()`. */
   CLOSED: 'ERR_VFIO_CLOSED',
+  /** `VFIO_IOMMU_MAP_DMA` failed with ENOMEM: raise `RLIMIT_MEMLOCK`. */
   MEMLOCK: 'ERR_VFIO_MEMLOCK',
+  /** No VFIO on this platform or no binary; something the device or kernel does not offer. */
   UNSUPPORTED: 'ERR_VFIO_UNSUPPORTED',
+  /** Any other system error (see `errno`). */
   IO: 'ERR_VFIO_IO',
+  /** A wait was aborted through its `AbortSignal`. */
   ABORTED: 'ERR_VFIO_ABORTED',
 } as const
 
 /** One of the {@link ErrorCode} values. */
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode]
 
+/**
+ * The optional fields of a {@link VfioError}.
+ * @inline
+ */
 interface ErrorFields {
   errno?: number
   syscall?: string
@@ -56,6 +71,7 @@ export class VfioError extends Error {
 
 /** A wrongly typed argument. Also carries `code` = `ERR_VFIO_INVALID_ARGUMENT`. */
 export class VfioTypeError extends TypeError {
+  /** Always `ERR_VFIO_INVALID_ARGUMENT`. */
   readonly code = ErrorCode.INVALID_ARGUMENT
   constructor(message: string) {
     super(message)

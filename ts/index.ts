@@ -9,6 +9,8 @@
  * using bar0 = device.regions[RegionIndex.BAR0].map()
  * console.log(bar0.readU32(0).toString(16))
  * ```
+ *
+ * @packageDocumentation
  */
 import { native } from './native'
 

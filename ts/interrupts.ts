@@ -12,7 +12,9 @@ import { handle, num, optSignal, options } from './validate'
 
 /** One wake-up: `count` interrupts on `vector` since the last one. */
 export interface InterruptEvent {
+  /** The vector, from the index's `start`. */
   vector: number
+  /** How many interrupts on it since the last event (at least 1). */
   count: number
 }
 

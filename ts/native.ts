@@ -31,12 +31,99 @@ export function native(): NativeBinding {
       loadError = err
     }
   }
-  throw new VfioError(
-    ErrorCode.UNSUPPORTED,
-    `no vfio-ioctls binary for ${process.platform}-${process.arch}: ${(loadError as Error)?.message ?? loadError}. ` +
-      'Reinstall without --no-optional, or build from source with `npm run build`.',
-    { cause: loadError },
+  throw new VfioError(ErrorCode.UNSUPPORTED, missingBinaryMessage(process.arch, currentLibc(), packageVersion(), loadError), { cause: loadError })
+}
+
+/** The C library a Linux build links against: the `gnu` or `musl` of a target triple. */
+export type Libc = 'gnu' | 'musl'
+
+/** The architectures (`process.arch`) that have a published binary package, for each libc. */
+export const PUBLISHED_ARCHES: readonly string[] = ['x64', 'arm64']
+
+/**
+ * The libc of a process report's header (`process.report.getReport().header`): glibc
+ * sets `glibcVersionRuntime`, musl does not. Pure. Without a report, `gnu` (the common
+ * case; the message then says which package to try for musl).
+ */
+export function libcFromReportHeader(header: { glibcVersionRuntime?: unknown } | undefined | null): Libc {
+  if (header === undefined || header === null) return 'gnu'
+  return typeof header.glibcVersionRuntime === 'string' && header.glibcVersionRuntime !== '' ? 'gnu' : 'musl'
+}
+
+/**
+ * The npm package that holds the binary for Linux on `arch` with `libc`, as
+ * `optionalDependencies` lists them: `vfio-ioctls-linux-x64-gnu`,
+ * `vfio-ioctls-linux-arm64-musl`, …. Pure; names a package also for an architecture
+ * with none published (see {@link PUBLISHED_ARCHES}).
+ */
+export function platformPackageName(arch: string, libc: Libc): string {
+  return `vfio-ioctls-linux-${arch}-${libc}`
+}
+
+/**
+ * The message of the `ERR_VFIO_UNSUPPORTED` thrown when the binary does not load on
+ * Linux: which package should have been installed, and how to fix it. Pure.
+ */
+export function missingBinaryMessage(arch: string, libc: Libc, version: string | undefined, loadError: unknown): string {
+  const name = platformPackageName(arch, libc)
+  const spec = version === undefined ? name : `${name}@${version}`
+  const cause = describeLoadError(loadError)
+  const libcName = libc === 'gnu' ? 'glibc' : 'musl'
+  if (!PUBLISHED_ARCHES.includes(arch)) {
+    return (
+      `no vfio-ioctls binary for linux-${arch} (${libcName}): prebuilt packages exist for ` +
+      `${PUBLISHED_ARCHES.map((a) => `linux-${a}`).join(' and ')} only. Build it from source ` +
+      '(a Rust toolchain and `npm run build` in a checkout of vfio-ioctls). ' +
+      `Loading it failed with: ${cause}`
+    )
+  }
+  return (
+    `no vfio-ioctls binary for linux-${arch} (${libcName}): the package ${name} should have been ` +
+    'installed with vfio-ioctls (it is an optional dependency) but could not be loaded. ' +
+    `Fix: \`npm install ${spec}\`; or reinstall without --omit=optional / --no-optional, and if the ` +
+    'lockfile or node_modules came from another machine, delete node_modules and package-lock.json ' +
+    'and run `npm install` again on this one. ' +
+    `Loading it failed with: ${cause}`
   )
+}
+
+/**
+ * The first line of each message down an error's `cause` chain (napi's loader chains
+ * the failure of every place it looked), without repeats, at most 8 deep; without the
+ * loader's own summary and its WebAssembly fallbacks (none is published) when anything
+ * else is left.
+ */
+function describeLoadError(err: unknown): string {
+  const lines: string[] = []
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    const message = e instanceof Error ? e.message : String(e)
+    const line = message.split('\n', 1)[0] ?? ''
+    if (line !== '' && !lines.includes(line)) lines.push(line)
+    e = e instanceof Error ? e.cause : undefined
+  }
+  const specific = lines.filter((l) => !l.startsWith('Cannot find native binding') && !/wasi/i.test(l))
+  return (specific.length > 0 ? specific : lines).join('; ') || String(err)
+}
+
+/** This process's libc, from its report (Linux only). */
+function currentLibc(): Libc {
+  try {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: unknown } } | undefined
+    return libcFromReportHeader(report?.header)
+  } catch {
+    return libcFromReportHeader(undefined)
+  }
+}
+
+/** The version of vfio-ioctls, which its platform packages share; `undefined` if unreadable. */
+function packageVersion(): string | undefined {
+  try {
+    // Relative to dist/ (and to ts/ under tsx): the package root.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('../package.json') as { version?: string }).version
+  } catch {
+    return undefined
+  }
 }
 
 /** Whether DMA buffers may expose zero-copy views (false in Electron, or when disabled). */

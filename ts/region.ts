@@ -6,16 +6,50 @@ import type { Device } from './device'
 
 /** A capability of a region (`VFIO_REGION_INFO_CAP_*`). */
 export type RegionCap =
-  | { kind: 'sparse-mmap'; areas: MmapArea[] }
-  | { kind: 'type'; type: number; subtype: number }
-  | { kind: 'msix-mappable' }
-  | { kind: 'nvlink2-ssatgt'; tgt: bigint }
-  | { kind: 'nvlink2-lnkspd'; linkSpeed: number }
-  | { kind: 'unknown'; id: number; version: number }
+  | {
+      /** Only `areas` of the region can be mmapped (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`). */
+      kind: 'sparse-mmap'
+      /** The mmap-able areas. */
+      areas: MmapArea[]
+    }
+  | {
+      /** A device-specific region's type (`VFIO_REGION_INFO_CAP_TYPE`). */
+      kind: 'type'
+      /** The type (`VFIO_REGION_TYPE_*`). */
+      type: number
+      /** The subtype, by type. */
+      subtype: number
+    }
+  | {
+      /** The MSI-X table may be mmapped along with the rest of its BAR (`VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`). */
+      kind: 'msix-mappable'
+    }
+  | {
+      /** NVLink2 target address (`VFIO_REGION_INFO_CAP_NVLINK2_SSATGT`). */
+      kind: 'nvlink2-ssatgt'
+      /** The target address. */
+      tgt: bigint
+    }
+  | {
+      /** NVLink2 link speed (`VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD`). */
+      kind: 'nvlink2-lnkspd'
+      /** The link speed. */
+      linkSpeed: number
+    }
+  | {
+      /** A capability this library does not know. */
+      kind: 'unknown'
+      /** Its id. */
+      id: number
+      /** Its version. */
+      version: number
+    }
 
 /** An mmap-able area, relative to the region's start. */
 export interface MmapArea {
+  /** Offset from the region's start, in bytes. */
   offset: number
+  /** Size in bytes. */
   size: number
 }
 
@@ -93,15 +127,25 @@ export class Region {
 
 /** Volatile, bounds- and alignment-checked access shared by mapped regions and DMA buffers. */
 export interface VolatileMemory {
+  /** Reads 8 bits at `offset`. */
   readU8(offset: number): number
+  /** Reads 16 bits (little-endian) at `offset`, 2-aligned. */
   readU16(offset: number): number
+  /** Reads 32 bits (little-endian) at `offset`, 4-aligned. */
   readU32(offset: number): number
+  /** Reads 64 bits (little-endian) at `offset`, 8-aligned. */
   readU64(offset: number): bigint
+  /** Writes 8 bits at `offset`. */
   writeU8(offset: number, value: number): void
+  /** Writes 16 bits (little-endian) at `offset`, 2-aligned. */
   writeU16(offset: number, value: number): void
+  /** Writes 32 bits (little-endian) at `offset`, 4-aligned. */
   writeU32(offset: number, value: number): void
+  /** Writes 64 bits (little-endian) at `offset`, 8-aligned. */
   writeU64(offset: number, value: bigint | number): void
+  /** Copies `length` bytes from `offset` into a new `Buffer`. */
   read(offset: number, length: number): Buffer
+  /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void
 }
 

@@ -166,15 +166,45 @@ const subcommands = {
     for (const k of ['os', 'cpu', 'libc']) if (p[k]) throw new Error('root package.json has ' + k)
   },
 
-  /** (In an app without the platform package.) It loads, and the first call throws ERR_VFIO_UNSUPPORTED. */
+  /**
+   * (In an app without the platform package.) It loads, and the first call throws
+   * ERR_VFIO_UNSUPPORTED; on Linux (this test's glibc host) the message names the package
+   * that should have been installed and the command that installs it.
+   */
   unsupported() {
     const m = require('vfio-ioctls')
     if (typeof m.Container !== 'function') throw new Error('no Container')
+    let err
     try {
       m.features()
-      throw new Error('features() did not throw')
     } catch (e) {
-      if (e.code !== 'ERR_VFIO_UNSUPPORTED') throw e
+      err = e
+    }
+    if (err === undefined) throw new Error('features() did not throw')
+    if (err.code !== 'ERR_VFIO_UNSUPPORTED') throw err
+    if (process.platform === 'linux') {
+      const { version } = readJson(require.resolve('vfio-ioctls/package.json'))
+      const name = `vfio-ioctls-linux-${process.arch}-gnu`
+      for (const part of [`the package ${name} should have been installed`, `\`npm install ${name}@${version}\``, '--omit=optional']) {
+        if (!err.message.includes(part)) throw new Error(`the message lacks ${JSON.stringify(part)}: ${err.message}`)
+      }
+      console.log(err.message)
+    }
+  },
+
+  /**
+   * ROOT (in the app): vfio-ioctls and vfio-ioctls-linux-x64-gnu both hold
+   * THIRD-PARTY-NOTICES.md, the repository's, which lists the crates linked (napi, libc).
+   */
+  notices(root) {
+    const want = fs.readFileSync(path.join(root, 'THIRD-PARTY-NOTICES.md'), 'utf8')
+    for (const pkg of ['vfio-ioctls', 'vfio-ioctls-linux-x64-gnu']) {
+      const file = path.join(path.dirname(require.resolve(pkg + '/package.json')), 'THIRD-PARTY-NOTICES.md')
+      if (!fs.existsSync(file)) throw new Error('missing: ' + file)
+      if (fs.readFileSync(file, 'utf8') !== want) throw new Error(file + ' differs from the repository\'s')
+    }
+    for (const crate of ['napi', 'libc', 'vmm-sys-util']) {
+      if (!new RegExp('^## ' + crate + ' ', 'm').test(want)) throw new Error('no section for ' + crate)
     }
   },
 }

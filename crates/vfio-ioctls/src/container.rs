@@ -17,6 +17,9 @@ use crate::iommu::{check_iova_ranges, parse_iommu_info, IommuInfo, IovaRange};
 /// The path of the container device node.
 pub const VFIO_CONTAINER_PATH: &str = "/dev/vfio/vfio";
 
+/// Where the group nodes (`<dir>/<N>`) are.
+const VFIO_GROUP_DIR: &str = "/dev/vfio";
+
 /// DMA operations common to VFIO backends (upstream's trait).
 pub trait VfioOps: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Maps `[user_addr, user_addr + size)` of this process at `iova`.
@@ -46,6 +49,9 @@ struct ContainerState {
     /// The IOMMU's usable IOVA ranges, queried on the first map after the set of groups
     /// changed (each group can add reserved ranges); empty when the kernel reports none.
     iova_ranges: Option<Vec<IovaRange>>,
+    /// Counts changes of the set of groups, so ranges queried while one happened are
+    /// not cached as current.
+    groups_epoch: u64,
 }
 
 /// A VFIO container: owns `/dev/vfio/vfio` and the IOMMU mappings of its groups.
@@ -55,6 +61,8 @@ struct ContainerState {
 pub struct VfioContainer {
     file: File,
     path: PathBuf,
+    /// [`VFIO_GROUP_DIR`]; a fake kernel's directory in unit tests.
+    group_dir: PathBuf,
     device_fd: Option<Arc<VfioDeviceFd>>,
     state: Mutex<ContainerState>,
 }
@@ -81,6 +89,7 @@ impl VfioContainer {
         let container = VfioContainer {
             file,
             path: path.to_path_buf(),
+            group_dir: PathBuf::from(VFIO_GROUP_DIR),
             device_fd,
             state: Mutex::default(),
         };
@@ -114,6 +123,18 @@ impl VfioContainer {
     pub fn check_extension(&self, extension: u32) -> Result<bool> {
         ioctls::check_extension(&self.file, extension)
             .map_err(|e| VfioError::os("VFIO_CHECK_EXTENSION", self.target(), e))
+    }
+
+    /// Looks for group nodes in `dir` (a fake kernel's) instead of `/dev/vfio`.
+    #[cfg(test)]
+    pub(crate) fn with_group_dir(mut self, dir: &Path) -> Self {
+        self.group_dir = dir.to_path_buf();
+        self
+    }
+
+    /// The node of group `id`.
+    pub(crate) fn group_path(&self, id: u32) -> PathBuf {
+        self.group_dir.join(id.to_string())
     }
 
     /// The container fd, for the group's `VFIO_GROUP_SET_CONTAINER`.
@@ -155,6 +176,7 @@ impl VfioContainer {
         }
         state.groups.insert(id, Arc::downgrade(&group));
         state.iova_ranges = None;
+        state.groups_epoch += 1;
         drop(state);
         // On failure dropping `group` detaches it again (its Drop takes the lock).
         group.register_with_hypervisor()?;
@@ -169,6 +191,7 @@ impl VfioContainer {
             .groups
             .retain(|&gid, g| gid != id && g.strong_count() > 0);
         state.iova_ranges = None;
+        state.groups_epoch += 1;
         if state.groups.is_empty() {
             state.iommu_set = false;
             state.mappings.clear();
@@ -265,10 +288,17 @@ impl VfioContainer {
         })?;
         let mut state = self.lock();
         if state.iova_ranges.is_none() && state.iommu_set {
+            let epoch = state.groups_epoch;
             drop(state);
             let ranges = self.query_iova_ranges();
             state = self.lock();
-            state.iova_ranges = Some(ranges);
+            if state.groups_epoch == epoch {
+                state.iova_ranges = Some(ranges);
+            } else {
+                // The groups changed while we asked: ask again under the lock's protection
+                // of nothing else (the next map re-queries); check against what we got.
+                check_iova_ranges(OP, iova, end, &ranges)?;
+            }
         }
         if !state.iommu_set {
             return Err(VfioError::invalid(
@@ -397,7 +427,12 @@ impl std::os::fd::AsRawFd for VfioContainer {
     }
 }
 
-/// The system page size.
+/// The system page size: DMA sizes, IOVAs and addresses are multiples of it.
+///
+/// ```
+/// let page = vfio_ioctls::page_size();
+/// assert!(page.is_power_of_two() && page >= 4096);
+/// ```
 pub fn page_size() -> u64 {
     // SAFETY: sysconf only reads a constant of the system.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -411,7 +446,36 @@ pub fn page_size() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ioctls::fake::FakeKernel;
     use crate::ErrorKind;
+
+    const MAP: &str = "VFIO_IOMMU_MAP_DMA";
+    const UNMAP: &str = "VFIO_IOMMU_UNMAP_DMA";
+    const GET_INFO: &str = "VFIO_IOMMU_GET_INFO";
+
+    /// A fake kernel with groups 1 and 2, and a container of it.
+    fn setup() -> (FakeKernel, Arc<VfioContainer>) {
+        let kernel = FakeKernel::new();
+        kernel.add_group(1);
+        kernel.add_group(2);
+        let container = kernel.container();
+        (kernel, container)
+    }
+
+    /// Maps `size` bytes at `iova`, from a made-up (page-aligned) address.
+    fn map(c: &VfioContainer, iova: u64, size: u64) -> Result<u64> {
+        // SAFETY: the fake kernel never touches the memory it is told about.
+        unsafe { c.dma_map_at(iova, size, 0x7f00_0000_0000) }
+    }
+
+    /// The fake kernel's mappings of container 0: (iova, size).
+    fn kernel_mappings(kernel: &FakeKernel) -> Vec<(u64, u64)> {
+        kernel.state().containers[0]
+            .mappings
+            .iter()
+            .map(|(&iova, &(size, _))| (iova, size))
+            .collect()
+    }
 
     #[test]
     fn host_without_vfio_gives_not_found_with_hint() {
@@ -427,5 +491,350 @@ mod tests {
         assert_eq!(e.code(), "ERR_VFIO_UNSUPPORTED");
         assert_eq!(e.errno(), Some(libc::ENOTTY));
         assert_eq!(e.op(), "VFIO_GET_API_VERSION");
+    }
+
+    #[test]
+    fn open_checks_the_api_version_and_type1v2() {
+        let kernel = FakeKernel::new();
+        let c = VfioContainer::open(&kernel.container_node(), None).unwrap();
+        assert_eq!(c.api_version().unwrap(), 0);
+        assert!(c.group_ids().is_empty());
+        assert_eq!(c.current_generation(), None);
+
+        kernel.state().api_version = 1;
+        let e = VfioContainer::open(&kernel.container_node(), None).unwrap_err();
+        assert!(matches!(e, VfioError::ApiVersion { found: 1, .. }), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+
+        kernel.state().api_version = 0;
+        kernel.state().type1v2 = false;
+        let e = VfioContainer::open(&kernel.container_node(), None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert_eq!(e.op(), "VFIO_CHECK_EXTENSION");
+        assert!(e.to_string().contains("vfio_iommu_type1"), "{e}");
+    }
+
+    #[test]
+    fn the_first_group_sets_the_iommu_and_starts_a_generation() {
+        let (kernel, c) = setup();
+        let g1 = c.group(1).unwrap();
+        assert_eq!(kernel.calls("VFIO_SET_IOMMU"), 1);
+        assert_eq!(kernel.state().containers[0].iommu, Some(VFIO_TYPE1v2_IOMMU));
+        assert_eq!(c.current_generation(), Some(1));
+        let g2 = c.group(2).unwrap();
+        assert_eq!(kernel.calls("VFIO_SET_IOMMU"), 1, "the IOMMU is set once");
+        // An attached group is shared, not opened again.
+        let again = c.group(1).unwrap();
+        assert!(Arc::ptr_eq(&g1, &again));
+        assert_eq!(kernel.calls("VFIO_GROUP_SET_CONTAINER"), 2);
+        assert_eq!(c.group_ids(), [1, 2]);
+        drop((g1, again));
+        assert_eq!(c.group_ids(), [2]);
+        assert_eq!(c.current_generation(), Some(1), "group 2 keeps the IOMMU");
+        drop(g2);
+        assert!(c.group_ids().is_empty());
+        assert_eq!(c.current_generation(), None);
+        assert_eq!(kernel.state().containers[0].iommu, None);
+        // A new IOMMU context is a new generation.
+        let _g = c.group(2).unwrap();
+        assert_eq!(c.current_generation(), Some(2));
+        assert_eq!(kernel.calls("VFIO_SET_IOMMU"), 2);
+    }
+
+    #[test]
+    fn a_failed_set_iommu_detaches_the_group_again() {
+        let (kernel, c) = setup();
+        kernel.fail_next("VFIO_SET_IOMMU", libc::ENODEV);
+        let e = c.group(1).unwrap_err();
+        assert_eq!(e.op(), "VFIO_SET_IOMMU");
+        assert_eq!(e.errno(), Some(libc::ENODEV));
+        assert_eq!(
+            e.path(),
+            Some(kernel.dir().join("vfio-0").display().to_string())
+        );
+        assert_eq!(kernel.calls("VFIO_GROUP_UNSET_CONTAINER"), 1);
+        assert_eq!(kernel.state().groups[&1].container, None);
+        assert!(c.group_ids().is_empty());
+        assert_eq!(c.current_generation(), None);
+        // Nothing is left half done: the next try works.
+        let _g = c.group(1).unwrap();
+        assert_eq!(c.current_generation(), Some(1));
+    }
+
+    #[test]
+    fn iommu_calls_before_any_group_are_refused_before_the_kernel() {
+        let (kernel, c) = setup();
+        let page = page_size();
+        for e in [
+            c.iommu_info().unwrap_err(),
+            map(&c, 0, page).unwrap_err(),
+            c.dma_unmap(0, page).unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        }
+        let e = map(&c, 0, page).unwrap_err().to_string();
+        assert!(e.contains("open a device (or group)"), "{e}");
+        assert_eq!(
+            kernel.calls(MAP) + kernel.calls(UNMAP) + kernel.calls(GET_INFO),
+            0
+        );
+    }
+
+    #[test]
+    fn iommu_info_grows_its_buffer_for_the_capabilities() {
+        let (kernel, c) = setup();
+        kernel.state().iova_ranges = vec![(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)];
+        kernel.state().dma_entry_limit = 10;
+        let _g = c.group(1).unwrap();
+        map(&c, 0, page_size()).unwrap();
+        let info = c.iommu_info().unwrap();
+        assert_eq!(
+            info.iova_ranges,
+            [
+                IovaRange {
+                    start: 0,
+                    end: 0xfedf_ffff
+                },
+                IovaRange {
+                    start: 0xfef0_0000,
+                    end: 0x7f_ffff_ffff
+                },
+            ]
+        );
+        assert_eq!(info.dma_avail, Some(9));
+        assert_ne!(info.iova_pgsizes & page_size(), 0);
+        // The map's range query and this call: each asks once for the size, once more for all.
+        assert_eq!(kernel.calls(GET_INFO), 4);
+    }
+
+    #[test]
+    fn mappings_are_recorded_and_overlaps_refused_before_the_kernel() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        assert_eq!(
+            map(&c, 16 * p, 2 * p).unwrap(),
+            1,
+            "the generation it belongs to"
+        );
+        for (iova, size) in [
+            (17 * p, p),
+            (15 * p, 2 * p),
+            (14 * p, 8 * p),
+            (16 * p, 2 * p),
+        ] {
+            let e = map(&c, iova, size).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("overlaps the existing mapping"), "{msg}");
+            assert!(msg.contains(&format!("{:#x}", 16 * p)), "{msg}");
+        }
+        // Touching is not overlapping.
+        map(&c, 18 * p, p).unwrap();
+        map(&c, 15 * p, p).unwrap();
+        assert_eq!(kernel.calls(MAP), 3, "refused maps never reach the kernel");
+        let want = [(15 * p, p), (16 * p, 2 * p), (18 * p, p)];
+        assert_eq!(c.dma_mappings(), want);
+        assert_eq!(kernel_mappings(&kernel), want);
+    }
+
+    #[test]
+    fn zero_unaligned_and_overflowing_ranges_are_refused() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        for (iova, size, vaddr) in [(0, 0, 0), (1, p, 0), (0, p + 1, 0), (0, p, 12)] {
+            // SAFETY: the fake kernel never touches memory, and these are refused anyway.
+            let e = unsafe { c.dma_map_at(iova, size, vaddr) }.unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidArgument,
+                "{iova:#x} {size:#x} {vaddr:#x}"
+            );
+            assert!(e.to_string().contains("multiples of the page size"), "{e}");
+        }
+        let e = map(&c, u64::MAX - p + 1, 2 * p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert!(e.to_string().contains("overflows 64 bits"), "{e}");
+        assert_eq!(kernel.calls(MAP), 0);
+    }
+
+    #[test]
+    fn unmap_needs_the_exact_iova_and_size() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        map(&c, 4 * p, 2 * p).unwrap();
+        let e = c.dma_unmap(4 * p, p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.to_string()
+                .contains(&format!("has size {:#x}, not {p:#x}", 2 * p)),
+            "{e}"
+        );
+        let e = c.dma_unmap(5 * p, p).unwrap_err();
+        assert!(e.to_string().contains("nothing is mapped at iova"), "{e}");
+        assert_eq!(
+            kernel.calls(UNMAP),
+            0,
+            "refused unmaps never reach the kernel"
+        );
+        assert_eq!(c.dma_mappings(), [(4 * p, 2 * p)]);
+        c.vfio_dma_unmap(4 * p, 2 * p as usize).unwrap();
+        assert!(c.dma_mappings().is_empty());
+        assert!(kernel_mappings(&kernel).is_empty());
+        assert!(c.dma_unmap(4 * p, 2 * p).is_err(), "twice");
+        assert_eq!(kernel.calls(UNMAP), 1);
+    }
+
+    #[test]
+    fn a_short_unmap_by_the_kernel_is_an_error_and_forgets_the_mapping() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        map(&c, 0, p).unwrap();
+        // The kernel lost it (the table and the kernel diverged).
+        kernel.state().containers[0].mappings.clear();
+        let e = c.dma_unmap(0, p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.to_string().contains("the kernel unmapped 0x0 bytes"),
+            "{e}"
+        );
+        assert!(c.dma_mappings().is_empty());
+    }
+
+    #[test]
+    fn a_failed_unmap_keeps_the_mapping() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        map(&c, 0, p).unwrap();
+        kernel.fail_next(UNMAP, libc::EIO);
+        let e = c.dma_unmap(0, p).unwrap_err();
+        assert_eq!((e.op(), e.errno()), (UNMAP, Some(libc::EIO)));
+        assert!(
+            e.to_string().contains(&format!("iova 0x0 size {p:#x}")),
+            "{e}"
+        );
+        assert_eq!(c.dma_mappings(), [(0, p)]);
+        c.dma_unmap(0, p).unwrap();
+    }
+
+    #[test]
+    fn iova_ranges_are_checked_and_queried_again_when_groups_change() {
+        let (kernel, c) = setup();
+        kernel.state().iova_ranges = vec![(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)];
+        let _g1 = c.group(1).unwrap();
+        let p = page_size();
+        let e = map(&c, 0xfee0_0000, p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("MSI window") && msg.contains("iovaRanges"),
+            "{msg}"
+        );
+        let e = map(&c, 0x80_0000_0000, p).unwrap_err().to_string();
+        assert!(e.contains("outside"), "{e}");
+        map(&c, 0xfef0_0000, p).unwrap();
+        assert_eq!(kernel.calls(MAP), 1);
+        assert_eq!(kernel.calls(GET_INFO), 2, "queried once, for the first map");
+        map(&c, 0, p).unwrap();
+        assert_eq!(kernel.calls(GET_INFO), 2);
+        // A group joining can reserve more: the next map asks again.
+        kernel.state().iova_ranges = vec![(0, 0xfedf_ffff)];
+        let _g2 = c.group(2).unwrap();
+        let e = map(&c, 0xff00_0000, p).unwrap_err();
+        assert!(e.to_string().contains("outside"), "{e}");
+        assert_eq!(kernel.calls(GET_INFO), 4);
+    }
+
+    #[test]
+    fn no_reported_ranges_leave_the_check_to_the_kernel() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        map(&c, 0xfee0_0000, page_size()).unwrap();
+        // A kernel that does not answer GET_INFO at all is no reason to refuse.
+        let (kernel2, c2) = setup();
+        let _g2 = c2.group(1).unwrap();
+        kernel2.fail_next(GET_INFO, libc::ENOTTY);
+        map(&c2, 0xfee0_0000, page_size()).unwrap();
+        assert_eq!((kernel.calls(MAP), kernel2.calls(MAP)), (1, 1));
+    }
+
+    #[test]
+    fn enospc_is_out_of_range_with_the_mapping_limit_hint() {
+        let (kernel, c) = setup();
+        kernel.state().dma_entry_limit = 1;
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        map(&c, 0, p).unwrap();
+        let e = map(&c, p, p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert_eq!(e.code(), "ERR_VFIO_OUT_OF_RANGE");
+        assert_eq!((e.op(), e.errno()), (MAP, Some(libc::ENOSPC)));
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("iova {p:#x} size {p:#x}")), "{msg}");
+        assert!(
+            msg.contains("dma_entry_limit") && msg.contains("dmaAvail"),
+            "{msg}"
+        );
+        assert_eq!(c.dma_mappings(), [(0, p)], "a refused map is not recorded");
+    }
+
+    #[test]
+    fn enomem_is_memlock_with_the_ulimit_hint() {
+        let (kernel, c) = setup();
+        let p = page_size();
+        kernel.state().memlock_limit = 2 * p;
+        let _g = c.group(1).unwrap();
+        map(&c, 0, p).unwrap();
+        let e = map(&c, p, 2 * p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Memlock);
+        assert_eq!(e.code(), "ERR_VFIO_MEMLOCK");
+        assert_eq!(e.errno(), Some(libc::ENOMEM));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("RLIMIT_MEMLOCK") && msg.contains("ulimit -l"),
+            "{msg}"
+        );
+        assert_eq!(c.dma_mappings(), [(0, p)]);
+        map(&c, p, p).unwrap();
+    }
+
+    #[test]
+    fn the_last_group_leaving_forgets_every_mapping() {
+        let (kernel, c) = setup();
+        let g1 = c.group(1).unwrap();
+        let g2 = c.group(2).unwrap();
+        let p = page_size();
+        map(&c, 0, p).unwrap();
+        map(&c, p, p).unwrap();
+        drop(g1);
+        assert_eq!(c.dma_mappings().len(), 2, "group 2 still holds the IOMMU");
+        drop(g2);
+        assert!(c.dma_mappings().is_empty());
+        assert!(kernel_mappings(&kernel).is_empty());
+        // Nothing is left to unmap, and the next context starts empty.
+        assert_eq!(
+            c.dma_unmap(0, p).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        let _g = c.group(1).unwrap();
+        map(&c, 0, p).unwrap();
+        assert_eq!(kernel.calls(UNMAP), 0);
+    }
+
+    #[test]
+    fn vfio_ops_reaches_the_container() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let ops: &dyn VfioOps = c.as_ref();
+        let p = page_size();
+        // SAFETY: the fake kernel never touches the memory it is told about.
+        unsafe { ops.vfio_dma_map(0, p as usize, 0x7f00_0000_0000 as *mut u8) }.unwrap();
+        ops.vfio_dma_unmap(0, p as usize).unwrap();
+        assert!(ops.as_any().downcast_ref::<VfioContainer>().is_some());
+        assert_eq!((kernel.calls(MAP), kernel.calls(UNMAP)), (1, 1));
     }
 }

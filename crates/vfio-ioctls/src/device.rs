@@ -157,10 +157,11 @@ impl VfioDevice {
             return;
         }
         let mut command = [0u8; 2];
-        if self
-            .region(pci_region::CONFIG)
-            .is_ok_and(|config| self.file.read_exact_at(&mut command, config.offset + PCI_COMMAND).is_ok())
-        {
+        if self.region(pci_region::CONFIG).is_ok_and(|config| {
+            self.file
+                .read_exact_at(&mut command, config.offset + PCI_COMMAND)
+                .is_ok()
+        }) {
             let on = u16::from_le_bytes(command) & PCI_COMMAND_MEMORY != 0;
             self.memory_decoding.store(on, Ordering::Relaxed);
         }

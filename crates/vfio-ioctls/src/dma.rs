@@ -197,3 +197,140 @@ impl Drop for DmaBuffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ioctls::fake::FakeKernel;
+    use crate::ErrorKind;
+
+    const UNMAP: &str = "VFIO_IOMMU_UNMAP_DMA";
+
+    fn setup() -> (FakeKernel, Arc<VfioContainer>) {
+        let kernel = FakeKernel::new();
+        kernel.add_group(1);
+        let container = kernel.container();
+        (kernel, container)
+    }
+
+    #[test]
+    fn allocate_dma_maps_zeroed_memory_at_the_iova() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        let buf = c.allocate_dma(2 * p, 8 * p).unwrap();
+        assert_eq!((buf.iova(), buf.size()), (8 * p, 2 * p));
+        assert!(buf.is_mapped());
+        let vaddr = buf.memory().as_ptr() as u64;
+        assert_eq!(
+            kernel.state().containers[0].mappings.get(&(8 * p)),
+            Some(&(2 * p, vaddr)),
+            "the kernel maps the buffer's own memory"
+        );
+        assert_eq!(buf.read_u64(2 * p - 8).unwrap(), 0);
+        buf.write_u32(4, 0xdead_beef).unwrap();
+        assert_eq!(buf.read_u32(4).unwrap(), 0xdead_beef);
+        assert_eq!(
+            buf.read_u32(2 * p).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+    }
+
+    #[test]
+    fn allocate_dma_checks_size_and_iova_before_the_kernel() {
+        let (kernel, c) = setup();
+        let p = page_size();
+        // No group yet: no IOMMU to map into.
+        let e = c.allocate_dma(p, 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("no IOMMU yet"), "{e}");
+        let _g = c.group(1).unwrap();
+        for (size, iova) in [(0, 0), (p + 1, 0), (p, 1)] {
+            let e = c.allocate_dma(size, iova).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidArgument,
+                "{size:#x} at {iova:#x}"
+            );
+            assert_eq!(e.op(), "allocate_dma");
+        }
+        assert_eq!(kernel.calls("VFIO_IOMMU_MAP_DMA"), 0);
+    }
+
+    #[test]
+    fn a_refused_map_leaves_no_buffer_and_no_mapping() {
+        let (kernel, c) = setup();
+        kernel.state().memlock_limit = 0;
+        let _g = c.group(1).unwrap();
+        let e = c.allocate_dma(page_size(), 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Memlock);
+        assert!(c.dma_mappings().is_empty());
+    }
+
+    #[test]
+    fn dropping_a_buffer_unmaps_it_once() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        let buf = c.allocate_dma(p, 0).unwrap();
+        let memory = buf.memory().clone();
+        drop(buf);
+        assert_eq!(kernel.calls(UNMAP), 1);
+        assert!(c.dma_mappings().is_empty());
+        assert!(kernel.state().containers[0].mappings.is_empty());
+        // The memory outlives the buffer for its other holders.
+        assert_eq!(memory.len() as u64, p);
+        // The IOVA is free again.
+        let _again = c.allocate_dma(p, 0).unwrap();
+    }
+
+    #[test]
+    fn unmap_then_drop_unmaps_once() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let buf = c.allocate_dma(page_size(), 0).unwrap();
+        buf.unmap().unwrap();
+        assert!(!buf.is_mapped());
+        let e = buf.unmap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("is not mapped"), "{e}");
+        drop(buf);
+        assert_eq!(kernel.calls(UNMAP), 1);
+    }
+
+    #[test]
+    fn a_stale_buffer_never_unmaps_the_next_iommu_context() {
+        let (kernel, c) = setup();
+        let p = page_size();
+        let g = c.group(1).unwrap();
+        let stale = c.allocate_dma(p, 0).unwrap();
+        // The last group leaves: the kernel drops the IOMMU and the mapping with it.
+        drop(g);
+        assert!(!stale.is_mapped());
+        // A new context maps the same IOVA.
+        let _g = c.group(1).unwrap();
+        assert!(!stale.is_mapped(), "a new generation is not the buffer's");
+        let fresh = c.allocate_dma(p, 0).unwrap();
+        // The stale unmap is a no-op that succeeds once; it must not touch `fresh`.
+        stale.unmap().unwrap();
+        assert!(stale.unmap().is_err(), "once");
+        drop(stale);
+        assert_eq!(kernel.calls(UNMAP), 0);
+        assert!(fresh.is_mapped());
+        assert_eq!(c.dma_mappings(), [(0, p)]);
+        assert_eq!(kernel.state().containers[0].mappings.len(), 1);
+        fresh.unmap().unwrap();
+        assert_eq!(kernel.calls(UNMAP), 1);
+    }
+
+    #[test]
+    fn a_stale_buffer_dropped_while_no_group_is_attached_is_quiet() {
+        let (kernel, c) = setup();
+        let g = c.group(1).unwrap();
+        let stale = c.allocate_dma(page_size(), 0).unwrap();
+        drop(g);
+        stale.unmap().unwrap();
+        drop(stale);
+        assert_eq!(kernel.calls(UNMAP), 0);
+    }
+}

@@ -48,6 +48,13 @@ impl ErrorKind {
     ];
 
     /// The stable code, part of the public API (`ERR_VFIO_*`).
+    ///
+    /// ```
+    /// use vfio_ioctls::ErrorKind;
+    ///
+    /// assert_eq!(ErrorKind::Memlock.code(), "ERR_VFIO_MEMLOCK");
+    /// assert_eq!(ErrorKind::GroupNotViable.code(), "ERR_VFIO_GROUP_NOT_VIABLE");
+    /// ```
     pub fn code(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "ERR_VFIO_NOT_FOUND",
@@ -197,7 +204,27 @@ impl VfioError {
         }
     }
 
-    /// The class of the failure, which gives the stable code.
+    /// The class of the failure, which gives the stable code. For a kernel error it
+    /// follows the errno, and for some the operation too:
+    ///
+    /// ```
+    /// use std::io;
+    /// use vfio_ioctls::{ErrorKind, VfioError};
+    ///
+    /// let enomem = || io::Error::from_raw_os_error(libc::ENOMEM);
+    /// // Pinning DMA memory past RLIMIT_MEMLOCK: its own kind, with what to do.
+    /// let e = VfioError::os("VFIO_IOMMU_MAP_DMA", "iova 0x100000 size 0x1000", enomem());
+    /// assert_eq!(e.kind(), ErrorKind::Memlock);
+    /// assert_eq!(e.code(), "ERR_VFIO_MEMLOCK");
+    /// assert_eq!(e.errno(), Some(libc::ENOMEM));
+    /// assert!(e.to_string().contains("ulimit -l"));
+    /// // The same errno elsewhere is an I/O error.
+    /// assert_eq!(VfioError::os("read", "region 0", enomem()).code(), "ERR_VFIO_IO");
+    /// // The library's own checks have their kinds too.
+    /// let e = VfioError::invalid("allocate_dma", "size 0x0 must be a non-zero multiple");
+    /// assert_eq!(e.code(), "ERR_VFIO_INVALID_ARGUMENT");
+    /// assert_eq!((e.op(), e.errno()), ("allocate_dma", None));
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
             VfioError::Os { op, source, .. } => kind_of_errno(op, source.raw_os_error()),

@@ -2,7 +2,6 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio::*;
@@ -26,7 +25,7 @@ impl VfioGroup {
     /// registers it with the container's hypervisor device if it has one.
     /// (`VfioContainer::group` calls this under its lock and sets the IOMMU after.)
     pub(crate) fn attach(container: Arc<VfioContainer>, id: u32) -> Result<Arc<Self>> {
-        let path = PathBuf::from(format!("/dev/vfio/{id}"));
+        let path = container.group_path(id);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -132,5 +131,122 @@ impl Drop for VfioGroup {
             log::warn!("VFIO_GROUP_UNSET_CONTAINER on group {}: {e}", self.id);
         }
         self.container.group_left(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ioctls::fake::FakeKernel;
+    use crate::ErrorKind;
+
+    #[test]
+    fn a_missing_group_node_is_not_found_with_the_bind_hint() {
+        let kernel = FakeKernel::new();
+        let c = kernel.container();
+        let e = c.group(77).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.path(),
+            Some(kernel.dir().join("77").display().to_string())
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("IOMMU group 77") && msg.contains("vfio-pci"),
+            "{msg}"
+        );
+        assert_eq!(kernel.state().calls.len(), 2, "only the open's checks ran");
+    }
+
+    #[test]
+    fn a_group_that_is_not_viable_is_refused_and_not_attached() {
+        let kernel = FakeKernel::new();
+        // A number no real host's sysfs has, so that no blockers are found there.
+        kernel.add_group(4_000_000);
+        kernel.state().groups.get_mut(&4_000_000).unwrap().viable = false;
+        let c = kernel.container();
+        let e = c.group(4_000_000).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VfioError::GroupNotViable {
+                    group: 4_000_000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.code(), "ERR_VFIO_GROUP_NOT_VIABLE");
+        assert!(e.to_string().contains("bind every device"), "{e}");
+        assert_eq!(kernel.calls("VFIO_GROUP_SET_CONTAINER"), 0);
+        assert!(c.group_ids().is_empty());
+        assert_eq!(c.current_generation(), None);
+    }
+
+    #[test]
+    fn a_group_in_another_container_is_busy() {
+        let kernel = FakeKernel::new();
+        kernel.add_group(1);
+        let (a, b) = (kernel.container(), kernel.container());
+        let g = a.group(1).unwrap();
+        let e = b.group(1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert_eq!(
+            (e.op(), e.errno()),
+            ("VFIO_GROUP_SET_CONTAINER", Some(libc::EBUSY))
+        );
+        assert_eq!(e.path(), Some(kernel.dir().join("1").display().to_string()));
+        assert!(b.group_ids().is_empty());
+        assert_eq!(kernel.state().groups[&1].container, Some(0));
+        // Once it left the first, the second may take it.
+        drop(g);
+        let g = b.group(1).unwrap();
+        assert_eq!(kernel.state().groups[&1].container, Some(1));
+        assert!(Arc::ptr_eq(g.container(), &b));
+    }
+
+    #[test]
+    fn a_group_reports_its_status_and_leaves_when_dropped() {
+        let kernel = FakeKernel::new();
+        kernel.add_group(9);
+        let c = kernel.container();
+        let g = c.group(9).unwrap();
+        assert_eq!(g.id(), 9);
+        assert_eq!(
+            g.status().unwrap(),
+            VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET
+        );
+        drop(g);
+        assert_eq!(kernel.calls("VFIO_GROUP_UNSET_CONTAINER"), 1);
+        assert_eq!(kernel.state().groups[&9].container, None);
+        assert!(kernel.state().containers[0].groups.is_empty());
+        assert!(c.group_ids().is_empty());
+    }
+
+    #[test]
+    fn a_failed_unset_in_drop_is_logged_and_the_group_still_forgotten() {
+        let kernel = FakeKernel::new();
+        kernel.add_group(1);
+        let c = kernel.container();
+        let g = c.group(1).unwrap();
+        kernel.fail_next("VFIO_GROUP_UNSET_CONTAINER", libc::EIO);
+        drop(g); // must not panic
+        assert!(c.group_ids().is_empty());
+        assert_eq!(c.current_generation(), None);
+    }
+
+    #[test]
+    fn a_device_name_with_nul_is_refused_before_the_kernel() {
+        let kernel = FakeKernel::new();
+        kernel.add_group(1);
+        let c = kernel.container();
+        let g = c.group(1).unwrap();
+        let e = g.device_file("0000:00:03.0\0x").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(e.op(), "VFIO_GROUP_GET_DEVICE_FD");
+        // The fake has no devices: the name reaches the real ioctl, which refuses a file.
+        let e = g.device_file("0000:00:03.0").unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOTTY));
+        assert!(e.to_string().contains("device 0000:00:03.0"), "{e}");
     }
 }

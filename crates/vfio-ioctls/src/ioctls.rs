@@ -3,195 +3,691 @@
 //! Every VFIO ioctl is `_IO(';', 100 + n)` (`linux/vfio.h`). Each wrapper below
 //! issues exactly one ioctl and returns the kernel's answer or its errno as an
 //! `io::Error`; callers add the context (path, index, IOVA) to make a `VfioError`.
+//!
+//! In unit tests the container and group ioctls go through `fake` first: it answers
+//! for the plain files that stand for a fake kernel's nodes and passes every other fd
+//! to the real ioctl, so the container, group and DMA bookkeeping runs on any host.
 
-use std::ffi::CStr;
-use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-
-use vfio_bindings::bindings::vfio::*;
-use vmm_sys_util::ioctl::{
-    ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref, ioctl_with_val,
+pub(crate) use sys::*;
+// Named imports shadow the glob: in tests these are the fake's.
+#[cfg(test)]
+pub(crate) use fake::{
+    check_extension, get_api_version, group_get_status, group_set_container, group_unset_container,
+    iommu_get_info, iommu_map_dma, iommu_unmap_dma, set_iommu,
 };
-use vmm_sys_util::ioctl_io_nr;
 
-const VFIO_TYPE: u32 = b';' as u32;
-const VFIO_BASE: u32 = 100;
+/// The real ioctls.
+mod sys {
+    use std::ffi::CStr;
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
-// Container ioctls (every kernel with VFIO, 3.6+).
-ioctl_io_nr!(VFIO_GET_API_VERSION, VFIO_TYPE, VFIO_BASE);
-ioctl_io_nr!(VFIO_CHECK_EXTENSION, VFIO_TYPE, VFIO_BASE + 1);
-ioctl_io_nr!(VFIO_SET_IOMMU, VFIO_TYPE, VFIO_BASE + 2);
-// Group ioctls.
-ioctl_io_nr!(VFIO_GROUP_GET_STATUS, VFIO_TYPE, VFIO_BASE + 3);
-ioctl_io_nr!(VFIO_GROUP_SET_CONTAINER, VFIO_TYPE, VFIO_BASE + 4);
-ioctl_io_nr!(VFIO_GROUP_UNSET_CONTAINER, VFIO_TYPE, VFIO_BASE + 5);
-ioctl_io_nr!(VFIO_GROUP_GET_DEVICE_FD, VFIO_TYPE, VFIO_BASE + 6);
-// Device ioctls.
-ioctl_io_nr!(VFIO_DEVICE_GET_INFO, VFIO_TYPE, VFIO_BASE + 7);
-ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, VFIO_TYPE, VFIO_BASE + 8);
-ioctl_io_nr!(VFIO_DEVICE_GET_IRQ_INFO, VFIO_TYPE, VFIO_BASE + 9);
-ioctl_io_nr!(VFIO_DEVICE_SET_IRQS, VFIO_TYPE, VFIO_BASE + 10);
-ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE, VFIO_BASE + 11);
-// Type1 IOMMU ioctls on the container (VFIO_TYPE1v2_IOMMU, 3.16+; capability chain 4.17+).
-ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE, VFIO_BASE + 12);
-ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, VFIO_TYPE, VFIO_BASE + 13);
-ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE, VFIO_BASE + 14);
-
-/// Turns an ioctl return value into a result, reading errno on failure.
-fn check(ret: i32) -> io::Result<i32> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// The size of `T` as the kernel's `argsz`.
-pub(crate) fn argsz<T>() -> u32 {
-    // VFIO argument structs are a few dozen bytes; the cast cannot truncate.
-    std::mem::size_of::<T>() as u32
-}
-
-pub(crate) fn get_api_version(container: &File) -> io::Result<i32> {
-    // SAFETY: `container` is an open /dev/vfio/vfio fd; this ioctl takes no argument.
-    check(unsafe { ioctl(container, VFIO_GET_API_VERSION()) })
-}
-
-pub(crate) fn check_extension(container: &File, extension: u32) -> io::Result<bool> {
-    // SAFETY: `container` is an open /dev/vfio/vfio fd; the argument is passed by value.
-    check(unsafe { ioctl_with_val(container, VFIO_CHECK_EXTENSION(), extension.into()) })
-        .map(|r| r > 0)
-}
-
-pub(crate) fn set_iommu(container: &File, iommu_type: u32) -> io::Result<()> {
-    // SAFETY: `container` is an open container fd; the argument is passed by value.
-    check(unsafe { ioctl_with_val(container, VFIO_SET_IOMMU(), iommu_type.into()) }).map(drop)
-}
-
-pub(crate) fn group_get_status(group: &File) -> io::Result<u32> {
-    let mut status = vfio_group_status {
-        argsz: argsz::<vfio_group_status>(),
-        flags: 0,
+    use vfio_bindings::bindings::vfio::*;
+    use vmm_sys_util::ioctl::{
+        ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref,
+        ioctl_with_val,
     };
-    // SAFETY: `group` is a VFIO group fd; `status` is a live, correctly sized struct we own
-    // and the kernel writes at most `argsz` bytes into it.
-    check(unsafe { ioctl_with_mut_ref(group, VFIO_GROUP_GET_STATUS(), &mut status) })?;
-    Ok(status.flags)
-}
+    use vmm_sys_util::ioctl_io_nr;
 
-pub(crate) fn group_set_container(group: &File, container: &File) -> io::Result<()> {
-    let fd: RawFd = container.as_raw_fd();
-    // SAFETY: `group` is a VFIO group fd; the kernel reads one i32 (the container fd) from `fd`,
-    // which lives for the call.
-    check(unsafe { ioctl_with_ref(group, VFIO_GROUP_SET_CONTAINER(), &fd) }).map(drop)
-}
+    const VFIO_TYPE: u32 = b';' as u32;
+    const VFIO_BASE: u32 = 100;
 
-pub(crate) fn group_unset_container(group: &File) -> io::Result<()> {
-    // SAFETY: `group` is a VFIO group fd; this ioctl takes no argument.
-    check(unsafe { ioctl(group, VFIO_GROUP_UNSET_CONTAINER()) }).map(drop)
-}
+    // Container ioctls (every kernel with VFIO, 3.6+).
+    ioctl_io_nr!(VFIO_GET_API_VERSION, VFIO_TYPE, VFIO_BASE);
+    ioctl_io_nr!(VFIO_CHECK_EXTENSION, VFIO_TYPE, VFIO_BASE + 1);
+    ioctl_io_nr!(VFIO_SET_IOMMU, VFIO_TYPE, VFIO_BASE + 2);
+    // Group ioctls.
+    ioctl_io_nr!(VFIO_GROUP_GET_STATUS, VFIO_TYPE, VFIO_BASE + 3);
+    ioctl_io_nr!(VFIO_GROUP_SET_CONTAINER, VFIO_TYPE, VFIO_BASE + 4);
+    ioctl_io_nr!(VFIO_GROUP_UNSET_CONTAINER, VFIO_TYPE, VFIO_BASE + 5);
+    ioctl_io_nr!(VFIO_GROUP_GET_DEVICE_FD, VFIO_TYPE, VFIO_BASE + 6);
+    // Device ioctls.
+    ioctl_io_nr!(VFIO_DEVICE_GET_INFO, VFIO_TYPE, VFIO_BASE + 7);
+    ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, VFIO_TYPE, VFIO_BASE + 8);
+    ioctl_io_nr!(VFIO_DEVICE_GET_IRQ_INFO, VFIO_TYPE, VFIO_BASE + 9);
+    ioctl_io_nr!(VFIO_DEVICE_SET_IRQS, VFIO_TYPE, VFIO_BASE + 10);
+    ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE, VFIO_BASE + 11);
+    // Type1 IOMMU ioctls on the container (VFIO_TYPE1v2_IOMMU, 3.16+; capability chain 4.17+).
+    ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE, VFIO_BASE + 12);
+    ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, VFIO_TYPE, VFIO_BASE + 13);
+    ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE, VFIO_BASE + 14);
 
-pub(crate) fn group_get_device_fd(group: &File, name: &CStr) -> io::Result<File> {
-    // SAFETY: `group` is a VFIO group fd; `name` is a NUL-terminated string that lives for the call
-    // and the kernel only reads it.
-    let fd = check(unsafe { ioctl_with_ptr(group, VFIO_GROUP_GET_DEVICE_FD(), name.as_ptr()) })?;
-    // SAFETY: on success the ioctl returns a new fd that nothing else owns.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-pub(crate) fn device_get_info(device: &File) -> io::Result<vfio_device_info> {
-    let mut info = vfio_device_info {
-        argsz: argsz::<vfio_device_info>(),
-        ..Default::default()
-    };
-    // SAFETY: `device` is a VFIO device fd; `info` is a correctly sized struct we own and
-    // `argsz` tells the kernel not to write past it.
-    check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_INFO(), &mut info) })?;
-    Ok(info)
-}
-
-/// Fills `buf` (whose first bytes are a `vfio_region_info` with `argsz` = `buf` size
-/// and `index` set) with the region's info and, space allowing, its capability chain.
-pub(crate) fn device_get_region_info(device: &File, buf: &mut [u64]) -> io::Result<()> {
-    if std::mem::size_of_val(buf) < std::mem::size_of::<vfio_region_info>() {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    /// Turns an ioctl return value into a result, reading errno on failure.
+    fn check(ret: i32) -> io::Result<i32> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
     }
-    // SAFETY: `device` is a VFIO device fd; `buf` is 8-aligned, at least a `vfio_region_info`
-    // long, owned by the caller, and its `argsz` (set by the caller) is at most its length, so
-    // the kernel writes only inside it.
-    check(unsafe { ioctl_with_mut_ptr(device, VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr()) })
+
+    /// The size of `T` as the kernel's `argsz`.
+    pub(crate) fn argsz<T>() -> u32 {
+        // VFIO argument structs are a few dozen bytes; the cast cannot truncate.
+        std::mem::size_of::<T>() as u32
+    }
+
+    pub(crate) fn get_api_version(container: &File) -> io::Result<i32> {
+        // SAFETY: `container` is an open /dev/vfio/vfio fd; this ioctl takes no argument.
+        check(unsafe { ioctl(container, VFIO_GET_API_VERSION()) })
+    }
+
+    pub(crate) fn check_extension(container: &File, extension: u32) -> io::Result<bool> {
+        // SAFETY: `container` is an open /dev/vfio/vfio fd; the argument is passed by value.
+        check(unsafe { ioctl_with_val(container, VFIO_CHECK_EXTENSION(), extension.into()) })
+            .map(|r| r > 0)
+    }
+
+    pub(crate) fn set_iommu(container: &File, iommu_type: u32) -> io::Result<()> {
+        // SAFETY: `container` is an open container fd; the argument is passed by value.
+        check(unsafe { ioctl_with_val(container, VFIO_SET_IOMMU(), iommu_type.into()) }).map(drop)
+    }
+
+    pub(crate) fn group_get_status(group: &File) -> io::Result<u32> {
+        let mut status = vfio_group_status {
+            argsz: argsz::<vfio_group_status>(),
+            flags: 0,
+        };
+        // SAFETY: `group` is a VFIO group fd; `status` is a live, correctly sized struct we own
+        // and the kernel writes at most `argsz` bytes into it.
+        check(unsafe { ioctl_with_mut_ref(group, VFIO_GROUP_GET_STATUS(), &mut status) })?;
+        Ok(status.flags)
+    }
+
+    pub(crate) fn group_set_container(group: &File, container: &File) -> io::Result<()> {
+        let fd: RawFd = container.as_raw_fd();
+        // SAFETY: `group` is a VFIO group fd; the kernel reads one i32 (the container fd) from `fd`,
+        // which lives for the call.
+        check(unsafe { ioctl_with_ref(group, VFIO_GROUP_SET_CONTAINER(), &fd) }).map(drop)
+    }
+
+    pub(crate) fn group_unset_container(group: &File) -> io::Result<()> {
+        // SAFETY: `group` is a VFIO group fd; this ioctl takes no argument.
+        check(unsafe { ioctl(group, VFIO_GROUP_UNSET_CONTAINER()) }).map(drop)
+    }
+
+    pub(crate) fn group_get_device_fd(group: &File, name: &CStr) -> io::Result<File> {
+        // SAFETY: `group` is a VFIO group fd; `name` is a NUL-terminated string that lives for the call
+        // and the kernel only reads it.
+        let fd =
+            check(unsafe { ioctl_with_ptr(group, VFIO_GROUP_GET_DEVICE_FD(), name.as_ptr()) })?;
+        // SAFETY: on success the ioctl returns a new fd that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    pub(crate) fn device_get_info(device: &File) -> io::Result<vfio_device_info> {
+        let mut info = vfio_device_info {
+            argsz: argsz::<vfio_device_info>(),
+            ..Default::default()
+        };
+        // SAFETY: `device` is a VFIO device fd; `info` is a correctly sized struct we own and
+        // `argsz` tells the kernel not to write past it.
+        check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_INFO(), &mut info) })?;
+        Ok(info)
+    }
+
+    /// Fills `buf` (whose first bytes are a `vfio_region_info` with `argsz` = `buf` size
+    /// and `index` set) with the region's info and, space allowing, its capability chain.
+    pub(crate) fn device_get_region_info(device: &File, buf: &mut [u64]) -> io::Result<()> {
+        if std::mem::size_of_val(buf) < std::mem::size_of::<vfio_region_info>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `device` is a VFIO device fd; `buf` is 8-aligned, at least a `vfio_region_info`
+        // long, owned by the caller, and its `argsz` (set by the caller) is at most its length, so
+        // the kernel writes only inside it.
+        check(unsafe {
+            ioctl_with_mut_ptr(device, VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr())
+        })
         .map(drop)
-}
-
-pub(crate) fn device_get_irq_info(device: &File, index: u32) -> io::Result<vfio_irq_info> {
-    let mut info = vfio_irq_info {
-        argsz: argsz::<vfio_irq_info>(),
-        index,
-        ..Default::default()
-    };
-    // SAFETY: `device` is a VFIO device fd; `info` is a correctly sized struct we own.
-    check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_IRQ_INFO(), &mut info) })?;
-    Ok(info)
-}
-
-/// Issues `VFIO_DEVICE_SET_IRQS` with a packed `vfio_irq_set` (see `irq::pack_irq_set`).
-pub(crate) fn device_set_irqs(device: &File, irq_set: &[u32]) -> io::Result<()> {
-    if std::mem::size_of_val(irq_set) < std::mem::size_of::<vfio_irq_set>() {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    // SAFETY: `device` is a VFIO device fd; `irq_set` is a 4-aligned buffer holding a
-    // `vfio_irq_set` header whose `argsz` equals the buffer's length; the kernel only reads it.
-    check(unsafe { ioctl_with_ptr(device, VFIO_DEVICE_SET_IRQS(), irq_set.as_ptr()) }).map(drop)
-}
 
-pub(crate) fn device_reset(device: &File) -> io::Result<()> {
-    // SAFETY: `device` is a VFIO device fd; this ioctl takes no argument.
-    check(unsafe { ioctl(device, VFIO_DEVICE_RESET()) }).map(drop)
-}
-
-/// Fills `buf` (a `vfio_iommu_type1_info` header with `argsz` = `buf` size) with the
-/// IOMMU's info and, space allowing, its capability chain.
-pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()> {
-    if std::mem::size_of_val(buf) < std::mem::size_of::<vfio_iommu_type1_info>() {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    pub(crate) fn device_get_irq_info(device: &File, index: u32) -> io::Result<vfio_irq_info> {
+        let mut info = vfio_irq_info {
+            argsz: argsz::<vfio_irq_info>(),
+            index,
+            ..Default::default()
+        };
+        // SAFETY: `device` is a VFIO device fd; `info` is a correctly sized struct we own.
+        check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_IRQ_INFO(), &mut info) })?;
+        Ok(info)
     }
-    // SAFETY: `container` is a container fd with an IOMMU set; `buf` is 8-aligned, owned by the
-    // caller, at least a header long, and its `argsz` is at most its length.
-    check(unsafe { ioctl_with_mut_ptr(container, VFIO_IOMMU_GET_INFO(), buf.as_mut_ptr()) })
-        .map(drop)
+
+    /// Issues `VFIO_DEVICE_SET_IRQS` with a packed `vfio_irq_set` (see `irq::pack_irq_set`).
+    pub(crate) fn device_set_irqs(device: &File, irq_set: &[u32]) -> io::Result<()> {
+        if std::mem::size_of_val(irq_set) < std::mem::size_of::<vfio_irq_set>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `device` is a VFIO device fd; `irq_set` is a 4-aligned buffer holding a
+        // `vfio_irq_set` header whose `argsz` equals the buffer's length; the kernel only reads it.
+        check(unsafe { ioctl_with_ptr(device, VFIO_DEVICE_SET_IRQS(), irq_set.as_ptr()) }).map(drop)
+    }
+
+    pub(crate) fn device_reset(device: &File) -> io::Result<()> {
+        // SAFETY: `device` is a VFIO device fd; this ioctl takes no argument.
+        check(unsafe { ioctl(device, VFIO_DEVICE_RESET()) }).map(drop)
+    }
+
+    /// Fills `buf` (a `vfio_iommu_type1_info` header with `argsz` = `buf` size) with the
+    /// IOMMU's info and, space allowing, its capability chain.
+    pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()> {
+        if std::mem::size_of_val(buf) < std::mem::size_of::<vfio_iommu_type1_info>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `container` is a container fd with an IOMMU set; `buf` is 8-aligned, owned by the
+        // caller, at least a header long, and its `argsz` is at most its length.
+        check(unsafe { ioctl_with_mut_ptr(container, VFIO_IOMMU_GET_INFO(), buf.as_mut_ptr()) })
+            .map(drop)
+    }
+
+    /// Maps `[vaddr, vaddr + size)` of this process at `iova`.
+    ///
+    /// # Safety
+    /// The memory must stay mapped (and not be reused for anything a device must not
+    /// touch) until it is unmapped from the IOMMU: the device may access it at any time.
+    pub(crate) unsafe fn iommu_map_dma(
+        container: &File,
+        map: &vfio_iommu_type1_dma_map,
+    ) -> io::Result<()> {
+        // SAFETY: `container` is a container fd; `map` is a correctly sized struct the kernel reads;
+        // the caller guarantees the memory it names outlives the mapping.
+        check(unsafe { ioctl_with_ref(container, VFIO_IOMMU_MAP_DMA(), map) }).map(drop)
+    }
+
+    /// Unmaps `[iova, iova + size)`; returns how many bytes the kernel unmapped.
+    pub(crate) fn iommu_unmap_dma(container: &File, iova: u64, size: u64) -> io::Result<u64> {
+        let mut unmap = vfio_iommu_type1_dma_unmap {
+            argsz: argsz::<vfio_iommu_type1_dma_unmap>(),
+            iova,
+            size,
+            ..Default::default()
+        };
+        // SAFETY: `container` is a container fd; `unmap` is a correctly sized struct we own; with no
+        // flags the kernel writes back only `size`.
+        check(unsafe { ioctl_with_mut_ref(container, VFIO_IOMMU_UNMAP_DMA(), &mut unmap) })?;
+        Ok(unmap.size)
+    }
 }
 
-/// Maps `[vaddr, vaddr + size)` of this process at `iova`.
+/// A fake VFIO kernel for unit tests, so that the bookkeeping above the ioctls runs on
+/// a host without VFIO and without device nodes.
 ///
-/// # Safety
-/// The memory must stay mapped (and not be reused for anything a device must not
-/// touch) until it is unmapped from the IOMMU: the device may access it at any time.
-pub(crate) unsafe fn iommu_map_dma(
-    container: &File,
-    map: &vfio_iommu_type1_dma_map,
-) -> io::Result<()> {
-    // SAFETY: `container` is a container fd; `map` is a correctly sized struct the kernel reads;
-    // the caller guarantees the memory it names outlives the mapping.
-    check(unsafe { ioctl_with_ref(container, VFIO_IOMMU_MAP_DMA(), map) }).map(drop)
-}
+/// A [`FakeKernel`] owns a temp dir whose plain files stand for its nodes: one per
+/// container (`vfio-N`; each is one container, however often it is opened) and one per
+/// group (`<id>`, where `VfioContainer::with_group_dir` finds it). The ioctls below
+/// find the node by the file's (device, inode), answer from its [`State`] as
+/// `vfio_iommu_type1` would, and record each call; an fd that is no fake node gets the
+/// real ioctl.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Unmaps `[iova, iova + size)`; returns how many bytes the kernel unmapped.
-pub(crate) fn iommu_unmap_dma(container: &File, iova: u64, size: u64) -> io::Result<u64> {
-    let mut unmap = vfio_iommu_type1_dma_unmap {
-        argsz: argsz::<vfio_iommu_type1_dma_unmap>(),
-        iova,
-        size,
-        ..Default::default()
-    };
-    // SAFETY: `container` is a container fd; `unmap` is a correctly sized struct we own; with no
-    // flags the kernel writes back only `size`.
-    check(unsafe { ioctl_with_mut_ref(container, VFIO_IOMMU_UNMAP_DMA(), &mut unmap) })?;
-    Ok(unmap.size)
+    use vfio_bindings::bindings::vfio::*;
+    use vmm_sys_util::tempdir::TempDir;
+
+    use super::sys;
+    use crate::abi::get_u32;
+    use crate::container::{page_size, VfioContainer};
+
+    /// (device, inode) of a node's file.
+    type Key = (u64, u64);
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Kind {
+        Container(usize),
+        Group(u32),
+    }
+
+    struct Node {
+        kernel: u64,
+        state: Arc<Mutex<State>>,
+        kind: Kind,
+    }
+
+    /// The nodes of every live fake kernel; tests run in parallel, each with its own.
+    static NODES: Mutex<BTreeMap<Key, Node>> = Mutex::new(BTreeMap::new());
+    static NEXT_KERNEL: AtomicU64 = AtomicU64::new(1);
+
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the kernel keeps for one container.
+    #[derive(Debug, Default)]
+    pub(crate) struct Container {
+        /// The IOMMU type set, until the last group leaves.
+        pub iommu: Option<u32>,
+        pub groups: BTreeSet<u32>,
+        /// The IOMMU's mappings: iova → (size, vaddr).
+        pub mappings: BTreeMap<u64, (u64, u64)>,
+    }
+
+    /// What the kernel keeps for one group.
+    #[derive(Debug)]
+    pub(crate) struct Group {
+        pub viable: bool,
+        /// The index of its container in [`State::containers`].
+        pub container: Option<usize>,
+    }
+
+    /// The fake kernel's state; tests read and change it through [`FakeKernel::state`].
+    #[derive(Debug)]
+    pub(crate) struct State {
+        kernel: u64,
+        pub api_version: i32,
+        pub type1v2: bool,
+        /// Usable IOVA ranges, inclusive; empty: reported as none, and none checked.
+        pub iova_ranges: Vec<(u64, u64)>,
+        /// Mappings per container before `MAP_DMA` fails with ENOSPC (`dma_entry_limit`).
+        pub dma_entry_limit: usize,
+        /// Bytes all containers may pin before `MAP_DMA` fails with ENOMEM (`RLIMIT_MEMLOCK`).
+        pub memlock_limit: u64,
+        pub containers: Vec<Container>,
+        pub groups: BTreeMap<u32, Group>,
+        /// Every ioctl issued on this kernel's nodes, in order.
+        pub calls: Vec<&'static str>,
+        /// One-shot failures: the next call of `op` fails with `errno`.
+        failures: Vec<(&'static str, i32)>,
+    }
+
+    impl State {
+        fn container(&mut self, kind: Kind) -> Result<&mut Container, i32> {
+            match kind {
+                Kind::Container(i) => self.containers.get_mut(i).ok_or(libc::EBADF),
+                // A container ioctl on a group fd.
+                Kind::Group(_) => Err(libc::ENOTTY),
+            }
+        }
+
+        fn group(&mut self, kind: Kind) -> Result<(u32, &mut Group), i32> {
+            match kind {
+                Kind::Group(id) => Ok((id, self.groups.get_mut(&id).ok_or(libc::ENODEV)?)),
+                Kind::Container(_) => Err(libc::ENOTTY),
+            }
+        }
+
+        fn pinned(&self) -> u64 {
+            self.containers
+                .iter()
+                .flat_map(|c| c.mappings.values())
+                .map(|&(size, _)| size)
+                .sum()
+        }
+
+        /// The full `VFIO_IOMMU_GET_INFO` answer of container `c`.
+        fn info(&self, c: &Container) -> Vec<u8> {
+            let header = std::mem::size_of::<vfio_iommu_type1_info>();
+            let mut caps: Vec<(u32, Vec<u8>)> = Vec::new();
+            if !self.iova_ranges.is_empty() {
+                let mut body = (self.iova_ranges.len() as u32).to_ne_bytes().to_vec();
+                body.extend_from_slice(&0u32.to_ne_bytes());
+                for &(start, end) in &self.iova_ranges {
+                    body.extend_from_slice(&start.to_ne_bytes());
+                    body.extend_from_slice(&end.to_ne_bytes());
+                }
+                caps.push((VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, body));
+            }
+            let avail = self.dma_entry_limit.saturating_sub(c.mappings.len()) as u32;
+            let mut body = avail.to_ne_bytes().to_vec();
+            body.extend_from_slice(&[0; 4]);
+            caps.push((VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, body));
+
+            let mut out = Vec::new();
+            out.extend_from_slice(&0u32.to_ne_bytes()); // argsz, set by the caller
+            out.extend_from_slice(&(VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS).to_ne_bytes());
+            out.extend_from_slice(&(page_size() | 0x20_0000 | 0x4000_0000).to_ne_bytes());
+            out.extend_from_slice(&(header as u32).to_ne_bytes()); // cap_offset
+            out.extend_from_slice(&0u32.to_ne_bytes());
+            let last = caps.len() - 1;
+            for (i, (id, body)) in caps.iter().enumerate() {
+                let next = if i == last {
+                    0
+                } else {
+                    out.len() + 8 + body.len()
+                };
+                out.extend_from_slice(&(*id as u16).to_ne_bytes());
+                out.extend_from_slice(&1u16.to_ne_bytes());
+                out.extend_from_slice(&(next as u32).to_ne_bytes());
+                out.extend_from_slice(body);
+            }
+            out
+        }
+    }
+
+    /// A fake kernel and its nodes; dropping it removes them.
+    pub(crate) struct FakeKernel {
+        id: u64,
+        state: Arc<Mutex<State>>,
+        keys: Mutex<Vec<Key>>,
+        dir: TempDir,
+    }
+
+    impl FakeKernel {
+        /// A kernel offering Type1v2, no IOVA ranges, no group, and limits no test reaches.
+        pub(crate) fn new() -> Self {
+            let dir = TempDir::new_with_prefix(std::env::temp_dir().join("vfio-fake-kernel-"))
+                .expect("a temp dir for the fake kernel's nodes");
+            let id = NEXT_KERNEL.fetch_add(1, Ordering::Relaxed);
+            FakeKernel {
+                id,
+                state: Arc::new(Mutex::new(State {
+                    kernel: id,
+                    api_version: VFIO_API_VERSION as i32,
+                    type1v2: true,
+                    iova_ranges: Vec::new(),
+                    dma_entry_limit: 65535,
+                    memlock_limit: u64::MAX,
+                    containers: Vec::new(),
+                    groups: BTreeMap::new(),
+                    calls: Vec::new(),
+                    failures: Vec::new(),
+                })),
+                keys: Mutex::new(Vec::new()),
+                dir,
+            }
+        }
+
+        /// The directory of the group nodes.
+        pub(crate) fn dir(&self) -> &Path {
+            self.dir.as_path()
+        }
+
+        pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+            lock(&self.state)
+        }
+
+        fn add_node(&self, name: &str, kind: Kind) -> PathBuf {
+            let path = self.dir().join(name);
+            let meta = File::create(&path)
+                .and_then(|f| f.metadata())
+                .unwrap_or_else(|e| panic!("creating the fake node {}: {e}", path.display()));
+            let key = (meta.dev(), meta.ino());
+            lock(&self.keys).push(key);
+            let node = Node {
+                kernel: self.id,
+                state: self.state.clone(),
+                kind,
+            };
+            lock(&NODES).insert(key, node);
+            path
+        }
+
+        /// Adds viable group `id` (its node is `<dir>/<id>`).
+        pub(crate) fn add_group(&self, id: u32) {
+            self.state().groups.insert(
+                id,
+                Group {
+                    viable: true,
+                    container: None,
+                },
+            );
+            self.add_node(&id.to_string(), Kind::Group(id));
+        }
+
+        /// A new container's node.
+        pub(crate) fn container_node(&self) -> PathBuf {
+            let index = {
+                let mut state = self.state();
+                state.containers.push(Container::default());
+                state.containers.len() - 1
+            };
+            self.add_node(&format!("vfio-{index}"), Kind::Container(index))
+        }
+
+        /// A new container, whose groups are this kernel's.
+        pub(crate) fn container(&self) -> Arc<VfioContainer> {
+            let container = VfioContainer::open(&self.container_node(), None)
+                .unwrap_or_else(|e| panic!("opening a fake container: {e}"));
+            Arc::new(container.with_group_dir(self.dir()))
+        }
+
+        /// Makes the next call of `op` fail with `errno`.
+        pub(crate) fn fail_next(&self, op: &'static str, errno: i32) {
+            self.state().failures.push((op, errno));
+        }
+
+        /// How many times `op` was issued.
+        pub(crate) fn calls(&self, op: &str) -> usize {
+            self.state().calls.iter().filter(|&&c| c == op).count()
+        }
+    }
+
+    impl Drop for FakeKernel {
+        fn drop(&mut self) {
+            let mut nodes = lock(&NODES);
+            for key in lock(&self.keys).drain(..) {
+                nodes.remove(&key);
+            }
+        }
+    }
+
+    fn node(file: &File) -> Option<(u64, Arc<Mutex<State>>, Kind)> {
+        let meta = file.metadata().ok()?;
+        let nodes = lock(&NODES);
+        let node = nodes.get(&(meta.dev(), meta.ino()))?;
+        Some((node.kernel, node.state.clone(), node.kind))
+    }
+
+    /// Answers `op` on `file` if it is a fake node (recording the call and taking a
+    /// failure set for it); `None` for any other file.
+    fn answer<T>(
+        file: &File,
+        op: &'static str,
+        f: impl FnOnce(&mut State, Kind) -> Result<T, i32>,
+    ) -> Option<io::Result<T>> {
+        let (_, state, kind) = node(file)?;
+        let mut state = lock(&state);
+        state.calls.push(op);
+        let result = match state.failures.iter().position(|&(o, _)| o == op) {
+            Some(i) => Err(state.failures.remove(i).1),
+            None => f(&mut state, kind),
+        };
+        Some(result.map_err(io::Error::from_raw_os_error))
+    }
+
+    pub(crate) fn get_api_version(container: &File) -> io::Result<i32> {
+        answer(container, "VFIO_GET_API_VERSION", |s, k| {
+            s.container(k)?;
+            Ok(s.api_version)
+        })
+        .unwrap_or_else(|| sys::get_api_version(container))
+    }
+
+    pub(crate) fn check_extension(container: &File, extension: u32) -> io::Result<bool> {
+        answer(container, "VFIO_CHECK_EXTENSION", |s, k| {
+            s.container(k)?;
+            Ok(extension == VFIO_TYPE1v2_IOMMU && s.type1v2)
+        })
+        .unwrap_or_else(|| sys::check_extension(container, extension))
+    }
+
+    pub(crate) fn set_iommu(container: &File, iommu_type: u32) -> io::Result<()> {
+        answer(container, "VFIO_SET_IOMMU", |s, k| {
+            if iommu_type != VFIO_TYPE1v2_IOMMU || !s.type1v2 {
+                return Err(libc::ENODEV);
+            }
+            let c = s.container(k)?;
+            // The kernel needs a group first, and sets the IOMMU once.
+            if c.groups.is_empty() || c.iommu.is_some() {
+                return Err(libc::EINVAL);
+            }
+            c.iommu = Some(iommu_type);
+            Ok(())
+        })
+        .unwrap_or_else(|| sys::set_iommu(container, iommu_type))
+    }
+
+    pub(crate) fn group_get_status(group: &File) -> io::Result<u32> {
+        answer(group, "VFIO_GROUP_GET_STATUS", |s, k| {
+            let (_, g) = s.group(k)?;
+            let mut flags = 0;
+            if g.viable {
+                flags |= VFIO_GROUP_FLAGS_VIABLE;
+            }
+            if g.container.is_some() {
+                flags |= VFIO_GROUP_FLAGS_CONTAINER_SET;
+            }
+            Ok(flags)
+        })
+        .unwrap_or_else(|| sys::group_get_status(group))
+    }
+
+    pub(crate) fn group_set_container(group: &File, container: &File) -> io::Result<()> {
+        // Looked up before the group's state is locked: both nodes may share it.
+        let target = node(container).map(|(kernel, _, kind)| (kernel, kind));
+        answer(group, "VFIO_GROUP_SET_CONTAINER", |s, k| {
+            let index = match target {
+                Some((kernel, Kind::Container(i))) if kernel == s.kernel => i,
+                _ => return Err(libc::EBADF),
+            };
+            let (id, g) = s.group(k)?;
+            if !g.viable {
+                return Err(libc::EPERM);
+            }
+            if g.container.is_some() {
+                return Err(libc::EINVAL);
+            }
+            g.container = Some(index);
+            s.container(Kind::Container(index))?.groups.insert(id);
+            Ok(())
+        })
+        .unwrap_or_else(|| sys::group_set_container(group, container))
+    }
+
+    pub(crate) fn group_unset_container(group: &File) -> io::Result<()> {
+        answer(group, "VFIO_GROUP_UNSET_CONTAINER", |s, k| {
+            let (id, g) = s.group(k)?;
+            let index = g.container.take().ok_or(libc::EINVAL)?;
+            let c = s.container(Kind::Container(index))?;
+            c.groups.remove(&id);
+            // The last group out releases the IOMMU, and every mapping with it.
+            if c.groups.is_empty() {
+                c.iommu = None;
+                c.mappings.clear();
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|| sys::group_unset_container(group))
+    }
+
+    pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()> {
+        answer(container, "VFIO_IOMMU_GET_INFO", |s, k| {
+            let header = std::mem::size_of::<vfio_iommu_type1_info>();
+            if std::mem::size_of_val(buf) < header {
+                return Err(libc::EINVAL);
+            }
+            let Kind::Container(index) = k else {
+                return Err(libc::ENOTTY);
+            };
+            let c = s.containers.get(index).ok_or(libc::EBADF)?;
+            if c.iommu.is_none() {
+                return Err(libc::EINVAL);
+            }
+            let mut info = s.info(c);
+            let needed = info.len();
+            info[..4].copy_from_slice(&(needed as u32).to_ne_bytes());
+            // Too small for the capabilities: the header alone says how much to ask for.
+            if (get_u32(buf, 0) as usize) < needed {
+                info.truncate(header);
+                info[16..20].copy_from_slice(&0u32.to_ne_bytes());
+            }
+            for (word, bytes) in buf.iter_mut().zip(info.chunks(8)) {
+                let mut w = [0u8; 8];
+                w[..bytes.len()].copy_from_slice(bytes);
+                *word = u64::from_ne_bytes(w);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|| sys::iommu_get_info(container, buf))
+    }
+
+    /// # Safety
+    /// As the real `iommu_map_dma` (to which it passes any other fd); the fake itself
+    /// never touches the memory.
+    pub(crate) unsafe fn iommu_map_dma(
+        container: &File,
+        map: &vfio_iommu_type1_dma_map,
+    ) -> io::Result<()> {
+        let answered = answer(container, "VFIO_IOMMU_MAP_DMA", |s, k| {
+            let page = page_size();
+            let (iova, size, vaddr) = (map.iova, map.size, map.vaddr);
+            if map.argsz < sys::argsz::<vfio_iommu_type1_dma_map>()
+                || map.flags & (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0
+                || size == 0
+                || (iova | size | vaddr) % page != 0
+            {
+                return Err(libc::EINVAL);
+            }
+            let last = iova.checked_add(size - 1).ok_or(libc::EINVAL)?;
+            let usable = s.iova_ranges.is_empty()
+                || s.iova_ranges
+                    .iter()
+                    .any(|&(start, end)| start <= iova && last <= end);
+            let (limit, memlock, pinned) = (s.dma_entry_limit, s.memlock_limit, s.pinned());
+            let c = s.container(k)?;
+            if c.iommu.is_none() || !usable {
+                return Err(libc::EINVAL);
+            }
+            if let Some((&other, &(other_size, _))) = c.mappings.range(..=last).next_back() {
+                if other + other_size > iova {
+                    return Err(libc::EEXIST);
+                }
+            }
+            if c.mappings.len() >= limit {
+                return Err(libc::ENOSPC);
+            }
+            if pinned.saturating_add(size) > memlock {
+                return Err(libc::ENOMEM);
+            }
+            c.mappings.insert(iova, (size, vaddr));
+            Ok(())
+        });
+        match answered {
+            Some(result) => result,
+            // SAFETY: the caller upholds the real ioctl's contract, which is this one's.
+            None => unsafe { sys::iommu_map_dma(container, map) },
+        }
+    }
+
+    pub(crate) fn iommu_unmap_dma(container: &File, iova: u64, size: u64) -> io::Result<u64> {
+        answer(container, "VFIO_IOMMU_UNMAP_DMA", |s, k| {
+            let c = s.container(k)?;
+            if c.iommu.is_none() || size == 0 {
+                return Err(libc::EINVAL);
+            }
+            let end = iova.checked_add(size).ok_or(libc::EINVAL)?;
+            // Type1v2 unmaps whole mappings only: one that straddles an edge is refused.
+            let straddles = c
+                .mappings
+                .range(..end)
+                .any(|(&at, &(len, _))| at + len > iova && (at < iova || at + len > end));
+            if straddles {
+                return Err(libc::EINVAL);
+            }
+            let inside: Vec<u64> = c.mappings.range(iova..end).map(|(&at, _)| at).collect();
+            let mut unmapped = 0;
+            for at in inside {
+                unmapped += c.mappings.remove(&at).map_or(0, |(len, _)| len);
+            }
+            Ok(unmapped)
+        })
+        .unwrap_or_else(|| sys::iommu_unmap_dma(container, iova, size))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
+    use vfio_bindings::bindings::vfio::*;
+
+    use super::fake::FakeKernel;
     use super::*;
 
     #[test]
@@ -220,5 +716,72 @@ mod tests {
         let f = File::open("/dev/null").unwrap();
         let e = get_api_version(&f).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+    }
+
+    #[test]
+    fn fake_answers_only_for_its_own_nodes() {
+        let kernel = FakeKernel::new();
+        let node = File::open(kernel.container_node()).unwrap();
+        assert_eq!(get_api_version(&node).unwrap(), VFIO_API_VERSION as i32);
+        assert!(check_extension(&node, VFIO_TYPE1v2_IOMMU).unwrap());
+        // A group ioctl on a container node, as the kernel answers it.
+        let e = group_get_status(&node).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+        // A plain file the fake does not know goes to the kernel, which refuses it.
+        let stranger = File::create(kernel.dir().join("stranger")).unwrap();
+        let e = set_iommu(&stranger, VFIO_TYPE1v2_IOMMU).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+        assert_eq!(
+            kernel.state().calls,
+            [
+                "VFIO_GET_API_VERSION",
+                "VFIO_CHECK_EXTENSION",
+                "VFIO_GROUP_GET_STATUS"
+            ]
+        );
+        // Once the kernel is gone its node is a plain file again.
+        let path = kernel.container_node();
+        let late = File::open(&path).unwrap();
+        drop(kernel);
+        assert_eq!(
+            get_api_version(&late).unwrap_err().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+    }
+
+    #[test]
+    fn fake_unmaps_whole_mappings_like_type1v2() {
+        let kernel = FakeKernel::new();
+        kernel.add_group(3);
+        let container = File::open(kernel.container_node()).unwrap();
+        let group = File::open(kernel.dir().join("3")).unwrap();
+        group_set_container(&group, &container).unwrap();
+        set_iommu(&container, VFIO_TYPE1v2_IOMMU).unwrap();
+        let page = crate::page_size();
+        let map = |iova: u64, size: u64| vfio_iommu_type1_dma_map {
+            argsz: argsz::<vfio_iommu_type1_dma_map>(),
+            flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            vaddr: 0x7000_0000,
+            iova,
+            size,
+        };
+        // SAFETY: the fake never touches the memory it is told about.
+        unsafe { iommu_map_dma(&container, &map(0, 2 * page)) }.unwrap();
+        // SAFETY: as above.
+        let e = unsafe { iommu_map_dma(&container, &map(page, page)) }.unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+        let e = iommu_unmap_dma(&container, page, page).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EINVAL),
+            "straddles the mapping"
+        );
+        assert_eq!(iommu_unmap_dma(&container, 4 * page, page).unwrap(), 0);
+        assert_eq!(iommu_unmap_dma(&container, 0, 8 * page).unwrap(), 2 * page);
+        // The last group out takes the IOMMU with it.
+        group_unset_container(&group).unwrap();
+        assert_eq!(kernel.state().containers[0].iommu, None);
+        let e = iommu_unmap_dma(&container, 0, page).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
     }
 }

@@ -27,6 +27,14 @@ pub(crate) struct ClaimedVectors {
 pub(crate) type IrqClaims = std::sync::Mutex<Vec<Option<ClaimedVectors>>>;
 
 /// The name of an IRQ index in messages.
+///
+/// ```
+/// use vfio_ioctls::{irq_index_name, pci_irq};
+///
+/// assert_eq!(irq_index_name(pci_irq::MSIX), "MSI-X (index 2)");
+/// assert_eq!(irq_index_name(pci_irq::INTX), "INTx (index 0)");
+/// assert_eq!(irq_index_name(9), "IRQ index 9");
+/// ```
 pub fn irq_index_name(index: u32) -> String {
     match index {
         pci_irq::INTX => "INTx (index 0)".into(),

@@ -4,7 +4,8 @@
 //! [`VfioContainer`] (an IOMMU context) holds [`VfioGroup`]s, through which
 //! [`VfioDevice`]s are opened. Devices expose regions ([`VfioRegion`], with
 //! [`VfioRegionInfoCap`] capabilities), which can be read, written or mapped
-//! ([`MappedRegion`]), and interrupts ([`VfioIrq`]) delivered to eventfds.
+//! ([`MappedRegion`]), and interrupts ([`VfioIrq`]) delivered to eventfds, which
+//! the [`poller`] thread can hand to callbacks.
 //! [`DmaBuffer`]s are memory the crate owns, mapped into the IOMMU.
 //! [`sysfs`] finds devices and binds them to vfio-pci.
 //!
@@ -45,6 +46,7 @@ mod mmap;
 pub mod mshv;
 #[cfg(test)]
 mod parser_props;
+pub mod poller;
 mod region;
 pub mod sysfs;
 mod volatile;
@@ -67,6 +69,12 @@ pub use vmm_sys_util::eventfd::EventFd;
 pub use volatile::VolatileAccess;
 
 /// The cargo features this build of the crate has, of `kvm` and `mshv`.
+///
+/// ```
+/// let features = vfio_ioctls::features();
+/// assert_eq!(features.contains(&"kvm"), cfg!(feature = "kvm"));
+/// assert!(features.iter().all(|f| ["kvm", "mshv"].contains(f)));
+/// ```
 pub fn features() -> &'static [&'static str] {
     match (cfg!(feature = "kvm"), cfg!(feature = "mshv")) {
         (true, true) => &["kvm", "mshv"],

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! On a machine without `VFIO_GUEST=1` and `/dev/vfio/vfio` every test fails (it does
-//! not skip): the host test runner runs `--lib --doc` only.
+//! not skip): `cargo test` routes this binary into the guest (`.cargo/config.toml`'s
+//! runner, scripts/cargo-runner.sh); `npm test` runs it there through test-guest.sh.
 
 #[cfg(feature = "kvm")]
 use std::fs::{File, OpenOptions};

@@ -11,6 +11,22 @@ use crate::error::{Result, VfioError};
 /// Parsing is strict: `DDDD:BB:DD.F` with a domain of 4 to 8 hex digits, or
 /// the short form `BB:DD.F` (domain 0); hex digits may be upper or lower
 /// case; nothing else is accepted (no whitespace, no path separators).
+///
+/// ```
+/// use vfio_ioctls::sysfs::PciAddress;
+///
+/// let a: PciAddress = "0000:00:1F.2".parse()?;
+/// assert_eq!((a.domain, a.bus, a.device, a.function), (0, 0, 0x1f, 2));
+/// // Display gives the form sysfs names devices by: lower case, 4-digit domain.
+/// assert_eq!(a.to_string(), "0000:00:1f.2");
+/// assert_eq!("00:1f.2".parse::<PciAddress>()?, a);
+/// assert_eq!(PciAddress::new(0, 0, 0x1f, 2)?, a);
+/// // Nothing else parses, so no path is ever built from one.
+/// let e = "00:1f.2/../../x".parse::<PciAddress>().unwrap_err();
+/// assert_eq!(e.code(), "ERR_VFIO_INVALID_ARGUMENT");
+/// assert!(PciAddress::new(0, 0, 32, 0).is_err(), "device 32 does not exist");
+/// # Ok::<(), vfio_ioctls::VfioError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddress {
     /// The PCI domain (segment).

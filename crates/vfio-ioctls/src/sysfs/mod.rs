@@ -78,6 +78,27 @@ impl Sysfs {
     }
 
     /// Sysfs at another root (a fake tree in tests).
+    ///
+    /// ```
+    /// use std::fs;
+    /// use std::os::unix::fs::symlink;
+    /// use vfio_ioctls::sysfs::Sysfs;
+    ///
+    /// // IOMMU group 7 with a device bound to vfio-pci and one bound to ahci.
+    /// let root = std::env::temp_dir().join(format!("vfio-doc-sysfs-{}", std::process::id()));
+    /// let group = root.join("kernel/iommu_groups/7/devices");
+    /// for (device, driver) in [("0000:00:1f.2", "ahci"), ("0000:00:1f.0", "vfio-pci")] {
+    ///     fs::create_dir_all(group.join(device))?;
+    ///     symlink(format!("../../bus/pci/drivers/{driver}"), group.join(device).join("driver"))?;
+    /// }
+    /// let sysfs = Sysfs::with_root(&root);
+    /// assert_eq!(sysfs.group_devices(7)?, ["0000:00:1f.0", "0000:00:1f.2"]);
+    /// // What keeps the group from being opened (ERR_VFIO_GROUP_NOT_VIABLE):
+    /// assert_eq!(sysfs.group_blockers(7)?, ["0000:00:1f.2 (ahci)"]);
+    /// assert_eq!(sysfs.group_devices(8).unwrap_err().code(), "ERR_VFIO_NOT_FOUND");
+    /// fs::remove_dir_all(&root)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         Sysfs { root: root.into() }
     }
