@@ -24,9 +24,16 @@ export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, P
 export * as sysfs from './sysfs'
 export type { PciDevice } from './sysfs'
 
+/** A hypervisor integration the native binary can be built with. */
+export type Feature = 'kvm' | 'mshv'
+
+function isFeature(name: string): name is Feature {
+  return name === 'kvm' || name === 'mshv'
+}
+
 /** Which hypervisor integrations (`kvm`, `mshv`) the native binary has. */
-export function features(): string[] {
-  return native().features()
+export function features(): Feature[] {
+  return native().features().filter(isFeature)
 }
 
 /** The system page size (DMA sizes and IOVAs are multiples of it). */
