@@ -96,6 +96,12 @@ test('removeAllListeners() keeps the keep-alive bookkeeping: a later listener re
   irq.on('interrupt', () => {})
   await Promise.resolve()
   t.true(f.referenced())
+  // Repeated removals neither pile up the library's hooks nor lose them.
+  for (let i = 0; i < 20; i++) irq.removeAllListeners('newListener').removeAllListeners('removeListener')
+  t.is(irq.listenerCount('newListener'), 1)
+  t.is(irq.listenerCount('removeListener'), 1)
+  irq.removeAllListeners()
+  t.false(f.referenced())
   irq.close()
   t.false(f.referenced())
 })

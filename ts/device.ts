@@ -90,7 +90,14 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.regions = regions
     this.irqs = irqs
     const req = this.irqs[IrqIndex.REQ]
-    if (req !== undefined && req.count > 0 && req.eventfd) this.#request = this.#watchRequests(n)
+    if (req !== undefined && req.count > 0 && req.eventfd) {
+      try {
+        this.#request = this.#watchRequests(n)
+      } catch (err) {
+        n.close() // the caller never sees this device: give it back now, not at GC
+        throw err
+      }
+    }
   }
 
   /** Registers an eventfd for device requests; weakly held, so it keeps nothing alive. */

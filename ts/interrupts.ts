@@ -71,10 +71,17 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
     }
   }
 
-  /** Keeps the ref count in step with 'interrupt' listeners, however they are added. */
+  readonly #onNewListener = (event: string | symbol): void => {
+    if (event === 'interrupt') queueMicrotask(() => this.#updateRef())
+  }
+  readonly #onRemoveListener = (event: string | symbol): void => {
+    if (event === 'interrupt') this.#updateRef()
+  }
+
+  /** Keeps the ref count in step with 'interrupt' listeners, however they are added (idempotent). */
   #watchListeners(): void {
-    this.on('newListener', (event) => event === 'interrupt' && queueMicrotask(() => this.#updateRef()))
-    this.on('removeListener', (event) => event === 'interrupt' && this.#updateRef())
+    if (!this.listeners('newListener').includes(this.#onNewListener)) this.on('newListener', this.#onNewListener)
+    if (!this.listeners('removeListener').includes(this.#onRemoveListener)) this.on('removeListener', this.#onRemoveListener)
   }
 
   /** Removes listeners; the library's own bookkeeping stays (and the process is unref'd). */
