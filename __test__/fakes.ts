@@ -30,6 +30,7 @@ export function fakeDevice() {
     mappable: index === 0,
     caps: index === 0 ? [{ kind: 'sparse-mmap', areas: [{ offset: 0, size: 0x1000 }] }] : [],
   }))
+  const config = fakeConfigSpace()
   const n: Native<Binding.Device> = {
     info: () => ({
       name: '0000:00:03.0',
@@ -44,13 +45,15 @@ export function fakeDevice() {
     }),
     regions: () => regions,
     irqs: () => [0, 1, 2, 3, 4].map((index) => ({ index, flags: 1, count: index < 2 ? 1 : 0, eventfd: true, maskable: index === 0, automasked: index === 0 })),
-    regionRead: (i: number, o: number, l: number) => (rec.record('regionRead', i, o, l), Buffer.alloc(l)),
-    regionWrite: (i: number, o: number, d: Uint8Array) => rec.record('regionWrite', i, o, d.length),
+    regionRead: (i: number, o: number, l: number) => (rec.record('regionRead', i, o, l), i === 7 ? Buffer.from(config.subarray(o, o + l)) : Buffer.alloc(l)),
+    regionWrite: (i: number, o: number, d: Uint8Array) => (rec.record('regionWrite', i, o, d.length), i === 7 && config.set(d, o)),
     mapRegion: (i: number) => (rec.record('mapRegion', i), fakeMemory(rec)),
     reset: () => rec.record('reset'),
     resetAsync: async () => rec.record('resetAsync'),
     enableIrq: (i: number, s: number, c: number) => (rec.record('enableIrq', i, s, c), fakeInterrupts(rec, i, s, c).native),
     disableIrq: (i: number) => rec.record('disableIrq', i),
+    capabilities: () => (rec.record('capabilities'), fakeCapabilities),
+    bars: () => (rec.record('bars'), fakeBars),
     close: () => {
       closed = true
       rec.record('close')
@@ -59,8 +62,44 @@ export function fakeDevice() {
       return closed
     },
   }
-  return { native: n, calls: rec.calls }
+  return { native: n, calls: rec.calls, config }
 }
+
+/**
+ * The fake device's 256 bytes of config space (region 7): edu's ids (1234:11e8), the
+ * command register 0, a capability list (MSI at 0x40, PCI Express at 0x80) and BAR0 at
+ * 0xfea00000. Reads of region 7 return these bytes; writes change them.
+ */
+export function fakeConfigSpace(): Buffer {
+  const c = Buffer.alloc(256)
+  c.writeUInt16LE(0x1234, 0x00)
+  c.writeUInt16LE(0x11e8, 0x02)
+  c.writeUInt16LE(0x0010, 0x06)
+  c.writeUInt32LE(0x00ff0010, 0x08)
+  c.writeUInt32LE(0xfea00000, 0x10)
+  c.writeUInt8(0x40, 0x34)
+  c.set([0x05, 0x80, 0x80, 0x00], 0x40)
+  c.set([0x10, 0x00, 0x02, 0x00], 0x80)
+  return c
+}
+
+/** What the fake device's `capabilities()` answers: each kind once, the native shape. */
+export const fakeCapabilities: Binding.PciCapabilityInfo[] = [
+  { kind: 'msi', id: 0x05, offset: 0x40, multipleMessageCapable: 2, bits64: true, perVectorMasking: false },
+  { kind: 'msix', id: 0x11, offset: 0x50, tableSize: 64, tableBir: 0, tableOffset: 0x2000, pbaBir: 4, pbaOffset: 0x3000 },
+  { kind: 'pcie', id: 0x10, offset: 0x80, version: 2, deviceType: 0 },
+  { kind: 'pm', id: 0x01, offset: 0x60, version: 3 },
+  { kind: 'vendor', id: 0x09, offset: 0x70, length: 8 },
+  { kind: 'unknown', id: 0x0d, offset: 0x78 },
+  { kind: 'extended', id: 0x0001, offset: 0x100, version: 1 },
+]
+
+/** What the fake device's `bars()` answers. */
+export const fakeBars: Binding.PciBarInfo[] = [
+  { index: 0, memory: true, bits64: false, prefetchable: false, address: 0xfea00000n, size: 0x100000 },
+  { index: 2, memory: true, bits64: true, prefetchable: true, address: 0x1_0000_0000n, size: 0x4000 },
+  { index: 4, memory: false, bits64: false, prefetchable: false, address: 0xc000n, size: 0x20 },
+]
 
 /** One object that is both a mapped region and a DMA buffer: the accessors are the same. */
 export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Native<Binding.DmaBuffer> {

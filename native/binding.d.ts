@@ -71,6 +71,16 @@ export declare class Device {
   disableIrq(index: number): void
   /** Closes the handle; mapped regions and interrupts keep the device open until they close too. */
   close(): void
+  /**
+   * The capabilities of config space: the standard list, then the extended one
+   * (kind `extended`), in chain order.
+   */
+  capabilities(): Array<PciCapabilityInfo>
+  /**
+   * The BARs the device implements, decoded from config space, with the sizes of
+   * their VFIO regions.
+   */
+  bars(): Array<PciBarInfo>
 }
 
 /** A DMA buffer. Its memory lives as long as this object or a view of it. */
@@ -305,6 +315,54 @@ export declare function pageSize(): number
 
 /** Normalizes a PCI address (`00:03.0` → `0000:00:03.0`), or throws. */
 export declare function parsePciAddress(address: string): string
+
+/** One decoded BAR. */
+export interface PciBarInfo {
+  /** BAR index (0 to 5). */
+  index: number
+  /** Memory space (else I/O space). */
+  memory: boolean
+  /** A 64-bit memory BAR (it takes the next slot too). */
+  bits64: boolean
+  /** Prefetchable memory. */
+  prefetchable: boolean
+  /** The base address in the BAR register. */
+  address: bigint
+  /** The size, from the VFIO region. */
+  size: number
+}
+
+/** One PCI capability of config space, flattened (the facade turns it into a union by `kind`). */
+export interface PciCapabilityInfo {
+  /** `msi`, `msix`, `pcie`, `pm`, `vendor`, `unknown`, or `extended` (the extended list). */
+  kind: string
+  /** Capability id (8 bits; 16 for `extended`). */
+  id: number
+  /** Offset in config space. */
+  offset: number
+  /** Version (`pcie`, `pm`, `extended`). */
+  version?: number
+  /** Multiple Message Capable, log2 of the vectors (`msi`). */
+  multipleMessageCapable?: number
+  /** 64-bit message address (`msi`). */
+  bits64?: boolean
+  /** Per-vector masking (`msi`). */
+  perVectorMasking?: boolean
+  /** Table entries (`msix`). */
+  tableSize?: number
+  /** The table's BAR (`msix`). */
+  tableBir?: number
+  /** The table's offset in its BAR (`msix`). */
+  tableOffset?: number
+  /** The pending-bit array's BAR (`msix`). */
+  pbaBir?: number
+  /** The pending-bit array's offset in its BAR (`msix`). */
+  pbaOffset?: number
+  /** Device/port type (`pcie`). */
+  deviceType?: number
+  /** The length byte (`vendor`). */
+  length?: number
+}
 
 /** One PCI device. */
 export declare function pciDevice(address: string, root?: string | undefined | null): PciDevice

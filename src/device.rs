@@ -310,3 +310,168 @@ impl Device {
         self.inner = None;
     }
 }
+
+/// One PCI capability of config space, flattened (the facade turns it into a union by `kind`).
+#[napi(object)]
+pub struct PciCapabilityInfo {
+    /// `msi`, `msix`, `pcie`, `pm`, `vendor`, `unknown`, or `extended` (the extended list).
+    pub kind: String,
+    /// Capability id (8 bits; 16 for `extended`).
+    pub id: u32,
+    /// Offset in config space.
+    pub offset: u32,
+    /// Version (`pcie`, `pm`, `extended`).
+    pub version: Option<u32>,
+    /// Multiple Message Capable, log2 of the vectors (`msi`).
+    pub multiple_message_capable: Option<u32>,
+    /// 64-bit message address (`msi`).
+    pub bits64: Option<bool>,
+    /// Per-vector masking (`msi`).
+    pub per_vector_masking: Option<bool>,
+    /// Table entries (`msix`).
+    pub table_size: Option<u32>,
+    /// The table's BAR (`msix`).
+    pub table_bir: Option<u32>,
+    /// The table's offset in its BAR (`msix`).
+    pub table_offset: Option<u32>,
+    /// The pending-bit array's BAR (`msix`).
+    pub pba_bir: Option<u32>,
+    /// The pending-bit array's offset in its BAR (`msix`).
+    pub pba_offset: Option<u32>,
+    /// Device/port type (`pcie`).
+    pub device_type: Option<u32>,
+    /// The length byte (`vendor`).
+    pub length: Option<u32>,
+}
+
+/// One decoded BAR.
+#[napi(object)]
+pub struct PciBarInfo {
+    /// BAR index (0 to 5).
+    pub index: u32,
+    /// Memory space (else I/O space).
+    pub memory: bool,
+    /// A 64-bit memory BAR (it takes the next slot too).
+    pub bits64: bool,
+    /// Prefetchable memory.
+    pub prefetchable: bool,
+    /// The base address in the BAR register.
+    pub address: BigInt,
+    /// The size, from the VFIO region.
+    pub size: f64,
+}
+
+fn pci_cap_to_js(cap: &vfio_ioctls::PciCapability) -> PciCapabilityInfo {
+    use vfio_ioctls::PciCapability as C;
+    let mut out = PciCapabilityInfo {
+        kind: String::new(),
+        id: u32::from(cap.id()),
+        offset: u32::from(cap.offset()),
+        version: None,
+        multiple_message_capable: None,
+        bits64: None,
+        per_vector_masking: None,
+        table_size: None,
+        table_bir: None,
+        table_offset: None,
+        pba_bir: None,
+        pba_offset: None,
+        device_type: None,
+        length: None,
+    };
+    match cap {
+        C::Msi {
+            multiple_message_capable,
+            is_64bit,
+            per_vector_masking,
+            ..
+        } => {
+            out.kind = "msi".into();
+            out.multiple_message_capable = Some(u32::from(*multiple_message_capable));
+            out.bits64 = Some(*is_64bit);
+            out.per_vector_masking = Some(*per_vector_masking);
+        }
+        C::Msix {
+            table_size,
+            table_bir,
+            table_offset,
+            pba_bir,
+            pba_offset,
+            ..
+        } => {
+            out.kind = "msix".into();
+            out.table_size = Some(u32::from(*table_size));
+            out.table_bir = Some(u32::from(*table_bir));
+            out.table_offset = Some(*table_offset);
+            out.pba_bir = Some(u32::from(*pba_bir));
+            out.pba_offset = Some(*pba_offset);
+        }
+        C::PciExpress {
+            version,
+            device_type,
+            ..
+        } => {
+            out.kind = "pcie".into();
+            out.version = Some(u32::from(*version));
+            out.device_type = Some(u32::from(*device_type));
+        }
+        C::PowerManagement { version, .. } => {
+            out.kind = "pm".into();
+            out.version = Some(u32::from(*version));
+        }
+        C::Vendor { length, .. } => {
+            out.kind = "vendor".into();
+            out.length = Some(u32::from(*length));
+        }
+        C::Unknown { .. } => out.kind = "unknown".into(),
+    }
+    out
+}
+
+/// PCI config space, parsed by the core.
+#[napi]
+impl Device {
+    /// The capabilities of config space: the standard list, then the extended one
+    /// (kind `extended`), in chain order.
+    #[napi]
+    pub fn capabilities(&self) -> Result<Vec<PciCapabilityInfo>> {
+        let caps = self.get()?.pci_config_caps().js()?;
+        let mut out: Vec<PciCapabilityInfo> = caps.standard.iter().map(pci_cap_to_js).collect();
+        out.extend(caps.extended.iter().map(|e| PciCapabilityInfo {
+            kind: "extended".into(),
+            id: u32::from(e.id),
+            offset: u32::from(e.offset),
+            version: Some(u32::from(e.version)),
+            multiple_message_capable: None,
+            bits64: None,
+            per_vector_masking: None,
+            table_size: None,
+            table_bir: None,
+            table_offset: None,
+            pba_bir: None,
+            pba_offset: None,
+            device_type: None,
+            length: None,
+        }));
+        Ok(out)
+    }
+
+    /// The BARs the device implements, decoded from config space, with the sizes of
+    /// their VFIO regions.
+    #[napi]
+    pub fn bars(&self) -> Result<Vec<PciBarInfo>> {
+        let d = self.get()?;
+        let bars = d.pci_bars().js()?;
+        Ok(bars
+            .iter()
+            .map(|b| PciBarInfo {
+                index: u32::from(b.index),
+                memory: b.memory,
+                bits64: b.is_64bit,
+                prefetchable: b.prefetchable,
+                address: b.address.into(),
+                size: d.get_region_size(u32::from(b.index)) as f64,
+            })
+            .collect())
+    }
+}

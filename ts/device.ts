@@ -1,12 +1,13 @@
 /** An open VFIO device: info, regions, reset, interrupts and device requests. */
 import { EventEmitter } from 'node:events'
 import type * as Binding from '../native/binding'
-import { IrqIndex } from './constants'
-import { ErrorCode, VfioError } from './errors'
+import { IrqIndex, PciConfig } from './constants'
+import { ErrorCode, VfioError, VfioTypeError } from './errors'
 import { NativeSlot } from './handle'
 import { Interrupts } from './interrupts'
+import { PciConfigSpace, toBar, toCapability, type PciBar, type PciCapability } from './pci'
 import { MappedRegion, Region } from './region'
-import { bytes, handle, num, options } from './validate'
+import { bytes, describe, handle, num, options } from './validate'
 
 /**
  * Device-wide info (`VFIO_DEVICE_GET_INFO`) and where it lives.
@@ -241,5 +242,36 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** The largest vector count of INTx, MSI and MSI-X. */
   get maxInterrupts(): number {
     return this.info.maxInterrupts
+  }
+
+  /**
+   * Width-typed, little-endian access to PCI config space (the config region):
+   * `readU8/readU16/readU32(offset)`, `writeU8/writeU16/writeU32(offset, value)`.
+   */
+  readonly config: PciConfigSpace = new PciConfigSpace(this)
+
+  /**
+   * The PCI capabilities, parsed from config space: the standard list, then the extended
+   * one (`kind: 'extended'`, PCI Express config space only), in chain order. A malformed
+   * or looping list throws (`ERR_VFIO_OUT_OF_RANGE` / `ERR_VFIO_INVALID_ARGUMENT`).
+   */
+  capabilities(): PciCapability[] {
+    return this.native.capabilities().map(toCapability)
+  }
+
+  /** The BARs the device implements, decoded from config space; sizes from the VFIO regions. */
+  bars(): PciBar[] {
+    return this.native.bars().map(toBar)
+  }
+
+  /**
+   * `on` (the default): sets bus mastering and memory decoding in the command register,
+   * as DMA and MSI need. `false`: clears bus mastering only.
+   */
+  setBusMaster(on = true): void {
+    if (typeof on !== 'boolean') throw new VfioTypeError(`on must be a boolean, got ${describe(on)}`)
+    const cmd = this.config.readU16(PciConfig.COMMAND)
+    const next = on ? cmd | PciConfig.COMMAND_BUS_MASTER | PciConfig.COMMAND_MEMORY : cmd & ~PciConfig.COMMAND_BUS_MASTER
+    if (next !== cmd) this.config.writeU16(PciConfig.COMMAND, next)
   }
 }

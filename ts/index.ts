@@ -17,6 +17,19 @@ import { native } from './native'
 export { Container, type ContainerOptions, type IommuInfo } from './container'
 export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer } from './dma'
+export {
+  type PciConfigSpace,
+  type PciCapability,
+  type MsiCapability,
+  type MsixCapability,
+  type PcieCapability,
+  type PmCapability,
+  type VendorCapability,
+  type UnknownCapability,
+  type ExtendedCapability,
+  type PciBar,
+  type ConfigAccess,
+} from './pci'
 export { Interrupts, type InterruptEvent } from './interrupts'
 export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory } from './region'
 export { VfioError, VfioTypeError, ErrorCode, type ErrorCodeValue } from './errors'

@@ -112,6 +112,11 @@ test.serial('device: info, regions by index, IRQs, config space', (t) => {
   t.true(bar0.readable && bar0.writable && bar0.mappable)
   t.is(d.regions[RegionIndex.BAR1].size, 0)
   t.false(d.regions[RegionIndex.BAR1].present)
+  // Config space as a driver reads it (pci.spec.ts checks these in depth).
+  t.deepEqual(d.capabilities().map((cap) => cap.kind), ['msi'])
+  t.deepEqual(d.bars().map((b) => [b.index, b.type, b.size]), [[0, 'memory', 1 << 20]])
+  d.setBusMaster()
+  t.is(d.config.readU16(PciConfig.COMMAND) & PciConfig.COMMAND_BUS_MASTER, PciConfig.COMMAND_BUS_MASTER)
   t.false(d.regions[RegionIndex.VGA].present)
   t.true(d.regions[RegionIndex.CONFIG].present)
   t.true(d.irqs[IrqIndex.MSI].count >= 1)

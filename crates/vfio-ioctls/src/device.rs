@@ -391,3 +391,42 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
         format!("{name} region {index}: the kernel kept asking for a larger buffer"),
     ))
 }
+
+/// PCI config space, parsed (see [`crate::parse_capabilities`] and [`crate::parse_bars`]).
+impl VfioDevice {
+    /// Reads the config region (up to 4 KiB: PCI Express devices expose the extended
+    /// space) through [`VfioDevice::region_read_vec`].
+    fn read_config_space(&self) -> Result<Vec<u8>> {
+        let size = self.region(pci_region::CONFIG)?.size.min(0x1000);
+        self.region_read_vec(pci_region::CONFIG, 0, size)
+    }
+
+    /// The device's capability lists, read from its config region and parsed: the
+    /// standard list, and the extended one when the config region is 4 KiB.
+    ///
+    /// # Errors
+    /// As [`VfioDevice::region_read`] (e.g. `OutOfRange` for a device without a config
+    /// region); as [`crate::parse_capabilities`] for a malformed or looping list.
+    pub fn pci_config_caps(&self) -> Result<crate::PciCapabilities> {
+        crate::parse_capabilities(&self.read_config_space()?)
+    }
+
+    /// The device's BARs, decoded from its config region, for the BARs whose VFIO
+    /// region is present (the region's size is the BAR's size). A 64-bit BAR is one
+    /// entry (its upper half is not listed).
+    ///
+    /// # Errors
+    /// As [`VfioDevice::region_read`]; as [`crate::parse_bars`] for a malformed BAR.
+    pub fn pci_bars(&self) -> Result<Vec<crate::PciBar>> {
+        let config = self.region_read_vec(pci_region::CONFIG, 0, 0x28)?;
+        let bars = crate::parse_bars(&config)?;
+        Ok(bars
+            .into_iter()
+            .filter(|b| {
+                self.region(u32::from(b.index))
+                    .map(|r| r.present && r.size > 0)
+                    .unwrap_or(false)
+            })
+            .collect())
+    }
+}

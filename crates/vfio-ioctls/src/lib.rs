@@ -46,6 +46,7 @@ mod mmap;
 pub mod mshv;
 #[cfg(test)]
 mod parser_props;
+mod pci_config;
 pub mod poller;
 mod region;
 pub mod sysfs;
@@ -61,6 +62,9 @@ pub use iommu::{IommuInfo, IovaRange};
 pub use irq::{pci_irq, VfioIrq};
 pub use irq_claim::{irq_index_name, IrqClaim};
 pub use mmap::MappedRegion;
+pub use pci_config::{
+    parse_bars, parse_capabilities, PciBar, PciCapabilities, PciCapability, PciExtCapability,
+};
 pub use region::{
     VfioRegion, VfioRegionInfoCap, VfioRegionInfoCapNvlink2Lnkspd, VfioRegionInfoCapNvlink2Ssatgt,
     VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType, VfioRegionSparseMmapArea,
