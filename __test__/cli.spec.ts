@@ -462,7 +462,7 @@ test('info of a device that does not exist, or a malformed address, fails (JSON 
 })
 
 test('info --json through VFIO: one number format, every key, every kind of capability', (t) => {
-  const device = new Device(fakeDevice().native)
+  const device = Device.fromNative(fakeDevice().native)
   const caps = [
     { kind: 'sparse-mmap', areas: [{ offset: 0, size: 0x1000 }] },
     { kind: 'type', type: 1, subtype: 2 },
@@ -471,7 +471,7 @@ test('info --json through VFIO: one number format, every key, every kind of capa
     { kind: 'nvlink2-lnkspd', linkSpeed: 9 },
     { kind: 'unknown', id: 0x1f, version: 2 },
   ]
-  const region = new Region(device, { index: 0, present: true, flags: 0xf, size: 0x100000, offset: 0, readable: true, writable: true, mappable: true, caps })
+  const region = Region.fromNative(device, { index: 0, present: true, flags: 0xf, size: 0x100000, offset: 0, readable: true, writable: true, mappable: true, caps })
   const doc = vfioInfoJson(
     {
       device: device.info,

@@ -4,7 +4,7 @@ import { fakeDevice } from './fakes'
 import { throwsCode } from './helpers'
 
 test('regions are indexed by VFIO index, absent ones included', (t) => {
-  const d = new Device(fakeDevice().native)
+  const d = Device.fromNative(fakeDevice().native)
   t.is(d.regions.length, 9)
   d.regions.forEach((r, i) => t.is(r.index, i))
   t.false(d.regions[RegionIndex.VGA].present)
@@ -15,7 +15,7 @@ test('regions are indexed by VFIO index, absent ones included', (t) => {
 
 test('region argument types are checked before the native call', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   throwsCode(t, () => d.regionRead('0' as never, 0, 4), 'ERR_VFIO_INVALID_ARGUMENT')
   throwsCode(t, () => d.regionRead(0, undefined as never, 4), 'ERR_VFIO_INVALID_ARGUMENT')
   throwsCode(t, () => d.regionWrite(0, 0, 'text' as never), 'ERR_VFIO_INVALID_ARGUMENT')
@@ -34,7 +34,7 @@ test('internal constructors refuse what is not a native handle, with a code', (t
 
 test('valid calls reach the native handle with converted arguments', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   d.regions[RegionIndex.CONFIG].read(2n, 2)
   d.regions[RegionIndex.CONFIG].write(4, new Uint16Array([4]))
   d.reset()
@@ -54,7 +54,7 @@ test('valid calls reach the native handle with converted arguments', (t) => {
 
 test('every call after close throws ERR_VFIO_CLOSED; closing twice is harmless', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   d.close()
   d.close()
   t.true(d.closed)
@@ -64,13 +64,16 @@ test('every call after close throws ERR_VFIO_CLOSED; closing twice is harmless',
   throwsCode(t, () => d.reset(), 'ERR_VFIO_CLOSED')
   throwsCode(t, () => d.enableIntx(), 'ERR_VFIO_CLOSED')
   throwsCode(t, () => d.disableIrq(0), 'ERR_VFIO_CLOSED')
+  // The facade's closed handles use the core's wording, the same the binding's report.
+  const err = t.throws(() => d.reset())
+  t.is(err?.message, 'the device is closed; open it again')
   t.deepEqual(f.calls, ['close()'])
 })
 
 test('Symbol.dispose closes', (t) => {
   const f = fakeDevice()
   {
-    using d = new Device(f.native)
+    using d = Device.fromNative(f.native)
     t.false(d.closed)
   }
   t.deepEqual(f.calls, ['close()'])

@@ -5,7 +5,7 @@ import { throwsCode } from './helpers'
 
 test('an idle Interrupts object does not ref the process; a listener does', async (t) => {
   const f = fakeInterrupts()
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   t.false(f.referenced())
   const seen: number[] = []
   const listener = (e: { vector: number }) => seen.push(e.vector)
@@ -21,7 +21,7 @@ test('an idle Interrupts object does not ref the process; a listener does', asyn
 
 test('next() resolves with queued or future interrupts and refs only while waiting', async (t) => {
   const f = fakeInterrupts(undefined, 2, 3, 2)
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   f.fire(4, 2)
   t.deepEqual(await irq.next(), { vector: 4, count: 2 })
   const pending = irq.next()
@@ -34,7 +34,7 @@ test('next() resolves with queued or future interrupts and refs only while waiti
 
 test('next() rejects with ERR_VFIO_ABORTED on abort and ERR_VFIO_CLOSED on close', async (t) => {
   const f = fakeInterrupts()
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   const ac = new AbortController()
   const aborted = irq.next({ signal: ac.signal })
   ac.abort()
@@ -50,7 +50,7 @@ test('next() rejects with ERR_VFIO_ABORTED on abort and ERR_VFIO_CLOSED on close
 
 test('for await yields interrupts and ends when closed', async (t) => {
   const f = fakeInterrupts()
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   setImmediate(() => {
     f.fire(0, 1)
     setImmediate(() => {
@@ -66,7 +66,7 @@ test('for await yields interrupts and ends when closed', async (t) => {
 
 test('mask/unmask/trigger validate and pass vectors; calls after close throw', (t) => {
   const f = fakeInterrupts()
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   irq.mask()
   irq.unmask(0)
   throwsCode(t, () => irq.trigger('1' as never), 'ERR_VFIO_INVALID_ARGUMENT')

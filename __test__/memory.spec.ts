@@ -4,8 +4,8 @@ import { fakeMemory } from './fakes'
 import { recorder, throwsCode } from './helpers'
 
 for (const [name, make] of [
-  ['MappedRegion', () => new MappedRegion(fakeMemory())],
-  ['DmaBuffer', () => new DmaBuffer(fakeMemory(), true)],
+  ['MappedRegion', () => MappedRegion.fromNative(fakeMemory())],
+  ['DmaBuffer', () => DmaBuffer.fromNative(fakeMemory(), true)],
 ] as const) {
   // Types are the facade's to check; values (range, integer) the native layer's, which
   // the guest suite asserts against the real binding (trust.spec.ts).
@@ -39,7 +39,7 @@ for (const [name, make] of [
 test('DmaBuffer: the view is made once and cached', (t) => {
   const rec = recorder()
   const n = fakeMemory(rec)
-  const d = new DmaBuffer(n, true)
+  const d = DmaBuffer.fromNative(n, true)
   t.true(d.hasView)
   t.is(d.view, d.view)
   t.is(rec.calls.filter((c) => c === 'view()').length, 1)
@@ -47,7 +47,7 @@ test('DmaBuffer: the view is made once and cached', (t) => {
 
 test('DmaBuffer without external buffers: view is unsupported, read/write still work', (t) => {
   const rec = recorder()
-  const d = new DmaBuffer(fakeMemory(rec), false)
+  const d = DmaBuffer.fromNative(fakeMemory(rec), false)
   t.false(d.hasView)
   throwsCode(t, () => d.view, 'ERR_VFIO_UNSUPPORTED')
   d.write(0, Buffer.from([1, 2, 3]))
@@ -59,10 +59,10 @@ test('DmaBuffer: the environment variable selects the copying path', (t) => {
   const before = process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS
   process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS = '1'
   try {
-    t.false(new DmaBuffer(fakeMemory()).hasView)
+    t.false(DmaBuffer.fromNative(fakeMemory()).hasView)
   } finally {
     if (before === undefined) delete process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS
     else process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS = before
   }
-  t.true(new DmaBuffer(fakeMemory()).hasView)
+  t.true(DmaBuffer.fromNative(fakeMemory()).hasView)
 })

@@ -5,7 +5,7 @@ import { throwsCode } from './helpers'
 
 test('capabilities() turns the native list into a union by kind', (t) => {
   const f = fakeDevice()
-  const caps: PciCapability[] = new Device(f.native).capabilities()
+  const caps: PciCapability[] = Device.fromNative(f.native).capabilities()
   t.deepEqual(caps, [
     { kind: 'msi', id: 0x05, offset: 0x40, multipleMessageCapable: 2, vectors: 4, is64Bit: true, perVectorMasking: false },
     { kind: 'msix', id: 0x11, offset: 0x50, tableSize: 64, tableBir: 0, tableOffset: 0x2000, pbaBir: 4, pbaOffset: 0x3000 },
@@ -24,12 +24,12 @@ test('capabilities() turns the native list into a union by kind', (t) => {
 test('capabilities() refuses a native capability missing its fields', (t) => {
   const f = fakeDevice()
   f.native.capabilities = () => [{ kind: 'msix', id: 0x11, offset: 0x40 }]
-  throwsCode(t, () => new Device(f.native).capabilities(), 'ERR_VFIO_IO')
+  throwsCode(t, () => Device.fromNative(f.native).capabilities(), 'ERR_VFIO_IO')
 })
 
 test('bars() names the space and keeps the 64-bit address a bigint', (t) => {
   const f = fakeDevice()
-  t.deepEqual(new Device(f.native).bars(), [
+  t.deepEqual(Device.fromNative(f.native).bars(), [
     { index: 0, type: 'memory', is64Bit: false, prefetchable: false, address: 0xfea00000n, size: 0x100000 },
     { index: 2, type: 'memory', is64Bit: true, prefetchable: true, address: 0x1_0000_0000n, size: 0x4000 },
     { index: 4, type: 'io', is64Bit: false, prefetchable: false, address: 0xc000n, size: 0x20 },
@@ -38,7 +38,7 @@ test('bars() names the space and keeps the 64-bit address a bigint', (t) => {
 
 test('config reads by width are little-endian from the config region', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   t.is(d.config.size, 256)
   t.is(d.config.readU16(PciConfig.VENDOR_ID), 0x1234)
   t.is(d.config.readU16(PciConfig.DEVICE_ID), 0x11e8)
@@ -50,7 +50,7 @@ test('config reads by width are little-endian from the config region', (t) => {
 
 test('config writes by width round-trip', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   d.config.writeU32(0x40, 0xdeadbeef)
   t.is(d.config.readU32(0x40), 0xdeadbeef)
   t.is(f.config.readUInt32LE(0x40), 0xdeadbeef)
@@ -63,7 +63,7 @@ test('config writes by width round-trip', (t) => {
 
 test('config offsets and values are checked before the native call', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   throwsCode(t, () => d.config.readU32(256), 'ERR_VFIO_OUT_OF_RANGE')
   throwsCode(t, () => d.config.readU32(254), 'ERR_VFIO_OUT_OF_RANGE')
   throwsCode(t, () => d.config.readU8(-1), 'ERR_VFIO_OUT_OF_RANGE')
@@ -82,7 +82,7 @@ test('config offsets and values are checked before the native call', (t) => {
 
 test('setBusMaster sets bus mastering and memory decoding; false clears bus mastering only', (t) => {
   const f = fakeDevice()
-  const d = new Device(f.native)
+  const d = Device.fromNative(f.native)
   d.setBusMaster()
   t.is(f.config.readUInt16LE(PciConfig.COMMAND), PciConfig.COMMAND_BUS_MASTER | PciConfig.COMMAND_MEMORY)
   d.setBusMaster(false)
@@ -99,7 +99,7 @@ test('setBusMaster sets bus mastering and memory decoding; false clears bus mast
 })
 
 test('config space and parsing need an open device', (t) => {
-  const d = new Device(fakeDevice().native)
+  const d = Device.fromNative(fakeDevice().native)
   d.close()
   throwsCode(t, () => d.capabilities(), 'ERR_VFIO_CLOSED')
   throwsCode(t, () => d.bars(), 'ERR_VFIO_CLOSED')

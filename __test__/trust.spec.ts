@@ -58,7 +58,7 @@ test('integers are checked natively, never truncated to 32 bits', (t) => {
 })
 
 test('next() with a signal that is not an AbortSignal rejects with a code', async (t) => {
-  const irq = new Interrupts(fakeInterrupts().native)
+  const irq = Interrupts.fromNative(fakeInterrupts().native)
   for (const bad of [{ signal: 'x' }, null, 5, { signal: {} }]) {
     const err = await t.throwsAsync(irq.next(bad as never))
     t.is((err as { code?: string }).code, 'ERR_VFIO_INVALID_ARGUMENT')
@@ -68,7 +68,7 @@ test('next() with a signal that is not an AbortSignal rejects with a code', asyn
 
 test('no interrupt event is emitted after close(), even when closed inside a listener', (t) => {
   const f = fakeInterrupts(undefined, 1, 0, 2)
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   let seen = 0
   irq.on('interrupt', () => {
     seen++
@@ -82,7 +82,7 @@ test('no interrupt event is emitted after close(), even when closed inside a lis
 
 test('removeAllListeners() keeps the keep-alive bookkeeping: a later listener refs again', async (t) => {
   const f = fakeInterrupts()
-  const irq = new Interrupts(f.native)
+  const irq = Interrupts.fromNative(f.native)
   irq.on('interrupt', () => {})
   await Promise.resolve()
   t.true(f.referenced())
@@ -111,7 +111,7 @@ test('a forgotten Interrupts is collected although its native callback lives on'
   let collected = false
   const registry = new FinalizationRegistry(() => (collected = true))
   ;(() => {
-    const irq = new Interrupts(f.native)
+    const irq = Interrupts.fromNative(f.native)
     irq.on('interrupt', () => {})
     irq.removeAllListeners()
     registry.register(irq, 'irq')

@@ -842,6 +842,7 @@ module.exports.Interrupts = nativeBinding.Interrupts
 module.exports.MappedRegion = nativeBinding.MappedRegion
 module.exports.bindVfio = nativeBinding.bindVfio
 module.exports.bindVfioAsync = nativeBinding.bindVfioAsync
+module.exports.closedMessage = nativeBinding.closedMessage
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.features = nativeBinding.features
 module.exports.listPciDevices = nativeBinding.listPciDevices

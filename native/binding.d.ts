@@ -212,6 +212,12 @@ export declare function bindVfio(address: string, root?: string | undefined | nu
 /** `bindVfio` on the libuv pool (a Promise). */
 export declare function bindVfioAsync(address: string, root?: string | undefined | null): Promise<BindResult>
 
+/**
+ * What a call on a closed `what` says (the core's wording, so the facade's own
+ * closed handles read the same as the binding's).
+ */
+export declare function closedMessage(what: string): string
+
 /** How a container is tied to a hypervisor. */
 export interface ContainerOptions {
   /** A KVM VFIO device fd from your VMM (`KVM_CREATE_DEVICE` of type VFIO); it is duplicated. */

@@ -16,11 +16,14 @@ if [ -z "$kernel_bin" ]; then
 fi
 
 log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
+# libtest's --logfile: a line per test (`ok NAME`, `failed NAME`, `ignored NAME`), written
+# by the guest through the shared root (the same path there).
+kernel_log=$(mktemp /tmp/vfio-guest-XXXXXX.kernel)
 # The inner script runs in the guest; ${...} inside it expand there.
 bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   status=0
   echo "== kernel: cargo kernel tests"
-  "$0" --test-threads=1 || status=1
+  "$0" --test-threads=1 --logfile "$1" || status=1
   echo "== guest: ava suite"
   # Node has twice died by a signal (SIGILL, SIGSEGV) under TCG before running any test,
   # and never on a rerun: an emulator flake. Only then is the suite run once more.
@@ -35,16 +38,16 @@ bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   fi
   rm -f "$out"
   exit $status
-' "$kernel_bin" 2>&1 | tee "$log"
+' "$kernel_bin" "$kernel_log" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 
 passed=0
 failed=0
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
-  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log"
+  awk '/^ok /{p++} /^failed /{f++} END{if (p + f > 0) print p+0, f+0}' "$kernel_log"
   awk '/^# pass /{p=$3} /^# fail /{f=$3} END{if (p != "" || f != "") print p+0, f+0}' "$log"
 )
-rm -f "$log"
+rm -f "$log" "$kernel_log"
 if [ "$rc" -ge 2 ] && [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
   echo "guest: could not run (harness exit $rc); see the [guest] lines above" >&2
   exit 3

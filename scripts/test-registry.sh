@@ -210,7 +210,7 @@ cat >tsconfig.json <<EOF
 EOF
 for ext in mts cts; do
     cat >check.$ext <<'EOF'
-import { Container, features, VfioError, ErrorCode, RegionIndex, sysfs, type DmaBuffer, type PciDevice } from 'vfio-ioctls'
+import { Container, Device, DmaBuffer, Interrupts, features, VfioError, ErrorCode, RegionIndex, sysfs, type PciDevice } from 'vfio-ioctls'
 
 const kinds: string[] = features()
 // @ts-expect-error features() is string[], not a number (fails if the types were any)
@@ -225,7 +225,14 @@ const devices: PciDevice[] = sysfs.listDevices()
 const code: string = ErrorCode.UNSUPPORTED
 const isVfio = (e: unknown): e is VfioError => e instanceof VfioError
 let dma: DmaBuffer | undefined
-export { kinds, wrong, open, devices, code, isVfio, dma }
+// Handles come from their owners (container.openDevice(), ...): the constructors are private.
+// @ts-expect-error Device's constructor is private
+const noDevice = (): Device => new Device()
+// @ts-expect-error DmaBuffer's constructor is private
+const noDma = (): DmaBuffer => new DmaBuffer()
+// @ts-expect-error Interrupts' constructor is private
+const noIrq = (): Interrupts => new Interrupts()
+export { kinds, wrong, open, devices, code, isVfio, dma, noDevice, noDma, noIrq }
 EOF
 done
 check "types resolve: tsc --noEmit (import from .mts and .cts, nodenext)" "$ROOT/node_modules/.bin/tsc" -p .

@@ -22,9 +22,15 @@ if npm run typecheck; then add 1 0; else add 0 1; fi
 if npm run docs -- --treatWarningsAsErrors; then add 1 0; else add 0 1; fi
 
 log=$(mktemp)
-{ cargo test -p vfio-ioctls --lib && cargo test -p vfio-ioctls --doc && PROPTEST_CASES=10000 cargo test -p vfio-ioctls --no-default-features --lib; } 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-counts=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" | awk '{p+=$1; f+=$2} END{print p+0, f+0}')
+# Counted from libtest's --logfile (a line per test: `ok NAME`, `failed NAME`, `ignored
+# NAME`), one file per test binary: libtest truncates the file it is given.
+tests=$(mktemp -d)
+{ cargo test -p vfio-ioctls --lib -- --logfile "$tests/lib" \
+  && cargo test -p vfio-ioctls --doc -- --logfile "$tests/doc" \
+  && PROPTEST_CASES=10000 cargo test -p vfio-ioctls --no-default-features --lib -- --logfile "$tests/lib-no-default"; } 2>&1
+rc=$?
+counts=$(cat "$tests"/* 2>/dev/null | awk '/^ok /{p++} /^failed /{f++} END{print p+0, f+0}')
+rm -rf "$tests"
 add $counts
 [ "$rc" -ne 0 ] && [ "${counts#* }" = 0 ] && add 0 1
 

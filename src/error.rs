@@ -146,7 +146,7 @@ pub fn to_js(e: VfioError) -> Error {
 pub fn closed(what: &str) -> Error {
     js_error(
         ErrorKind::Closed.code(),
-        &format!("the {what} is closed; open it again"),
+        &vfio_ioctls::closed_message(what),
         None,
         None,
         None,

@@ -31,6 +31,13 @@ pub fn error_codes() -> Vec<String> {
         .collect()
 }
 
+/// What a call on a closed `what` says (the core's wording, so the facade's own
+/// closed handles read the same as the binding's).
+#[napi]
+pub fn closed_message(what: String) -> String {
+    vfio_ioctls::closed_message(&what)
+}
+
 /// The system page size.
 #[napi]
 pub fn page_size() -> f64 {

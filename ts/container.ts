@@ -86,7 +86,7 @@ export class Container extends Handle<Binding.Container> {
    */
   openDevice(addressOrPath: string): Device {
     const a = str('addressOrPath', addressOrPath)
-    return new Device(this.native.openDevice(a))
+    return Device.fromNative(this.native.openDevice(a))
   }
 
   /**
@@ -97,6 +97,6 @@ export class Container extends Handle<Binding.Container> {
     const o = options<{ iova: number | bigint }>('options', dmaOptions)
     const s = u64('size', size)
     const iova = u64('iova', o.iova)
-    return new DmaBuffer(this.native.allocateDma(s, iova))
+    return DmaBuffer.fromNative(this.native.allocateDma(s, iova))
   }
 }

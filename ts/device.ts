@@ -77,15 +77,19 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** Every IRQ index, by index. */
   readonly irqs: DeviceIrqs
 
-  /** @internal */
-  constructor(nativeHandle: Binding.Device) {
+  /** @internal Wraps the handle `container.openDevice()` made. */
+  static fromNative(nativeHandle: Binding.Device): Device {
+    return new Device(nativeHandle)
+  }
+
+  private constructor(nativeHandle: Binding.Device) {
     super()
     const n = handle<Binding.Device>('Device', 'container.openDevice()', nativeHandle)
     this.#slot = new NativeSlot(n, 'device')
     this.info = Object.freeze(n.info())
     const absentRegion = (index: number): Binding.RegionInfo => ({ index, present: false, flags: 0, size: 0, offset: 0, readable: false, writable: false, mappable: false, caps: [] })
     const absentIrq = (index: number): IrqInfo => ({ index, flags: 0, count: 0, eventfd: false, maskable: false, automasked: false })
-    const regions = Object.freeze(padded(n.regions(), PCI_REGIONS, absentRegion).map((r) => new Region(this, r)))
+    const regions = Object.freeze(padded(n.regions(), PCI_REGIONS, absentRegion).map((r) => Region.fromNative(this, r)))
     const irqs = Object.freeze(padded(n.irqs(), PCI_IRQS, absentIrq))
     if (!isDeviceRegions(regions) || !isDeviceIrqs(irqs)) throw new VfioError(ErrorCode.IO, 'the device reported too few regions or IRQs')
     this.regions = regions
@@ -189,7 +193,7 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** Maps region `index` (its mmap-able areas). */
   mapRegion(index: number): MappedRegion {
     const i = num('index', index)
-    return new MappedRegion(this.native.mapRegion(i))
+    return MappedRegion.fromNative(this.native.mapRegion(i))
   }
 
   /** Resets the device; `ERR_VFIO_UNSUPPORTED` when it reports no reset method. */
@@ -212,7 +216,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     const i = num('index', index)
     const start = num('start', opts.start ?? 0)
     const count = num('count', opts.count ?? 1)
-    return new Interrupts(this.native.enableIrq(i, start, count))
+    return Interrupts.fromNative(this.native.enableIrq(i, start, count))
   }
 
   /** Enables `count` MSI vectors. */
@@ -248,7 +252,7 @@ export class Device extends EventEmitter<DeviceEvents> {
    * Width-typed, little-endian access to PCI config space (the config region):
    * `readU8/readU16/readU32(offset)`, `writeU8/writeU16/writeU32(offset, value)`.
    */
-  readonly config: PciConfigSpace = new PciConfigSpace(this)
+  readonly config: PciConfigSpace = PciConfigSpace.fromNative(this)
 
   /**
    * The PCI capabilities, parsed from config space: the standard list, then the extended

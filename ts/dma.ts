@@ -14,8 +14,12 @@ export class DmaBuffer extends VolatileHandle<Binding.DmaBuffer> {
   #view: Buffer | undefined
   readonly #external: boolean
 
-  /** @internal */
-  constructor(n: Binding.DmaBuffer, external = externalBuffersAllowed()) {
+  /** @internal Wraps the handle `container.allocateDma()` made. */
+  static fromNative(n: Binding.DmaBuffer, external = externalBuffersAllowed()): DmaBuffer {
+    return new DmaBuffer(n, external)
+  }
+
+  private constructor(n: Binding.DmaBuffer, external = externalBuffersAllowed()) {
     super(handle('DmaBuffer', 'container.allocateDma()', n), 'DMA buffer')
     this.#external = external
   }

@@ -79,7 +79,3 @@ export class VfioTypeError extends TypeError {
   }
 }
 
-/** `ERR_VFIO_CLOSED` for a call on a closed object. */
-export function closedError(what: string): VfioError {
-  return new VfioError(ErrorCode.CLOSED, `the ${what} is closed; open it again`)
-}

@@ -1,5 +1,11 @@
 /** The lifetime every class shares: one native handle, `close()` and `Symbol.dispose`. */
-import { closedError } from './errors'
+import { ErrorCode, VfioError } from './errors'
+import { native } from './native'
+
+/** `ERR_VFIO_CLOSED` for a call on a closed `what`, worded by the core. */
+export function closedError(what: string): VfioError {
+  return new VfioError(ErrorCode.CLOSED, native().closedMessage(what))
+}
 
 /** A native handle that can be released. */
 export interface NativeClosable {

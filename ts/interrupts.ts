@@ -6,8 +6,8 @@
  */
 import { EventEmitter } from 'node:events'
 import type * as Binding from '../native/binding'
-import { closedError, ErrorCode, VfioError } from './errors'
-import { NativeSlot } from './handle'
+import { ErrorCode, VfioError } from './errors'
+import { closedError, NativeSlot } from './handle'
 import { handle, num, optSignal, options } from './validate'
 
 /** One wake-up: `count` interrupts on `vector` since the last one. */
@@ -42,8 +42,12 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
   /** Number of vectors. */
   readonly count: number
 
-  /** @internal */
-  constructor(nativeHandle: Binding.Interrupts) {
+  /** @internal Wraps the handle `device.enableIrq()` made. */
+  static fromNative(nativeHandle: Binding.Interrupts): Interrupts {
+    return new Interrupts(nativeHandle)
+  }
+
+  private constructor(nativeHandle: Binding.Interrupts) {
     super()
     const n = handle<Binding.Interrupts>('Interrupts', 'device.enableIrq()', nativeHandle)
     this.#slot = new NativeSlot(n, 'interrupts')

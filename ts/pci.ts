@@ -185,8 +185,12 @@ export interface ConfigAccess {
 export class PciConfigSpace {
   readonly #device: ConfigAccess
 
-  /** @internal */
-  constructor(device: ConfigAccess) {
+  /** @internal The config space of `device`. */
+  static fromNative(device: ConfigAccess): PciConfigSpace {
+    return new PciConfigSpace(device)
+  }
+
+  private constructor(device: ConfigAccess) {
     this.#device = device
   }
 

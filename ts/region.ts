@@ -95,8 +95,12 @@ export class Region {
   readonly caps: readonly RegionCap[]
   readonly #device: Device
 
-  /** @internal */
-  constructor(device: Device, info: Binding.RegionInfo) {
+  /** @internal The region `info` of `device`. */
+  static fromNative(device: Device, info: Binding.RegionInfo): Region {
+    return new Region(device, info)
+  }
+
+  private constructor(device: Device, info: Binding.RegionInfo) {
     this.#device = device
     this.index = info.index
     this.present = info.present
@@ -213,8 +217,12 @@ export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N>
 
 /** A region mapped into this process. Keeps its device open until closed. */
 export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
-  /** @internal */
-  constructor(n: Binding.MappedRegion) {
+  /** @internal Wraps the handle `device.mapRegion()` made. */
+  static fromNative(n: Binding.MappedRegion): MappedRegion {
+    return new MappedRegion(n)
+  }
+
+  private constructor(n: Binding.MappedRegion) {
     super(handle('MappedRegion', 'region.map()', n), 'mapped region')
   }
   /** The region index. */

@@ -137,7 +137,7 @@ pub enum VfioError {
         message: String,
     },
     /// The object was closed before the call.
-    #[error("{op}: the {what} is closed; open it again")]
+    #[error("{op}: {}", closed_message(.what))]
     Closed {
         /// The operation attempted.
         op: &'static str,
@@ -156,6 +156,12 @@ pub enum VfioError {
 
 /// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, VfioError>;
+
+/// What a call on a closed `what` (container, device, ...) says: the one wording every
+/// layer uses (`VfioError::Closed`, the binding's handles, the TypeScript facade).
+pub fn closed_message(what: &str) -> String {
+    format!("the {what} is closed; open it again")
+}
 
 impl VfioError {
     /// An `Os` error from the last errno.
@@ -401,5 +407,19 @@ mod tests {
         assert_eq!(e.code(), "ERR_VFIO_GROUP_NOT_VIABLE");
         assert!(e.to_string().contains("0000:00:1f.2 (ahci)"));
         assert_eq!(e.path().as_deref(), Some("/dev/vfio/5"));
+    }
+
+    #[test]
+    fn closed_says_what_and_to_reopen() {
+        let e = VfioError::Closed {
+            op: "VFIO_DEVICE_RESET",
+            what: "device",
+        };
+        assert_eq!(e.code(), "ERR_VFIO_CLOSED");
+        assert_eq!(
+            e.to_string(),
+            "VFIO_DEVICE_RESET: the device is closed; open it again"
+        );
+        assert_eq!(closed_message("device"), "the device is closed; open it again");
     }
 }

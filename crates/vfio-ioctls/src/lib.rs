@@ -55,7 +55,7 @@ mod volatile;
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
 pub use dma::{DmaBuffer, DmaMemory};
-pub use error::{ErrorKind, Result, VfioError};
+pub use error::{closed_message, ErrorKind, Result, VfioError};
 pub use group::VfioGroup;
 pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
