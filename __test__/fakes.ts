@@ -135,6 +135,8 @@ export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Nat
 
 export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1) {
   let fire: ((vector: number, count: number) => void) | undefined
+  /** What each vector's eventfd holds, for `takePending`. */
+  const pending = new Map<number, number>()
   let refs = 0
   let closed = false
   const n: Native<Binding.Interrupts> = {
@@ -158,7 +160,12 @@ export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1
       queueMicrotask(() => fire?.(v, 1))
     },
     stop: () => rec.record('stop'),
-    takePending: (v: number) => (rec.record('takePending', v), 0),
+    takePending: (v: number) => {
+      rec.record('takePending', v)
+      const c = pending.get(v) ?? 0
+      pending.delete(v)
+      return c
+    },
     mask: (v: number) => rec.record('mask', v),
     unmask: (v: number) => rec.record('unmask', v),
     close: () => {
@@ -173,6 +180,7 @@ export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1
     native: n,
     calls: rec.calls,
     fire: (v: number, c = 1) => fire?.(v, c),
+    pending,
     referenced: () => refs > 0,
   }
 }

@@ -224,11 +224,18 @@ impl Interrupts {
     /// Reads and clears the pending count of `vector` without waiting (0 if none).
     #[napi]
     pub fn take_pending(&self, vector: f64) -> Result<u32> {
-        let fd = self.get()?.fd("takePending", vector)?;
-        Ok(fd
-            .read()
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-            .unwrap_or(0))
+        let enabled = self.get()?;
+        let fd = enabled.fd("takePending", vector)?;
+        match fd.read() {
+            Ok(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+            // A non-blocking eventfd with a zero count: nothing is pending.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(to_js(VfioError::os(
+                "read(eventfd)",
+                enabled.claim.device().name(),
+                e,
+            ))),
+        }
     }
 
     /// Stops listening, disables the vectors and closes the eventfds.

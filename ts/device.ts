@@ -216,7 +216,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     const i = num('index', index)
     const start = num('start', opts.start ?? 0)
     const count = num('count', opts.count ?? 1)
-    return Interrupts.fromNative(this.native.enableIrq(i, start, count))
+    return Interrupts.fromNative(this.native.enableIrq(i, start, count), { busMasterOff: () => this.#busMasterOff() })
   }
 
   /** Enables `count` MSI vectors. */
@@ -266,6 +266,11 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** The BARs the device implements, decoded from config space; sizes from the VFIO regions. */
   bars(): PciBar[] {
     return this.native.bars().map(toBar)
+  }
+
+  /** Whether PCI bus mastering is off (an aborted MSI wait says so). */
+  #busMasterOff(): boolean {
+    return (this.config.readU16(PciConfig.COMMAND) & PciConfig.COMMAND_BUS_MASTER) === 0
   }
 
   /**

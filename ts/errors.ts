@@ -79,3 +79,14 @@ export class VfioTypeError extends TypeError {
   }
 }
 
+/**
+ * A wait ended by its `AbortSignal`, after Node's convention (`name` is `'AbortError'`,
+ * `cause` is the signal's `reason`, e.g. a `TimeoutError` from `AbortSignal.timeout()`),
+ * with `code` `ERR_VFIO_ABORTED`.
+ */
+export class VfioAbortError extends VfioError {
+  constructor(message: string, signal: AbortSignal) {
+    super(ErrorCode.ABORTED, message, { cause: signal.reason })
+    this.name = 'AbortError'
+  }
+}

@@ -30,9 +30,9 @@ export {
   type PciBar,
   type ConfigAccess,
 } from './pci'
-export { Interrupts, type InterruptEvent } from './interrupts'
+export { Interrupts, type InterruptEvent, type InterruptsEvents, type WaitOptions } from './interrupts'
 export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory } from './region'
-export { VfioError, VfioTypeError, ErrorCode, type ErrorCodeValue } from './errors'
+export { VfioError, VfioTypeError, VfioAbortError, ErrorCode, type ErrorCodeValue } from './errors'
 export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, PciConfig } from './constants'
 export * as sysfs from './sysfs'
 export type { PciDevice } from './sysfs'

@@ -6,9 +6,10 @@
  */
 import { EventEmitter } from 'node:events'
 import type * as Binding from '../native/binding'
-import { ErrorCode, VfioError } from './errors'
+import { IrqIndex } from './constants'
+import { ErrorCode, VfioAbortError, VfioError } from './errors'
 import { closedError, NativeSlot } from './handle'
-import { handle, num, optSignal, options } from './validate'
+import { handle, num, optNum, optSignal, options } from './validate'
 
 /** One wake-up: `count` interrupts on `vector` since the last one. */
 export interface InterruptEvent {
@@ -18,19 +19,51 @@ export interface InterruptEvent {
   count: number
 }
 
+/** The events of {@link Interrupts}: `irq.on('interrupt', (e) => ...)`. */
+export interface InterruptsEvents {
+  /** Every wake-up, as it arrives (listeners see all of them, whoever else waits). */
+  interrupt: [event: InterruptEvent]
+}
+
+/** What a wait takes: {@link Interrupts.next} and {@link Interrupts.events}. */
+export interface WaitOptions {
+  /** Only this vector (from the index's `start`); any vector when omitted. */
+  vector?: number
+  /**
+   * Ends the wait: it rejects with a {@link VfioAbortError} (`name` `'AbortError'`, code
+   * `ERR_VFIO_ABORTED`, `cause` the signal's reason). `AbortSignal.timeout(ms)` is a timeout.
+   */
+  signal?: AbortSignal
+}
+
 interface Waiter {
+  /** The vector it waits for; `undefined` for any. */
+  vector: number | undefined
   resolve(e: InterruptEvent): void
   reject(err: unknown): void
 }
 
-/** Undelivered events kept at most; older ones merge into the newest of their vector. */
-const MAX_QUEUED = 1024
+/** What the owning device can tell an aborted wait (why no MSI arrived). */
+export interface InterruptsContext {
+  /** Whether the device has bus mastering off (then it cannot send MSI or MSI-X). */
+  busMasterOff?: () => boolean
+}
 
-/** Enabled vectors of one IRQ index. Close it (or the GC does) to disable them. */
-export class Interrupts extends EventEmitter implements AsyncIterable<InterruptEvent> {
+/**
+ * Enabled vectors of one IRQ index. Close it (or the GC does) to disable them.
+ *
+ * Delivery: each wake-up goes to every `'interrupt'` listener and to the oldest pending
+ * {@link Interrupts.next} that waits for its vector (or for any). A wake-up that neither
+ * a listener nor a waiter took is queued for a later `next()`; queued wake-ups of one
+ * vector merge into one (their counts add up), so the queue never holds more than
+ * `count` entries.
+ */
+export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncIterable<InterruptEvent> {
   readonly #slot: NativeSlot<Binding.Interrupts>
+  /** Undelivered wake-ups, oldest first, at most one per vector. */
   readonly #queue: InterruptEvent[] = []
   readonly #waiters = new Set<Waiter>()
+  readonly #context: InterruptsContext
   #iterators = 0
   #referenced = false
   #removingAll = false
@@ -43,14 +76,15 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
   readonly count: number
 
   /** @internal Wraps the handle `device.enableIrq()` made. */
-  static fromNative(nativeHandle: Binding.Interrupts): Interrupts {
-    return new Interrupts(nativeHandle)
+  static fromNative(nativeHandle: Binding.Interrupts, context: InterruptsContext = {}): Interrupts {
+    return new Interrupts(nativeHandle, context)
   }
 
-  private constructor(nativeHandle: Binding.Interrupts) {
+  private constructor(nativeHandle: Binding.Interrupts, context: InterruptsContext) {
     super()
     const n = handle<Binding.Interrupts>('Interrupts', 'device.enableIrq()', nativeHandle)
     this.#slot = new NativeSlot(n, 'interrupts')
+    this.#context = context
     this.index = n.index
     this.start = n.start
     this.count = n.count
@@ -84,12 +118,14 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
 
   /** Keeps the ref count in step with 'interrupt' listeners, however they are added (idempotent). */
   #watchListeners(): void {
-    if (!this.listeners('newListener').includes(this.#onNewListener)) this.on('newListener', this.#onNewListener)
-    if (!this.listeners('removeListener').includes(this.#onRemoveListener)) this.on('removeListener', this.#onRemoveListener)
+    // EventEmitter's own events, which the typed event map leaves out.
+    const emitter: EventEmitter = this
+    if (!emitter.listeners('newListener').includes(this.#onNewListener)) emitter.on('newListener', this.#onNewListener)
+    if (!emitter.listeners('removeListener').includes(this.#onRemoveListener)) emitter.on('removeListener', this.#onRemoveListener)
   }
 
   /** Removes listeners; the library's own bookkeeping stays (and the process is unref'd). */
-  override removeAllListeners(event?: string | symbol): this {
+  override removeAllListeners(event?: keyof InterruptsEvents | 'newListener' | 'removeListener'): this {
     // EventEmitter's own removeAllListeners() calls this method again per event name.
     // It also tells "no argument" from `undefined` by `arguments.length`.
     const removeAll = (): this => (event === undefined ? super.removeAllListeners() : super.removeAllListeners(event))
@@ -112,26 +148,34 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
   #deliver(event: InterruptEvent): void {
     // Wake-ups the native thread queued before close() are dropped: none after close.
     if (this.#slot.closed) return
+    let taken = false
+    for (const w of this.#waiters) {
+      if (w.vector !== undefined && w.vector !== event.vector) continue
+      this.#waiters.delete(w)
+      this.#updateRef()
+      w.resolve(event)
+      taken = true
+      break
+    }
+    // After the waiter: a listener that throws must not cost a waiter its wake-up.
     if (this.listenerCount('interrupt') > 0) {
       this.emit('interrupt', event)
-      return
+      taken = true
     }
-    const waiter = this.#waiters.values().next().value as Waiter | undefined
-    if (waiter) {
-      this.#waiters.delete(waiter)
-      this.#updateRef()
-      waiter.resolve(event)
-      return
-    }
-    if (this.#queue.length >= MAX_QUEUED) {
-      const same = this.#queue.find((e) => e.vector === event.vector)
-      if (same) {
-        same.count += event.count
-        return
-      }
-      this.#queue.shift()
-    }
-    this.#queue.push(event)
+    if (!taken) this.#enqueue(event)
+  }
+
+  #enqueue(event: InterruptEvent): void {
+    const same = this.#queue.find((e) => e.vector === event.vector)
+    if (same) same.count += event.count
+    else this.#queue.push({ ...event })
+  }
+
+  /** Takes the oldest queued wake-up of `vector` (any vector when undefined). */
+  #dequeue(vector: number | undefined): InterruptEvent | undefined {
+    const i = vector === undefined ? 0 : this.#queue.findIndex((e) => e.vector === vector)
+    if (i < 0 || i >= this.#queue.length) return undefined
+    return this.#queue.splice(i, 1)[0]
   }
 
   #updateRef(): void {
@@ -145,28 +189,61 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
     }
   }
 
+  /** The checked options of a wait; a vector is checked against the enabled range natively. */
+  #waitOptions(waitOptions: WaitOptions | undefined): { vector: number | undefined; signal: AbortSignal | undefined } {
+    const o = options<WaitOptions>('options', waitOptions)
+    const signal = optSignal('signal', o.signal)
+    const vector = optNum('vector', o.vector)
+    return { vector, signal }
+  }
+
+  #abortError(signal: AbortSignal, vector: number | undefined): VfioAbortError {
+    const what = vector === undefined ? 'the wait for an interrupt' : `the wait for vector ${vector}`
+    let hint = ''
+    const messageSignalled = this.index === IrqIndex.MSI || this.index === IrqIndex.MSIX
+    if (messageSignalled) {
+      let off = false
+      try {
+        off = this.#context.busMasterOff?.() ?? false
+      } catch {
+        // The device is gone or closed: nothing more to say about why.
+      }
+      if (off) hint = '; bus mastering is off (PCI COMMAND bit 2), so the device cannot send MSI/MSI-X messages: call device.setBusMaster(true)'
+    }
+    return new VfioAbortError(`${what} was aborted${hint}`, signal)
+  }
+
   /**
-   * The next interrupt (queued ones first). Rejects with `ERR_VFIO_ABORTED` when
-   * `signal` aborts and `ERR_VFIO_CLOSED` when the object closes.
+   * The next interrupt, of `vector` or of any vector; queued wake-ups first, then what
+   * is pending on the eventfd. Rejects with {@link VfioAbortError} when `signal` aborts
+   * (on MSI/MSI-X the message says when bus mastering is off) and `ERR_VFIO_CLOSED` when
+   * the object closes. Listeners and waiters coexist: see the class documentation.
    */
-  next(nextOptions?: { signal?: AbortSignal }): Promise<InterruptEvent> {
+  next(waitOptions?: WaitOptions): Promise<InterruptEvent> {
+    let vector: number | undefined
     let signal: AbortSignal | undefined
     try {
-      signal = optSignal('signal', options<{ signal: AbortSignal }>('options', nextOptions).signal)
+      ;({ vector, signal } = this.#waitOptions(waitOptions))
+      const queued = this.#dequeue(vector)
+      if (queued) return Promise.resolve(queued)
+      if (this.#slot.closed) return Promise.reject(closedError('interrupts'))
+      if (vector !== undefined) {
+        // Checks the vector, and takes what the poller has not read yet.
+        const pending = this.#n().takePending(vector)
+        if (pending > 0) return Promise.resolve({ vector, count: pending })
+      }
     } catch (err) {
       return Promise.reject(err)
     }
-    const queued = this.#queue.shift()
-    if (queued) return Promise.resolve(queued)
-    if (this.#slot.closed) return Promise.reject(closedError('interrupts'))
-    if (signal?.aborted) return Promise.reject(new VfioError(ErrorCode.ABORTED, 'wait aborted', { cause: signal.reason }))
+    if (signal?.aborted) return Promise.reject(this.#abortError(signal, vector))
     return new Promise<InterruptEvent>((resolve, reject) => {
       const onAbort = (): void => {
         this.#waiters.delete(waiter)
         this.#updateRef()
-        reject(new VfioError(ErrorCode.ABORTED, 'wait aborted', { cause: signal?.reason }))
+        reject(this.#abortError(signal as AbortSignal, vector))
       }
       const waiter: Waiter = {
+        vector,
         resolve: (e) => {
           signal?.removeEventListener('abort', onAbort)
           resolve(e)
@@ -182,14 +259,40 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
     })
   }
 
-  /** Iterates over interrupts until the object closes or the loop breaks. */
-  async *[Symbol.asyncIterator](): AsyncIterator<InterruptEvent> {
+  /**
+   * Takes what is pending on `vector` without waiting: the queued wake-ups' count plus
+   * what the eventfd holds; 0 when nothing is. Wake-ups the native thread read just
+   * before this call still arrive as events.
+   */
+  takePending(vector: number = this.start): number {
+    const v = num('vector', vector)
+    const native = this.#n().takePending(v)
+    const queued = this.#dequeue(v)
+    return native + (queued?.count ?? 0)
+  }
+
+  /**
+   * Iterates over interrupts (of `vector`, or of all) until the object closes or the
+   * loop breaks; `signal` ends it with a {@link VfioAbortError}, like Node's
+   * `events.on()`. `for await (const e of irq)` is `irq.events()`.
+   */
+  events(waitOptions?: WaitOptions): AsyncIterableIterator<InterruptEvent> {
+    const { vector, signal } = this.#waitOptions(waitOptions)
+    if (vector !== undefined) {
+      // Checks the vector now (not at the first turn of the loop); keeps what was pending.
+      const pending = this.#n().takePending(vector)
+      if (pending > 0) this.#enqueue({ vector, count: pending })
+    }
+    return this.#iterate(vector, signal)
+  }
+
+  async *#iterate(vector: number | undefined, signal: AbortSignal | undefined): AsyncIterableIterator<InterruptEvent> {
     this.#iterators++
     this.#updateRef()
     try {
-      while (!this.#slot.closed || this.#queue.length > 0) {
+      for (;;) {
         try {
-          yield await this.next()
+          yield await this.next({ vector, signal })
         } catch (err) {
           if ((err as VfioError).code === ErrorCode.CLOSED) return
           throw err
@@ -199,6 +302,11 @@ export class Interrupts extends EventEmitter implements AsyncIterable<InterruptE
       this.#iterators--
       this.#updateRef()
     }
+  }
+
+  /** Iterates over the interrupts of every vector: `irq.events()`. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<InterruptEvent> {
+    return this.events()
   }
 
   /** Fires `vector` from user space (`VFIO_IRQ_SET_ACTION_TRIGGER` with no data). */

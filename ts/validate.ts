@@ -33,6 +33,11 @@ export function num(name: string, value: unknown): number {
   throw new VfioTypeError(`${name} must be a number or bigint, got ${describe(value)}`)
 }
 
+/** An optional {@link num} option. */
+export function optNum(name: string, value: unknown): number | undefined {
+  return value === undefined ? undefined : num(name, value)
+}
+
 /** A u64 given as a number or bigint, passed on as a bigint. */
 export function u64(name: string, value: unknown): bigint {
   if (typeof value === 'bigint') return value

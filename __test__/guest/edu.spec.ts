@@ -310,6 +310,62 @@ test.serial('MSI: device-raised and user-triggered interrupts, as events, promis
   t.true(d.watchesRequests, 'vfio-pci offers the device request IRQ')
 })
 
+test.serial('MSI without bus mastering: the device cannot signal, and the aborted wait says so; with it, the wait ends', async (t) => {
+  using c = new Container()
+  using d = c.openDevice(EDU)
+  d.setBusMaster(false)
+  using bar = d.regions[RegionIndex.BAR0].map()
+  using irq = d.enableMsi(1)
+  bar.writeU32(REG.IRQ_RAISE, 0x80)
+  const err = (await t.throwsAsync(irq.next({ signal: AbortSignal.timeout(300) }))) as Error & { code?: string; cause?: unknown }
+  t.is(err.name, 'AbortError')
+  t.is(err.code, ErrorCode.ABORTED)
+  t.is((err.cause as Error | undefined)?.name, 'TimeoutError')
+  t.regex(err.message, /bus mastering is off.*setBusMaster\(true\)/)
+  t.is(irq.takePending(0), 0, 'the MSI write was dropped, not left pending')
+  bar.writeU32(REG.IRQ_ACK, 0x80)
+  d.setBusMaster(true)
+  const done = irq.next({ vector: 0, signal: AbortSignal.timeout(5000) })
+  bar.writeU32(REG.IRQ_RAISE, 0x80)
+  t.deepEqual(await done, { vector: 0, count: 1 })
+  bar.writeU32(REG.IRQ_ACK, 0x80)
+})
+
+test.serial('MSI-X vectors apart (NVMe): next({ vector }), takePending without waiting, events({ vector, signal })', async (t) => {
+  using c = new Container()
+  using nvme = c.openDevice(NVME)
+  nvme.setBusMaster(true)
+  using msix = nvme.enableMsix(4)
+  t.is(msix.count, 4)
+  // A wait for vector 2 is not ended by vector 1; vector 1's wake-up waits in the queue.
+  const two = msix.next({ vector: 2, signal: AbortSignal.timeout(5000) })
+  msix.trigger(1)
+  msix.trigger(2)
+  t.deepEqual(await two, { vector: 2, count: 1 })
+  t.deepEqual(await msix.next({ signal: AbortSignal.timeout(5000) }), { vector: 1, count: 1 })
+  t.is(msix.takePending(3), 0)
+  code(t, () => msix.takePending(4), ErrorCode.OUT_OF_RANGE)
+  await t.throwsAsync(msix.next({ vector: 9 }), { code: ErrorCode.OUT_OF_RANGE })
+  // Nothing pending costs no timeout: the answer is at once.
+  msix.trigger(3)
+  await until('vector 3 delivered', () => msix.takePending(3) > 0)
+  const ac = new AbortController()
+  const counts: number[] = []
+  const loop = (async () => {
+    for await (const e of msix.events({ vector: 0, signal: ac.signal })) {
+      counts.push(e.vector)
+      if (counts.length === 2) ac.abort()
+      else msix.trigger(0)
+    }
+  })()
+  msix.trigger(3)
+  msix.trigger(0)
+  const ended = (await t.throwsAsync(loop)) as Error & { code?: string }
+  t.is(ended.name, 'AbortError')
+  t.deepEqual(counts, [0, 0])
+  t.is(msix.takePending(3), 1, "vector 3's wake-up stayed queued for its own reader")
+})
+
 test.serial('INTx: raised by the device, automasked, unmasked by the driver', async (t) => {
   using c = new Container()
   using d = c.openDevice(EDU)
