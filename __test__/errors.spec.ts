@@ -45,6 +45,7 @@ test('the error codes are stable', (t) => {
     'ERR_VFIO_NOT_FOUND',
     'ERR_VFIO_OUT_OF_RANGE',
     'ERR_VFIO_PERMISSION',
+    'ERR_VFIO_TIMEOUT',
     'ERR_VFIO_UNSUPPORTED',
   ])
 })

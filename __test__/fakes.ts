@@ -4,6 +4,7 @@
  * everything kernel-facing is tested in the guest (`__test__/guest`).
  */
 import type * as Binding from '../native/binding'
+import { ErrorCode, VfioError } from '../ts/index'
 import { recorder } from './helpers'
 
 /**
@@ -123,6 +124,21 @@ export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Nat
     write: (o: number, d: Uint8Array) => mem.set(d, o),
     view: () => (rec.record('view'), mem),
     unmap: () => rec.record('unmap'),
+    // Polls the fake memory each millisecond, as the native watcher polls a mapping.
+    waitU32: (o: number, mask: number, value: number, timeout: number, cancel: Binding.WaitCancel) => {
+      rec.record('waitU32', o, mask, value, timeout)
+      const end = Date.now() + timeout
+      return new Promise<number | null>((resolve, reject) => {
+        const poll = (): void => {
+          const v = mem.readUInt32LE(o)
+          if (cancel.cancelled) resolve(null)
+          else if (((v & mask) >>> 0) === value) resolve(v)
+          else if (Date.now() >= end) reject(new VfioError(ErrorCode.TIMEOUT, `waitU32: last read 0x${v.toString(16)}`))
+          else setTimeout(poll, 1)
+        }
+        poll()
+      })
+    },
     close: () => {
       closed = true
       rec.record('close')

@@ -1,5 +1,5 @@
 import test from 'ava'
-import { DmaBuffer, MappedRegion } from '../ts/index'
+import { barrier, DmaBuffer, MappedRegion } from '../ts/index'
 import { fakeMemory } from './fakes'
 import { recorder, throwsCode } from './helpers'
 
@@ -65,4 +65,45 @@ test('DmaBuffer: the environment variable selects the copying path', (t) => {
     else process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS = before
   }
   t.true(DmaBuffer.fromNative(fakeMemory()).hasView)
+})
+
+test('waitU32: resolves when the masked value matches, without blocking the event loop', async (t) => {
+  const rec = recorder()
+  const n = fakeMemory(rec)
+  const r = MappedRegion.fromNative(n)
+  const waiting = r.waitU32(0x1c, { mask: 0x1, value: 0x1, timeout: 5000 })
+  let ticks = 0
+  const timer = setInterval(() => ++ticks, 1)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  r.writeU32(0x1c, 0x8001)
+  t.is(await waiting, 0x8001)
+  clearInterval(timer)
+  t.true(ticks > 0, 'the event loop ran while waiting')
+  t.true(rec.calls.includes('waitU32(28,1,1,5000)'), rec.calls.join(' '))
+  r.writeU32(0x20, 7)
+  t.is(await r.waitU32(0x20, { value: 7 }), 7, 'mask defaults to all bits')
+  t.true(rec.calls.includes(`waitU32(32,${0xffffffff},7,1000)`), 'timeout defaults to 1000 ms')
+})
+
+test('waitU32: timeout, abort and bad options', async (t) => {
+  const r = MappedRegion.fromNative(fakeMemory())
+  await t.throwsAsync(r.waitU32(0, { value: 1, timeout: 5 }), { code: 'ERR_VFIO_TIMEOUT' })
+  const ac = new AbortController()
+  const waiting = r.waitU32(0, { value: 1, signal: ac.signal })
+  setTimeout(() => ac.abort(new Error('stop')), 5)
+  const err = (await t.throwsAsync(waiting)) as Error & { code?: string; cause?: unknown }
+  t.is(err.name, 'AbortError')
+  t.is(err.code, 'ERR_VFIO_ABORTED')
+  t.is((err.cause as Error).message, 'stop')
+  await t.throwsAsync(r.waitU32(0, { value: 1, signal: AbortSignal.abort() }), { name: 'AbortError' })
+  await t.throwsAsync(r.waitU32(0, undefined as never), { name: 'VfioTypeError', message: /value must be a number/ })
+  await t.throwsAsync(r.waitU32(0, { value: 1, signal: 'x' as never }), { name: 'VfioTypeError' })
+})
+
+test('barrier: mb, rmb, wmb, dmaRmb, dmaWmb are the native fences', (t) => {
+  for (const [name, fence] of Object.entries(barrier)) {
+    t.is(typeof fence, 'function', name)
+    t.is(fence(), undefined, name)
+  }
+  t.deepEqual(Object.keys(barrier).sort(), ['dmaRmb', 'dmaWmb', 'mb', 'rmb', 'wmb'])
 })

@@ -171,7 +171,14 @@ export declare class MappedRegion {
   get areas(): Array<MmapArea>
   /** Whether `close()` was called. */
   get closed(): boolean
-  /** Unmaps the region. */
+  /**
+   * Waits on the register watcher thread until the 32-bit value at `offset`, masked,
+   * equals `value`: resolves with the value read, with `null` when `cancel` is
+   * set, rejects with `ERR_VFIO_TIMEOUT` after `timeoutMs` (the message has the last
+   * value read) and with the closed error when the region closes meanwhile.
+   */
+  waitU32(offset: number, mask: number, value: number, timeoutMs: number, cancel: WaitCancel): Promise<number | null>
+  /** Unmaps the region (once pending waits, cancelled now, have ended). */
   close(): void
   /** Reads an 8-bit value. */
   readU8(offset: number): number
@@ -196,6 +203,16 @@ export declare class MappedRegion {
   read(offset: number, length: number): Buffer
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array): void
+}
+
+/** Cancels one register wait (the facade's `AbortSignal`). */
+export declare class WaitCancel {
+  /** A flag not yet set. */
+  constructor()
+  /** Ends the wait (it resolves with `null`) within a poll interval. */
+  cancel(): void
+  /** Whether `cancel()` was called (or the region closed). */
+  get cancelled(): boolean
 }
 
 /** The outcome of `bindVfio`. */
@@ -260,6 +277,12 @@ export interface DmaMapping {
   size: bigint
 }
 
+/** Orders loads of DMA memory (a completion's phase bit before its payload). */
+export declare function dmaRmb(): void
+
+/** Orders stores to DMA memory (an entry's fields before its valid bit). */
+export declare function dmaWmb(): void
+
 /** Every error code the native layer can report (the facade adds `ERR_VFIO_ABORTED`). */
 export declare function errorCodes(): Array<string>
 
@@ -307,6 +330,9 @@ export declare function listPciDevices(root?: string | undefined | null): Array<
 
 /** Every PCI device, on the libuv pool (a Promise). */
 export declare function listPciDevicesAsync(root?: string | undefined | null): Promise<Array<PciDevice>>
+
+/** A full barrier: loads and stores before it complete before any after it. */
+export declare function mb(): void
 
 /** A mmap-able area of a region. */
 export interface MmapArea {
@@ -447,6 +473,9 @@ export interface RegionInfo {
   caps: Array<RegionCap>
 }
 
+/** A read barrier: loads before it complete before loads after it. */
+export declare function rmb(): void
+
 /** Unbinds a device from vfio-pci and lets its driver (or `restore`) take it. */
 export declare function unbindVfio(address: string, restore?: string | undefined | null, root?: string | undefined | null): string | null
 
@@ -455,3 +484,6 @@ export declare function unbindVfioAsync(address: string, restore?: string | unde
 
 /** Native errors are made as `new class(code, message, { errno, syscall, path })`. */
 export declare function useErrorClass(errorClass: new (code: string, message: string, fields: { errno?: number; syscall?: string; path?: string }) => Error): void
+
+/** A write barrier: stores before it are visible before stores after it. */
+export declare function wmb(): void

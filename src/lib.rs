@@ -1,6 +1,7 @@
 //! Node.js binding of the vfio-ioctls core: conversions, errors and interrupts only.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod barrier;
 mod container;
 mod device;
 mod dma;

@@ -25,6 +25,8 @@ export const ErrorCode = {
   UNSUPPORTED: 'ERR_VFIO_UNSUPPORTED',
   /** Any other system error (see `errno`). */
   IO: 'ERR_VFIO_IO',
+  /** A wait's own `timeout` passed first (a register wait: the message has the last value read). */
+  TIMEOUT: 'ERR_VFIO_TIMEOUT',
   /** A wait was aborted through its `AbortSignal`. */
   ABORTED: 'ERR_VFIO_ABORTED',
 } as const

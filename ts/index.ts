@@ -31,7 +31,8 @@ export {
   type ConfigAccess,
 } from './pci'
 export { Interrupts, type InterruptEvent, type InterruptsEvents, type WaitOptions } from './interrupts'
-export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory } from './region'
+export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory, type RegisterWaitOptions } from './region'
+export * as barrier from './barrier'
 export { VfioError, VfioTypeError, VfioAbortError, ErrorCode, type ErrorCodeValue } from './errors'
 export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, PciConfig } from './constants'
 export * as sysfs from './sysfs'

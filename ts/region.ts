@@ -1,7 +1,9 @@
 /** Device regions: info, read/write through the device fd, and mmapped access. */
 import type * as Binding from '../native/binding'
+import { VfioAbortError } from './errors'
 import { Handle } from './handle'
-import { bytes, handle, num, u64 } from './validate'
+import { native } from './native'
+import { bytes, handle, num, optSignal, options, u64 } from './validate'
 import type { Device } from './device'
 
 /** A capability of a region (`VFIO_REGION_INFO_CAP_*`). */
@@ -237,4 +239,49 @@ export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
   get areas(): MmapArea[] {
     return this.native.areas
   }
+
+  /**
+   * Waits until the 32-bit register at `offset`, masked by `mask` (default all bits),
+   * equals `value`, without blocking the event loop: one native thread polls every
+   * pending wait of the process (1–50 µs apart, backing off), so none takes a libuv
+   * pool thread. Resolves with the whole value read. Rejects with `ERR_VFIO_TIMEOUT`
+   * after `timeout` ms (default 1000; the message has the last value read), with a
+   * {@link VfioAbortError} when `signal` aborts, with `ERR_VFIO_CLOSED` when the region
+   * closes meanwhile, and with `ERR_VFIO_INVALID_ARGUMENT` for a `value` outside `mask`.
+   */
+  async waitU32(offset: number, waitOptions: RegisterWaitOptions): Promise<number> {
+    const o = num('offset', offset)
+    const opts = options<RegisterWaitOptions>('options', waitOptions)
+    const value = num('value', opts.value)
+    const mask = num('mask', opts.mask ?? 0xffff_ffff)
+    const timeout = num('timeout', opts.timeout ?? 1000)
+    const signal = optSignal('signal', opts.signal)
+    if (signal?.aborted) throw new VfioAbortError(`the wait for register ${hex(o)} was aborted`, signal)
+    const cancel = new (native().WaitCancel)()
+    const onAbort = (): void => cancel.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const got = await this.native.waitU32(o, mask, value, timeout, cancel)
+      if (got === null) throw new VfioAbortError(`the wait for register ${hex(o)} was aborted`, signal as AbortSignal)
+      return got
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+}
+
+/** What {@link MappedRegion.waitU32} waits for. */
+export interface RegisterWaitOptions {
+  /** What the masked register must equal (no bits outside `mask`). */
+  value: number
+  /** The bits compared; default all 32. */
+  mask?: number
+  /** Milliseconds before it rejects with `ERR_VFIO_TIMEOUT`; default 1000. */
+  timeout?: number
+  /** Ends the wait with a {@link VfioAbortError}. */
+  signal?: AbortSignal
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`
 }

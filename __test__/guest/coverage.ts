@@ -14,6 +14,7 @@ const classes: Record<string, { prototype: object }> = {
 }
 const namespaces: Record<string, Record<string, unknown>> = {
   sysfs: api.sysfs as unknown as Record<string, unknown>,
+  barrier: api.barrier as unknown as Record<string, unknown>,
   '': api as unknown as Record<string, unknown>,
 }
 /** Runtime members that are not public API (TypeScript `protected` or inherited plumbing). */
@@ -79,10 +80,13 @@ function wrapFunction<F extends (...a: never[]) => unknown>(name: string, fn: F)
  * The module-level API with every call recorded: namespace exports cannot be
  * patched, so the suite calls them through this object.
  */
+function wrapNamespace<T extends object>(ns: string, obj: T): T {
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, wrapFunction(`${ns}.${k}`, v as (...a: never[]) => unknown)])) as T
+}
+
 export function tracked() {
-  const sysfs = Object.fromEntries(
-    Object.entries(api.sysfs).map(([k, v]) => [k, wrapFunction(`sysfs.${k}`, v as (...a: never[]) => unknown)]),
-  ) as unknown as typeof api.sysfs
+  const sysfs = wrapNamespace('sysfs', api.sysfs)
+  const barrier = wrapNamespace('barrier', api.barrier)
   class Container extends api.Container {
     constructor(options?: api.ContainerOptions) {
       super(options)
@@ -91,6 +95,7 @@ export function tracked() {
   }
   return {
     sysfs,
+    barrier,
     Container,
     features: wrapFunction('features', api.features),
     pageSize: wrapFunction('pageSize', api.pageSize),

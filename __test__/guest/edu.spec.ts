@@ -12,7 +12,7 @@ import { coveredList, instrument, missing, tracked } from './coverage'
 import { code, DMA, EDU, enableBusMaster, NVME, REG } from './devices'
 
 instrument()
-const { Container, sysfs, features, pageSize } = tracked()
+const { Container, sysfs, barrier, features, pageSize } = tracked()
 
 // QEMU 7.2's edu rejects a transfer that ends exactly at its 4 KiB buffer's end (an
 // off-by-one in its range check that aborts QEMU), so transfers stay one short of it.
@@ -187,6 +187,32 @@ test.serial('mmap: id, liveness and factorial through volatile access', async (t
   code(t, () => bar.readU32(REG.ID), ErrorCode.CLOSED)
 })
 
+test.serial('waitU32: a register wait ends when edu finishes, times out with the last value, aborts, and ends on close', async (t) => {
+  using c = new Container()
+  using d = c.openDevice(EDU)
+  using bar = d.regions[RegionIndex.BAR0].map()
+  bar.writeU32(REG.FACTORIAL, 12)
+  // Status bit 0 is busy while edu computes; the wait resolves with the whole status.
+  const status = await bar.waitU32(REG.STATUS, { mask: 0x1, value: 0, timeout: 5000 })
+  t.is(status & 1, 0)
+  t.is(bar.readU32(REG.FACTORIAL), 479001600)
+  bar.writeU32(REG.LIVENESS, 0x12345678)
+  const slow = (await t.throwsAsync(bar.waitU32(REG.LIVENESS, { value: 0x12345678, timeout: 50 }))) as Error & { code?: string }
+  t.is(slow.code, ErrorCode.TIMEOUT)
+  t.regex(slow.message, /last read 0xedcba987/)
+  const aborted = (await t.throwsAsync(bar.waitU32(REG.LIVENESS, { value: 0, signal: AbortSignal.timeout(50) }))) as Error & { cause?: Error }
+  t.is(aborted.name, 'AbortError')
+  t.is(aborted.cause?.name, 'TimeoutError')
+  await t.throwsAsync(bar.waitU32(REG.STATUS, { mask: 0x1, value: 0x3 }), { code: ErrorCode.INVALID_ARGUMENT, message: /outside mask/ })
+  await t.throwsAsync(bar.waitU32(1 << 20, { value: 0 }), { code: ErrorCode.OUT_OF_RANGE })
+  // Several waits at once share the one watcher thread; close ends the pending ones.
+  const pending = [0, 1, 2].map(() => bar.waitU32(REG.LIVENESS, { value: 0, timeout: 60_000 }))
+  await new Promise((r) => setTimeout(r, 20))
+  bar.close()
+  for (const p of pending) await t.throwsAsync(p, { code: ErrorCode.CLOSED })
+  await t.throwsAsync(bar.waitU32(REG.STATUS, { value: 0 }), { code: ErrorCode.CLOSED })
+})
+
 test.serial('DMA: a round trip through the IOMMU and edu, compared byte for byte, with MSI completion', async (t) => {
   using c = new Container()
   using d = c.openDevice(EDU)
@@ -201,8 +227,15 @@ test.serial('DMA: a round trip through the IOMMU and edu, compared byte for byte
   t.true(src.hasView)
   const view = src.view
   for (let i = 0; i < 4096; i++) view[i] = (i * 7 + 3) & 0xff
+  // Not needed before an MMIO write (it orders itself, as writel does); here to run
+  // each fence against the device's memory once.
+  barrier.dmaWmb()
+  barrier.wmb()
   await eduDma(bar, src.iova, DMA.BUFFER, false, irq)
   await eduDma(bar, DMA.BUFFER, dst.iova, true, irq)
+  barrier.dmaRmb()
+  barrier.rmb()
+  barrier.mb()
   t.true(dst.read(0, DMA_LEN).equals(view.subarray(0, DMA_LEN)))
   t.is(dst.readU8(DMA_LEN), 0, 'nothing past the transfer was written')
   t.is(dst.readU8(1), 10)

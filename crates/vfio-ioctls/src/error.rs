@@ -30,11 +30,13 @@ pub enum ErrorKind {
     Unsupported,
     /// Any other I/O failure.
     Io,
+    /// A wait's timeout passed before what it waited for happened.
+    TimedOut,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (the facade checks its list of codes against it).
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::NotFound,
         ErrorKind::Permission,
         ErrorKind::GroupNotViable,
@@ -45,6 +47,7 @@ impl ErrorKind {
         ErrorKind::Memlock,
         ErrorKind::Unsupported,
         ErrorKind::Io,
+        ErrorKind::TimedOut,
     ];
 
     /// The stable code, part of the public API (`ERR_VFIO_*`).
@@ -67,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Memlock => "ERR_VFIO_MEMLOCK",
             ErrorKind::Unsupported => "ERR_VFIO_UNSUPPORTED",
             ErrorKind::Io => "ERR_VFIO_IO",
+            ErrorKind::TimedOut => "ERR_VFIO_TIMEOUT",
         }
     }
 }
@@ -134,6 +138,14 @@ pub enum VfioError {
         /// The operation refused.
         op: &'static str,
         /// Who holds it and what to do.
+        message: String,
+    },
+    /// A wait's timeout passed before what it waited for happened.
+    #[error("{op}: {message}")]
+    TimedOut {
+        /// The wait.
+        op: &'static str,
+        /// What was waited for, for how long, and what was seen last.
         message: String,
     },
     /// The object was closed before the call.
@@ -241,6 +253,7 @@ impl VfioError {
             VfioError::Unsupported { .. } | VfioError::ApiVersion { .. } => ErrorKind::Unsupported,
             VfioError::Closed { .. } => ErrorKind::Closed,
             VfioError::Busy { .. } => ErrorKind::Busy,
+            VfioError::TimedOut { .. } => ErrorKind::TimedOut,
         }
     }
 
@@ -265,6 +278,7 @@ impl VfioError {
             | VfioError::OutOfRange { op, .. }
             | VfioError::Unsupported { op, .. }
             | VfioError::Busy { op, .. }
+            | VfioError::TimedOut { op, .. }
             | VfioError::Closed { op, .. } => op,
             VfioError::NotFound { .. } => "open",
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
@@ -420,6 +434,9 @@ mod tests {
             e.to_string(),
             "VFIO_DEVICE_RESET: the device is closed; open it again"
         );
-        assert_eq!(closed_message("device"), "the device is closed; open it again");
+        assert_eq!(
+            closed_message("device"),
+            "the device is closed; open it again"
+        );
     }
 }

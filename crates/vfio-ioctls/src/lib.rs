@@ -26,6 +26,7 @@
 
 mod abi;
 mod alloc;
+pub mod barrier;
 mod container;
 mod device;
 mod dma;
@@ -49,6 +50,7 @@ mod parser_props;
 mod pci_config;
 pub mod poller;
 mod region;
+pub mod register_wait;
 pub mod sysfs;
 mod volatile;
 

@@ -180,6 +180,10 @@ impl MappedRegion {
 // which never change), and the mapping is removed only by `Drop`, so it outlives every
 // `&self` borrow. The crate reaches it only through raw pointers, never references.
 unsafe impl VolatileAccess for MappedRegion {
+    fn is_mmio(&self) -> bool {
+        true
+    }
+
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
         if !self.read_write {
             // The areas are mapped read-only (or write-only): a volatile access of the

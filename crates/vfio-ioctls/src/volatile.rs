@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::barrier;
 use crate::error::{Result, VfioError};
 
 /// Volatile reads and writes at byte offsets, each checked before it happens.
@@ -52,6 +53,14 @@ pub unsafe trait VolatileAccess {
         self.len() == 0
     }
 
+    /// Whether this is device memory (MMIO). Its accessors then order themselves as
+    /// Linux's `writel`/`readl`: a write comes after every earlier store to memory (a
+    /// doorbell after the queue entry), a read before every later load; see
+    /// [`barrier`](crate::barrier).
+    fn is_mmio(&self) -> bool {
+        false
+    }
+
     /// Reads an 8-bit value.
     fn read_u8(&self, offset: u64) -> Result<u8> {
         read::<u8>(self, "read_u8", offset)
@@ -95,6 +104,9 @@ pub unsafe trait VolatileAccess {
         // SAFETY: `checked_ptr` vouched (trait contract) for `buf.len()` bytes at `src`
         // valid for volatile reads while `self` is borrowed, which it is for this call.
         unsafe { copy_from_volatile(src, buf) };
+        if self.is_mmio() {
+            barrier::dma_rmb();
+        }
         Ok(())
     }
 
@@ -121,6 +133,9 @@ pub unsafe trait VolatileAccess {
         // SAFETY: as in `read_bytes`: `checked_ptr` vouched for `width` == `buf.len()`
         // readable bytes at `src`, valid while `self` is borrowed (through this call).
         unsafe { copy_from_volatile(src, &mut buf) };
+        if self.is_mmio() {
+            barrier::dma_rmb();
+        }
         Ok(buf)
     }
 
@@ -130,6 +145,9 @@ pub unsafe trait VolatileAccess {
             return Ok(());
         }
         let dst = self.checked_ptr("write_bytes", offset, buf.len())?;
+        if self.is_mmio() {
+            barrier::dma_wmb();
+        }
         // SAFETY: `checked_ptr` vouched (trait contract) for `buf.len()` bytes at `dst`
         // valid for volatile writes while `self` is borrowed, which it is for this call.
         unsafe { copy_to_volatile(dst, buf) };
@@ -220,7 +238,11 @@ fn read<T: Plain>(
     // SAFETY: `checked_ptr` vouched (trait contract) for `size_of::<T>()` readable bytes at
     // `ptr` while `mem` is borrowed, `aligned_ptr` checked the alignment for T, and any
     // bit pattern is a valid T (`Plain`).
-    Ok(unsafe { std::ptr::read_volatile(ptr) })
+    let value = unsafe { std::ptr::read_volatile(ptr) };
+    if mem.is_mmio() {
+        barrier::dma_rmb(); // later loads (of DMA memory) are not older than this read
+    }
+    Ok(value)
 }
 
 fn write<T: Plain>(
@@ -230,6 +252,9 @@ fn write<T: Plain>(
     value: T,
 ) -> Result<()> {
     let ptr = aligned_ptr::<_, T>(mem, op, offset)?;
+    if mem.is_mmio() {
+        barrier::dma_wmb(); // earlier stores (queue entries) reach memory first
+    }
     // SAFETY: `checked_ptr` vouched (trait contract) for `size_of::<T>()` writable bytes at
     // `ptr` while `mem` is borrowed, and `aligned_ptr` checked the alignment for T.
     unsafe { std::ptr::write_volatile(ptr, value) };
@@ -257,6 +282,36 @@ pub(crate) fn check_within(
             op,
             format!("{what}: offset {offset:#x} + {width} overflows 64 bits"),
         )),
+    }
+}
+
+/// 4 KiB of zeroed heap memory standing in for a mapping, shareable between threads.
+#[cfg(test)]
+pub(crate) struct TestMemory(Box<std::cell::UnsafeCell<[u64; 512]>>);
+
+#[cfg(test)]
+impl Default for TestMemory {
+    fn default() -> Self {
+        TestMemory(Box::new(std::cell::UnsafeCell::new([0; 512])))
+    }
+}
+
+// SAFETY: the array is only reached through raw pointers by volatile accesses (as device
+// memory is), never through references, so sharing it between threads invalidates nothing.
+#[cfg(test)]
+unsafe impl Sync for TestMemory {}
+
+// SAFETY: `checked_ptr` returns pointers only into the 4 KiB array this value owns (range
+// checked by `check_within`); it lives as long as `&self` and no reference to it is made.
+#[cfg(test)]
+unsafe impl VolatileAccess for TestMemory {
+    fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
+        check_within(op, "test memory", offset, width, 4096)?;
+        // SAFETY: the offset was checked to lie within the 4 KiB array.
+        Ok(unsafe { self.0.get().cast::<u8>().add(offset as usize) })
+    }
+    fn len(&self) -> u64 {
+        4096
     }
 }
 
