@@ -57,12 +57,12 @@ function check(ok: boolean, what: string): void {
   detail(`ok: ${what}`)
 }
 
+// (library: region.waitU32(offset, { mask, value, timeout }))
 /**
  * Polls a 32-bit register until `(value & mask) === want`, yielding to the event loop
  * between reads; returns the milliseconds it took. Fails early on a controller fatal
  * status (CSTS.CFS).
  */
-// (library: bar.waitU32(offset, { mask, value, timeout }))
 async function waitU32(bar: MappedRegion, offset: number, mask: number, want: number, timeoutMs: number, what: string): Promise<number> {
   const start = performance.now()
   for (;;) {
@@ -74,11 +74,11 @@ async function waitU32(bar: MappedRegion, offset: number, mask: number, want: nu
   }
 }
 
+// (library: container.allocateDma(size), with `iova` omitted)
 /**
  * Allocates `size` bytes of DMA memory at the lowest free page-aligned IOVA from 1 MiB
  * (so a stray DMA to address 0 hits nothing) within the IOMMU's usable ranges.
  */
-// (library: container.allocateDma(size), with `iova` omitted)
 function allocateDma(container: Container, size: number): DmaBuffer {
   const page = BigInt(pageSize())
   const up = (n: bigint): bigint => ((n + page - 1n) / page) * page
@@ -202,24 +202,37 @@ class QueuePair {
     this.#sqTail = (this.#sqTail + 1) % this.entries
     const stale = this.irq.takePending(this.vector) // nothing is outstanding: any wake-up now is old
     if (stale > 0) detail(`(dropped ${stale} stale wake-up(s) on vector ${this.vector})`)
-    const wait = this.irq.next({ vector: this.vector, signal: AbortSignal.timeout(COMMAND_TIMEOUT_MS) })
+    const signal = AbortSignal.timeout(COMMAND_TIMEOUT_MS)
+    let wait = this.irq.next({ vector: this.vector, signal })
     const t0 = performance.now()
     // The entry is written (a native call, a full compiler barrier; x86 keeps stores in
     // order) before the doorbell. (library: barrier.wmb() between the two, on every architecture)
     this.bar.writeU32(this.sqDoorbell, this.#sqTail)
-    try {
-      await wait
-    } catch (err) {
-      if (err instanceof VfioError && err.code === ErrorCode.ABORTED) {
-        throw new CheckFailed(`${this.name} queue: no interrupt on vector ${this.vector} within ${COMMAND_TIMEOUT_MS} ms for ${what}: ${err.message}`)
+    const entry = this.#cqHead * CQE_SIZE
+    let dw3 = 0
+    for (let wakeups = 0; ; wakeups++) {
+      try {
+        await wait
+      } catch (err) {
+        if (err instanceof VfioError && err.code === ErrorCode.ABORTED) {
+          // The completion may be there with no interrupt: the vector was not live when the
+          // controller created the queue (MSI-X enabled too late).
+          const done = ((this.cq.readU32(entry + 12) >>> 16) & 1) === this.#phase
+          const why = done ? '; the completion entry is there: was MSI-X enabled before the queue was created (before CC.EN for the admin queue)?' : ''
+          throw new CheckFailed(`${this.name} queue: no interrupt on vector ${this.vector} within ${COMMAND_TIMEOUT_MS} ms for ${what}: ${err.message}${why}`)
+        }
+        throw err
       }
-      throw err
+      dw3 = this.cq.readU32(entry + 12)
+      if (((dw3 >>> 16) & 1) === this.#phase) break
+      // A wake-up without a new entry (one raised before takePending above): wait on.
+      detail(`(wake-up ${wakeups + 1} on vector ${this.vector} without a new completion entry)`)
+      wait = this.irq.next({ vector: this.vector, signal })
     }
     const ms = performance.now() - t0
-    const entry = this.#cqHead * CQE_SIZE
-    const dw3 = this.cq.readU32(entry + 12)
-    const phase = (dw3 >>> 16) & 1
-    if (phase !== this.#phase) throw new CheckFailed(`${this.name} queue: interrupt for ${what}, but CQ entry ${this.#cqHead} has phase ${phase}, not ${this.#phase}`)
+    const phase = this.#phase
+    // The rest of the entry is read after its phase tag (x86 keeps loads in order;
+    // library: barrier.rmb() here on every architecture).
     const dw2 = this.cq.readU32(entry + 8)
     const c: Completion = { result: this.cq.readU32(entry), sqHead: dw2 & 0xffff, sqid: dw2 >>> 16, cid: dw3 & 0xffff, status: dw3 >>> 17 }
     this.#cqHead = (this.#cqHead + 1) % this.entries
