@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `npm run demo`: the user-mode edu driver (examples/edu-driver.ts) end to end in the
-# QEMU guest. Installs and builds what is missing or stale, prepares the guest, runs
-# the driver there and exits with its status (124: guest timeout; see guest/README.md).
+# `npm run demo`: the user-mode drivers for edu and NVMe (examples/edu-driver.ts,
+# examples/nvme-driver.ts) end to end in the QEMU guest. Installs and builds what is
+# missing or stale, prepares the guest, runs both drivers there in one boot and exits 0
+# when both pass, 1 when one fails (124: guest timeout; see guest/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -24,7 +25,13 @@ fi
 bash guest/setup.sh -q
 
 set +e
-guest/run.sh --timeout 300 -- node --import tsx examples/edu-driver.ts
+# Both drivers in one boot; the NVMe one runs even when edu fails. Exit 1 when either fails.
+guest/run.sh --timeout 300 -- bash -c '
+  rc=0
+  node --import tsx examples/edu-driver.ts || rc=1
+  echo
+  node --import tsx examples/nvme-driver.ts || rc=1
+  exit $rc'
 rc=$?
 set -e
 echo "demo: exit $rc after $((SECONDS - start)) s"

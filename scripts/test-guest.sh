@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the kernel suites in the QEMU guest: the core crate's kernel tests (built here,
-# run there) and the ava guest suite against the built addon. One boot for both.
+# run there), the ava guest suite against the built addon, and the NVMe example driver
+# (examples/nvme-driver.ts, one test). One boot for all three.
 # Prints each suite's output and ends with `guest: N passed, N failed`.
 # Exit codes: 0 all passed; 1 a test failed; 3 the guest could not run (says why).
 set -uo pipefail
@@ -36,6 +37,17 @@ bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   elif [ "$rc" -ne 0 ]; then
     status=1
   fi
+  # The NVMe example driver, counted as one test: `example: ok NAME` when it exits 0,
+  # `example: failed NAME` otherwise (with the same rerun for a signal before its first step).
+  echo "== example: examples/nvme-driver.ts"
+  node --import tsx examples/nvme-driver.ts 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ge 128 ] && ! grep -q "^\[1\]" "$out"; then
+    echo "# node died by signal $((rc - 128)) before the example started (a TCG flake): running it again"
+    node --import tsx examples/nvme-driver.ts
+    rc=$?
+  fi
+  if [ "$rc" -eq 0 ]; then echo "example: ok nvme-driver"; else echo "example: failed nvme-driver (exit $rc)"; status=1; fi
   rm -f "$out"
   exit $status
 ' "$kernel_bin" "$kernel_log" 2>&1 | tee "$log"
@@ -46,6 +58,7 @@ failed=0
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
   awk '/^ok /{p++} /^failed /{f++} END{if (p + f > 0) print p+0, f+0}' "$kernel_log"
   awk '/^# pass /{p=$3} /^# fail /{f=$3} END{if (p != "" || f != "") print p+0, f+0}' "$log"
+  awk '/^example: ok /{p++} /^example: failed /{f++} END{if (p + f > 0) print p+0, f+0}' "$log"
 )
 rm -f "$log" "$kernel_log"
 if [ "$rc" -ge 2 ] && [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
