@@ -23,7 +23,7 @@
  * offset) page, PRP2 the second page, or, for a transfer over more than two pages, the
  * address of a list of the remaining page addresses.
  */
-import { Container, ErrorCode, IrqIndex, pageSize, RegionIndex, sysfs, VfioError, type DmaBuffer, type Interrupts, type MappedRegion } from '..'
+import { barrier, Container, ErrorCode, IrqIndex, pageSize, RegionIndex, sysfs, VfioError, type DmaBuffer, type Interrupts, type MappedRegion } from '..'
 
 const NVME_CLASS = 0x010802 // mass storage, non-volatile memory, NVM Express
 const REG = { CAP: 0x00, VS: 0x08, CC: 0x14, CSTS: 0x1c, AQA: 0x24, ASQ: 0x28, ACQ: 0x30, DOORBELLS: 0x1000 }
@@ -57,21 +57,21 @@ function check(ok: boolean, what: string): void {
   detail(`ok: ${what}`)
 }
 
-// (library: region.waitU32(offset, { mask, value, timeout }))
 /**
- * Polls a 32-bit register until `(value & mask) === want`, yielding to the event loop
- * between reads; returns the milliseconds it took. Fails early on a controller fatal
- * status (CSTS.CFS).
+ * Waits until `(CSTS & mask) === want` on the library's register watcher (the event loop
+ * goes on meanwhile); returns the milliseconds it took. A timeout says whether the
+ * controller reported a fatal status (CSTS.CFS).
  */
-async function waitU32(bar: MappedRegion, offset: number, mask: number, want: number, timeoutMs: number, what: string): Promise<number> {
+async function waitCsts(bar: MappedRegion, mask: number, want: number, timeoutMs: number, what: string): Promise<number> {
   const start = performance.now()
-  for (;;) {
-    const v = bar.readU32(offset)
-    if ((v & mask) >>> 0 === want >>> 0) return performance.now() - start
-    if (offset === REG.CSTS && (v & CSTS.CFS) !== 0) throw new CheckFailed(`controller fatal status (CSTS ${hex(v)}) while waiting for ${what}`)
-    if (performance.now() - start > timeoutMs) throw new CheckFailed(`timed out after ${timeoutMs} ms waiting for ${what} (register ${hex(offset)} is ${hex(v)})`)
-    await new Promise((r) => setTimeout(r, 1))
+  try {
+    await bar.waitU32(REG.CSTS, { mask, value: want, timeout: timeoutMs })
+  } catch (err) {
+    if (!(err instanceof VfioError && err.code === ErrorCode.TIMEOUT)) throw err
+    const fatal = (bar.readU32(REG.CSTS) & CSTS.CFS) !== 0 ? ' (the controller reports a fatal status, CSTS.CFS)' : ''
+    throw new CheckFailed(`waiting for ${what}: ${err.message}${fatal}`)
   }
+  return performance.now() - start
 }
 
 // (library: container.allocateDma(size), with `iova` omitted)
@@ -205,8 +205,8 @@ class QueuePair {
     const signal = AbortSignal.timeout(COMMAND_TIMEOUT_MS)
     let wait = this.irq.next({ vector: this.vector, signal })
     const t0 = performance.now()
-    // The entry is written (a native call, a full compiler barrier; x86 keeps stores in
-    // order) before the doorbell. (library: barrier.wmb() between the two, on every architecture)
+    // No barrier between the entry and the doorbell: an MMIO write of a MappedRegion comes
+    // after every earlier store to memory, as Linux's writel (aarch64: dmb oshst first).
     this.bar.writeU32(this.sqDoorbell, this.#sqTail)
     const entry = this.#cqHead * CQE_SIZE
     let dw3 = 0
@@ -231,8 +231,9 @@ class QueuePair {
     }
     const ms = performance.now() - t0
     const phase = this.#phase
-    // The rest of the entry is read after its phase tag (x86 keeps loads in order;
-    // library: barrier.rmb() here on every architecture).
+    // The rest of the entry is read after its phase tag: dmaRmb keeps those loads from
+    // passing it (a compiler barrier on x86-64, dmb oshld on aarch64).
+    barrier.dmaRmb()
     const dw2 = this.cq.readU32(entry + 8)
     const c: Completion = { result: this.cq.readU32(entry), sqHead: dw2 & 0xffff, sqid: dw2 >>> 16, cid: dw3 & 0xffff, status: dw3 >>> 17 }
     this.#cqHead = (this.#cqHead + 1) % this.entries
@@ -261,9 +262,9 @@ function findNvme(): string {
 async function shutdown(bar: MappedRegion, timeoutMs: number): Promise<{ shutdownMs: number; disableMs: number }> {
   const cc = bar.readU32(REG.CC)
   bar.writeU32(REG.CC, (cc & ~CC.SHN_MASK) | CC.SHN_NORMAL)
-  const shutdownMs = await waitU32(bar, REG.CSTS, CSTS.SHST_MASK, CSTS.SHST_COMPLETE, timeoutMs, 'CSTS.SHST = shutdown complete')
+  const shutdownMs = await waitCsts(bar, CSTS.SHST_MASK, CSTS.SHST_COMPLETE, timeoutMs, 'CSTS.SHST = shutdown complete')
   bar.writeU32(REG.CC, bar.readU32(REG.CC) & ~(CC.EN | CC.SHN_MASK))
-  const disableMs = await waitU32(bar, REG.CSTS, CSTS.RDY, 0, timeoutMs, 'CSTS.RDY = 0')
+  const disableMs = await waitCsts(bar, CSTS.RDY, 0, timeoutMs, 'CSTS.RDY = 0')
   return { shutdownMs, disableMs }
 }
 
@@ -318,7 +319,7 @@ async function drive(address: string, expectedSerial: string): Promise<void> {
 
   say('disable the controller (CC.EN = 0, wait for CSTS.RDY = 0)')
   bar.writeU32(REG.CC, bar.readU32(REG.CC) & ~CC.EN)
-  const offMs = await waitU32(bar, REG.CSTS, CSTS.RDY, 0, timeoutMs, 'CSTS.RDY = 0')
+  const offMs = await waitCsts(bar, CSTS.RDY, 0, timeoutMs, 'CSTS.RDY = 0')
   check(true, `disabled in ${offMs.toFixed(2)} ms`)
 
   say('DMA memory: admin and I/O queues, identify data, PRP list, data buffers')
@@ -349,7 +350,7 @@ async function drive(address: string, expectedSerial: string): Promise<void> {
   bar.writeU32(REG.CC, CC.IOCQES | CC.IOSQES | CC.AMS_RR | CC.MPS_4K | CC.CSS_NVM | CC.EN)
   let enabled = true
   try {
-    const onMs = await waitU32(bar, REG.CSTS, CSTS.RDY, CSTS.RDY, timeoutMs, 'CSTS.RDY = 1')
+    const onMs = await waitCsts(bar, CSTS.RDY, CSTS.RDY, timeoutMs, 'CSTS.RDY = 1')
     check(true, `ready in ${onMs.toFixed(2)} ms (CC ${hex(bar.readU32(REG.CC))})`)
     const admin = new QueuePair({ name: 'admin', qid: 0, entries: ADMIN_ENTRIES, sq: asq, cq: acq, vector: ADMIN_VECTOR, bar, irq, stride })
 
