@@ -1,6 +1,6 @@
 import test from 'ava'
 import { Device, RegionIndex } from '../ts/index'
-import { fakeDevice } from './fakes'
+import { fakeDevice, fakeHotResetDevices } from './fakes'
 import { throwsCode } from './helpers'
 
 test('regions are indexed by VFIO index, absent ones included', (t) => {
@@ -50,6 +50,22 @@ test('valid calls reach the native handle with converted arguments', (t) => {
     'mapRegion(0)',
     'close()',
   ])
+})
+
+test('hot reset: the info, the reset and its Promise reach the native handle and return what it lists', async (t) => {
+  const f = fakeDevice()
+  const d = Device.fromNative(f.native)
+  t.deepEqual(d.hotResetInfo(), fakeHotResetDevices())
+  t.deepEqual(d.hotReset(), fakeHotResetDevices())
+  const pending = d.hotResetAsync()
+  t.true(pending instanceof Promise)
+  t.deepEqual(await pending, fakeHotResetDevices())
+  t.deepEqual(f.calls, ['hotResetInfo()', 'hotReset()', 'hotResetAsync()'])
+  d.close()
+  throwsCode(t, () => d.hotResetInfo(), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.hotReset(), 'ERR_VFIO_CLOSED')
+  await t.throwsAsync(d.hotResetAsync(), { code: 'ERR_VFIO_CLOSED' })
+  t.deepEqual(f.calls, ['hotResetInfo()', 'hotReset()', 'hotResetAsync()', 'close()'])
 })
 
 test('every call after close throws ERR_VFIO_CLOSED; closing twice is harmless', (t) => {

@@ -51,6 +51,9 @@ export function fakeDevice() {
     mapRegion: (i: number) => (rec.record('mapRegion', i), fakeMemory(rec)),
     reset: () => rec.record('reset'),
     resetAsync: async () => rec.record('resetAsync'),
+    hotResetInfo: () => (rec.record('hotResetInfo'), fakeHotResetDevices()),
+    hotReset: () => (rec.record('hotReset'), fakeHotResetDevices()),
+    hotResetAsync: async () => (rec.record('hotResetAsync'), fakeHotResetDevices()),
     enableIrq: (i: number, s: number, c: number) => (rec.record('enableIrq', i, s, c), fakeInterrupts(rec, i, s, c).native),
     disableIrq: (i: number) => rec.record('disableIrq', i),
     capabilities: () => (rec.record('capabilities'), fakeCapabilities),
@@ -64,6 +67,14 @@ export function fakeDevice() {
     },
   }
   return { native: n, calls: rec.calls, config }
+}
+
+/** What the fake device's hot reset affects: itself and a second function in another group. */
+export function fakeHotResetDevices(): Binding.HotResetDevice[] {
+  return [
+    { address: '0000:00:03.0', group: 1 },
+    { address: '0000:00:03.1', group: 2 },
+  ]
 }
 
 /**

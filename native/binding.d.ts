@@ -58,6 +58,15 @@ export declare class Device {
   reset(): void
   /** `VFIO_DEVICE_RESET` on the libuv pool (a Promise): a reset can take a second. */
   resetAsync(): Promise<void>
+  /** The devices a PCI hot reset would reset (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`). */
+  hotResetInfo(): Array<HotResetDevice>
+  /**
+   * `VFIO_DEVICE_PCI_HOT_RESET` with the groups of this device's container; returns
+   * the devices reset.
+   */
+  hotReset(): Array<HotResetDevice>
+  /** `hotReset` on the libuv pool (a Promise): a bus reset waits for the link, ~0.1–1 s. */
+  hotResetAsync(): Promise<HotResetDevice[]>
   /**
    * Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.
    * Refused with `ERR_VFIO_BUSY` while a live `Interrupts` holds the index (or, on
@@ -288,6 +297,14 @@ export declare function errorCodes(): Array<string>
 
 /** Which hypervisor integrations this binary was built with. */
 export declare function features(): Array<string>
+
+/** One device a PCI hot reset affects. */
+export interface HotResetDevice {
+  /** PCI address, `ssss:bb:dd.f`. */
+  address: string
+  /** Its IOMMU group. */
+  group: number
+}
 
 /** What `VFIO_IOMMU_GET_INFO` reports. */
 export interface IommuInfo {

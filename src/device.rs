@@ -81,6 +81,25 @@ pub struct IrqInfo {
     pub automasked: bool,
 }
 
+/// One device a PCI hot reset affects.
+#[napi(object)]
+pub struct HotResetDevice {
+    /// PCI address, `ssss:bb:dd.f`.
+    pub address: String,
+    /// Its IOMMU group.
+    pub group: u32,
+}
+
+fn hot_reset_devices_to_js(devices: Vec<vfio_ioctls::PciHotResetDevice>) -> Vec<HotResetDevice> {
+    devices
+        .iter()
+        .map(|d| HotResetDevice {
+            address: d.address(),
+            group: d.group_id,
+        })
+        .collect()
+}
+
 /// Device-wide info.
 #[napi(object)]
 pub struct DeviceInfo {
@@ -270,6 +289,33 @@ impl Device {
     pub fn reset_async(&self) -> Result<AsyncTask<CoreTask<(), ()>>> {
         let device = self.get()?.clone();
         Ok(task::spawn(move || device.reset(), |()| ()))
+    }
+
+    /// The devices a PCI hot reset would reset (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`).
+    #[napi]
+    pub fn hot_reset_info(&self) -> Result<Vec<HotResetDevice>> {
+        Ok(hot_reset_devices_to_js(
+            self.get()?.pci_hot_reset_info().js()?,
+        ))
+    }
+
+    /// `VFIO_DEVICE_PCI_HOT_RESET` with the groups of this device's container; returns
+    /// the devices reset.
+    #[napi]
+    pub fn hot_reset(&self) -> Result<Vec<HotResetDevice>> {
+        Ok(hot_reset_devices_to_js(self.get()?.pci_hot_reset().js()?))
+    }
+
+    /// `hotReset` on the libuv pool (a Promise): a bus reset waits for the link, ~0.1–1 s.
+    #[napi(ts_return_type = "Promise<HotResetDevice[]>")]
+    pub fn hot_reset_async(
+        &self,
+    ) -> Result<AsyncTask<CoreTask<Vec<vfio_ioctls::PciHotResetDevice>, Vec<HotResetDevice>>>> {
+        let device = self.get()?.clone();
+        Ok(task::spawn(
+            move || device.pci_hot_reset(),
+            hot_reset_devices_to_js,
+        ))
     }
 
     /// Enables `count` vectors from `start` of IRQ `index`, each with a new eventfd.

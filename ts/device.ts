@@ -46,6 +46,13 @@ function isDeviceIrqs(list: readonly IrqInfo[]): list is DeviceIrqs {
   return list.length >= PCI_IRQS
 }
 
+/**
+ * One device a PCI hot reset affects (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`): its PCI
+ * address (`ssss:bb:dd.f`) and the IOMMU group whose ownership the reset needs.
+ * @interface
+ */
+export type HotResetDevice = Binding.HotResetDevice
+
 /** What a `'request'` event carries: how often the kernel has asked so far. */
 export interface DeviceRequest {
   /** How many times the kernel has asked, this one included. */
@@ -204,6 +211,31 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** {@link Device.reset} on the libuv pool: a reset can take a second; the event loop goes on. */
   async resetAsync(): Promise<void> {
     await this.native.resetAsync()
+  }
+
+  /**
+   * The devices a PCI hot reset of this device would reset, itself included: everything
+   * below the same bridge (a slot or secondary bus reset). `ERR_VFIO_UNSUPPORTED` when
+   * the device can be reset neither by slot nor by bus (a device on the root bus).
+   */
+  hotResetInfo(): HotResetDevice[] {
+    return this.native.hotResetInfo()
+  }
+
+  /**
+   * A PCI hot reset (slot or secondary bus reset) of this device and of every device
+   * {@link Device.hotResetInfo} lists; returns them. The kernel allows it only when this
+   * device's container holds the group of each: otherwise `ERR_VFIO_PERMISSION` names
+   * the missing devices and groups, before the kernel is asked (open a device of each
+   * through the same container). Interrupts stay enabled and mapped regions stay valid.
+   */
+  hotReset(): HotResetDevice[] {
+    return this.native.hotReset()
+  }
+
+  /** {@link Device.hotReset} on the libuv pool: a bus reset waits for the link; the event loop goes on. */
+  async hotResetAsync(): Promise<HotResetDevice[]> {
+    return await this.native.hotResetAsync()
   }
 
   /**

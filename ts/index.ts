@@ -15,7 +15,7 @@
 import { native } from './native'
 
 export { Container, type ContainerOptions, type IommuInfo } from './container'
-export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type DeviceRegions, type DeviceIrqs } from './device'
+export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type HotResetDevice, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer } from './dma'
 export {
   type PciConfigSpace,

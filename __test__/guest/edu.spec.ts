@@ -432,6 +432,10 @@ test.serial('reset, close and reopen, and a device open twice', async (t) => {
     t.is(err.code, ErrorCode.UNSUPPORTED, 'the pool thread reports the same coded error')
   }
   t.log(`edu canReset=${d.info.canReset}`)
+  // edu sits on the root bus: no slot or bus reset (reset.spec.ts tests the one behind a root port).
+  code(t, () => d.hotResetInfo(), ErrorCode.UNSUPPORTED)
+  code(t, () => d.hotReset(), ErrorCode.UNSUPPORTED)
+  t.is(((await t.throwsAsync(d.hotResetAsync())) as Error & { code?: string }).code, ErrorCode.UNSUPPORTED)
   // The kernel lets one container open a device twice; both handles work.
   using twice = c.openDevice(EDU)
   t.is(twice.regionRead(RegionIndex.CONFIG, 0, 2).readUInt16LE(0), 0x1234)

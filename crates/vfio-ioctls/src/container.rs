@@ -211,6 +211,17 @@ impl VfioContainer {
         ids
     }
 
+    /// The groups attached now, by number. The lock is released before the caller can
+    /// drop them (a last drop leaves the container, which takes the lock).
+    pub(crate) fn held_groups(&self) -> Vec<Arc<VfioGroup>> {
+        let mut groups: Vec<Arc<VfioGroup>> = {
+            let state = self.lock();
+            state.groups.values().filter_map(Weak::upgrade).collect()
+        };
+        groups.sort_unstable_by_key(|g| g.id());
+        groups
+    }
+
     /// The IOMMU's page sizes and capabilities (`VFIO_IOMMU_GET_INFO`).
     ///
     /// # Errors

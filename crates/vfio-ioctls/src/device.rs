@@ -324,6 +324,35 @@ impl VfioDevice {
         reset
     }
 
+    /// The devices a PCI hot reset of this device would reset (itself included), each
+    /// with its IOMMU group (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`). The kernel's count is
+    /// capped and the list allocated fallibly.
+    ///
+    /// # Errors
+    /// `Unsupported` (errno ENODEV) when the device can be reset neither by slot nor by
+    /// bus (e.g. on a root bus), or when the kernel lists iommufd device ids instead of
+    /// groups; `OutOfRange` for a count no PCI segment can hold.
+    pub fn pci_hot_reset_info(&self) -> Result<Vec<crate::PciHotResetDevice>> {
+        crate::hot_reset::hot_reset_info(&self.file, &self.name)
+    }
+
+    /// A PCI hot reset (slot or secondary bus reset, `VFIO_DEVICE_PCI_HOT_RESET`) of this
+    /// device and of every device [`VfioDevice::pci_hot_reset_info`] lists, passing the
+    /// fds of their groups, which this device's container must hold. Interrupts stay
+    /// enabled (the PCI core restores MSI and MSI-X); memory decoding is read again.
+    /// Returns the devices that were reset.
+    ///
+    /// # Errors
+    /// `Permission` ([`VfioError::HotResetNotOwned`]) naming the affected devices whose
+    /// groups the container does not hold, before the kernel is asked; as
+    /// [`VfioError::Os`] with the kernel's errno and a hint otherwise.
+    pub fn pci_hot_reset(&self) -> Result<Vec<crate::PciHotResetDevice>> {
+        let reset = crate::hot_reset::pci_hot_reset(&self.file, &self.name, self.group.container());
+        // The bus reset clears the command register; the PCI core writes back what it saved.
+        self.refresh_memory_decoding();
+        reset
+    }
+
     /// The device fd.
     pub(crate) fn file(&self) -> &File {
         &self.file

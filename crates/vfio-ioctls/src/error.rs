@@ -156,6 +156,16 @@ pub enum VfioError {
         /// What was closed (container, device, ...).
         what: &'static str,
     },
+    /// A PCI hot reset would reset devices whose IOMMU groups the device's container does
+    /// not hold, so the kernel would refuse it: vfio-pci allows a hot reset only to whoever
+    /// passes the fd of every affected device's group.
+    #[error("VFIO_DEVICE_PCI_HOT_RESET of {device}: {}", not_owned_hint(.missing))]
+    HotResetNotOwned {
+        /// The device whose reset was asked for.
+        device: String,
+        /// The affected devices whose groups the container does not hold.
+        missing: Vec<crate::PciHotResetDevice>,
+    },
     /// The kernel speaks another VFIO API version.
     #[error("VFIO_GET_API_VERSION: kernel reports {found}, this library speaks {expected}")]
     ApiVersion {
@@ -254,6 +264,7 @@ impl VfioError {
             VfioError::Closed { .. } => ErrorKind::Closed,
             VfioError::Busy { .. } => ErrorKind::Busy,
             VfioError::TimedOut { .. } => ErrorKind::TimedOut,
+            VfioError::HotResetNotOwned { .. } => ErrorKind::Permission,
         }
     }
 
@@ -283,6 +294,7 @@ impl VfioError {
             VfioError::NotFound { .. } => "open",
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
             VfioError::ApiVersion { .. } => "VFIO_GET_API_VERSION",
+            VfioError::HotResetNotOwned { .. } => "VFIO_DEVICE_PCI_HOT_RESET",
         }
     }
 
@@ -292,13 +304,19 @@ impl VfioError {
             VfioError::Os { target, .. } if target.starts_with('/') => Some(target.clone()),
             VfioError::NotFound { path, .. } => Some(path.display().to_string()),
             VfioError::GroupNotViable { group, .. } => Some(format!("/dev/vfio/{group}")),
+            VfioError::HotResetNotOwned { missing, .. } => {
+                missing.first().map(|d| format!("/dev/vfio/{}", d.group_id))
+            }
             _ => None,
         }
     }
 }
 
 fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
+    let hot_reset = op == "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO" || op == "VFIO_DEVICE_PCI_HOT_RESET";
     match errno {
+        // vfio-pci's answer for a device that can be reset neither by slot nor by bus.
+        Some(libc::ENODEV) if hot_reset => ErrorKind::Unsupported,
         Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => ErrorKind::NotFound,
         Some(libc::EACCES) | Some(libc::EPERM) => ErrorKind::Permission,
         Some(libc::EBUSY) => ErrorKind::Busy,
@@ -339,10 +357,39 @@ fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
             "the kernel refused the IOVA range or the memory (see iommuInfo().iovaRanges)"
         }
         ("VFIO_DEVICE_RESET", _) => "the device may not support reset in its current state",
+        ("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO" | "VFIO_DEVICE_PCI_HOT_RESET", Some(libc::ENODEV)) => {
+            "the device can be reset neither by slot nor by bus: it sits on a root bus, with \
+             no bridge above it whose secondary bus could be reset, or its bridge forbids bus \
+             resets; use reset() when the device has a reset method (info.canReset), or put \
+             the device behind a bridge or root port"
+        }
+        ("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO" | "VFIO_DEVICE_PCI_HOT_RESET", Some(libc::EPERM)) => {
+            "a device on the same bus has no IOMMU group, so the reset cannot be isolated"
+        }
+        ("VFIO_DEVICE_PCI_HOT_RESET", Some(libc::EINVAL)) => {
+            "the kernel found an affected device whose group was not passed (the bus changed \
+             since the check?): see hotResetInfo() and open a device of each group listed \
+             through this device's container"
+        }
+        ("VFIO_DEVICE_PCI_HOT_RESET", Some(libc::EBUSY)) => {
+            "an affected device is busy (another thread is faulting in its mapped BAR, or it \
+             is being reset): try again"
+        }
         (_, Some(libc::EACCES | libc::EPERM)) => "run as root or with CAP_SYS_RAWIO",
         _ => return String::new(),
     };
     format!(" ({hint})")
+}
+
+fn not_owned_hint(missing: &[crate::PciHotResetDevice]) -> String {
+    let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    format!(
+        "the reset would also reset {}, whose IOMMU groups this device's container does not \
+         hold: open a device of each of those groups through the same container \
+         (container.openDevice(address); bind it to vfio-pci first) so the container holds \
+         the group; a group that another container or process holds must be closed there",
+        names.join(", ")
+    )
 }
 
 fn opt_hint(hint: &Option<String>) -> String {

@@ -12,8 +12,9 @@ pub(crate) use sys::*;
 // Named imports shadow the glob: in tests these are the fake's.
 #[cfg(test)]
 pub(crate) use fake::{
-    check_extension, get_api_version, group_get_status, group_set_container, group_unset_container,
-    iommu_get_info, iommu_map_dma, iommu_unmap_dma, set_iommu,
+    check_extension, device_get_pci_hot_reset_info, device_pci_hot_reset, get_api_version,
+    group_get_status, group_set_container, group_unset_container, iommu_get_info, iommu_map_dma,
+    iommu_unmap_dma, set_iommu,
 };
 
 /// The real ioctls.
@@ -48,6 +49,13 @@ mod sys {
     ioctl_io_nr!(VFIO_DEVICE_GET_IRQ_INFO, VFIO_TYPE, VFIO_BASE + 9);
     ioctl_io_nr!(VFIO_DEVICE_SET_IRQS, VFIO_TYPE, VFIO_BASE + 10);
     ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE, VFIO_BASE + 11);
+    // PCI hot reset (vfio-pci, 3.12+): the same numbers as two IOMMU ioctls, on a device fd.
+    ioctl_io_nr!(
+        VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+        VFIO_TYPE,
+        VFIO_BASE + 12
+    );
+    ioctl_io_nr!(VFIO_DEVICE_PCI_HOT_RESET, VFIO_TYPE, VFIO_BASE + 13);
     // Type1 IOMMU ioctls on the container (VFIO_TYPE1v2_IOMMU, 3.16+; capability chain 4.17+).
     ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE, VFIO_BASE + 12);
     ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, VFIO_TYPE, VFIO_BASE + 13);
@@ -168,6 +176,39 @@ mod sys {
         check(unsafe { ioctl(device, VFIO_DEVICE_RESET()) }).map(drop)
     }
 
+    /// Fills `buf` (a `vfio_pci_hot_reset_info` header with `argsz` = `buf` size, then room
+    /// for its `devices`) with the devices a hot reset of `device` would reset; ENOSPC
+    /// when they do not fit, with `count` set to how many there are.
+    pub(crate) fn device_get_pci_hot_reset_info(device: &File, buf: &mut [u64]) -> io::Result<()> {
+        if std::mem::size_of_val(buf) < std::mem::size_of::<vfio_pci_hot_reset_info>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `device` is a VFIO device fd; `buf` is 8-aligned, owned by the caller, at
+        // least a header long, and its `argsz` (set by the caller) is at most its length, so
+        // the kernel writes only inside it.
+        check(unsafe {
+            ioctl_with_mut_ptr(
+                device,
+                VFIO_DEVICE_GET_PCI_HOT_RESET_INFO(),
+                buf.as_mut_ptr(),
+            )
+        })
+        .map(drop)
+    }
+
+    /// Issues `VFIO_DEVICE_PCI_HOT_RESET` with a packed `vfio_pci_hot_reset` (header, then
+    /// `count` group fds; see `hot_reset::pack_hot_reset`).
+    pub(crate) fn device_pci_hot_reset(device: &File, hot_reset: &[u32]) -> io::Result<()> {
+        if std::mem::size_of_val(hot_reset) < std::mem::size_of::<vfio_pci_hot_reset>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `device` is a VFIO device fd; `hot_reset` is a 4-aligned buffer holding a
+        // `vfio_pci_hot_reset` header whose `argsz` equals the buffer's length; the kernel only
+        // reads it.
+        check(unsafe { ioctl_with_ptr(device, VFIO_DEVICE_PCI_HOT_RESET(), hot_reset.as_ptr()) })
+            .map(drop)
+    }
+
     /// Fills `buf` (a `vfio_iommu_type1_info` header with `argsz` = `buf` size) with the
     /// IOMMU's info and, space allowing, its capability chain.
     pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()> {
@@ -242,6 +283,8 @@ pub(crate) mod fake {
     enum Kind {
         Container(usize),
         Group(u32),
+        /// A device fd; the index in [`State::devices`].
+        Device(usize),
     }
 
     struct Node {
@@ -276,6 +319,25 @@ pub(crate) mod fake {
         pub container: Option<usize>,
     }
 
+    /// What vfio-pci answers for one device's hot reset ioctls.
+    #[derive(Debug, Default)]
+    pub(crate) struct Device {
+        /// What `GET_PCI_HOT_RESET_INFO` lists.
+        pub affected: Vec<crate::PciHotResetDevice>,
+        /// The info's `flags` (`VFIO_PCI_HOT_RESET_FLAG_DEV_ID*`).
+        pub flags: u32,
+        /// The info fails with this errno (ENODEV: neither slot nor bus reset).
+        pub info_errno: Option<i32>,
+        /// A lie: the count in every answer.
+        pub reported_count: Option<u32>,
+        /// A lie: the count of a successful answer.
+        pub filled_count: Option<u32>,
+        /// Devices that join `affected` after the first answer (a bus that changed).
+        pub appear_after_query: Vec<crate::PciHotResetDevice>,
+        /// The groups passed to each hot reset that succeeded, sorted.
+        pub resets: Vec<Vec<u32>>,
+    }
+
     /// The fake kernel's state; tests read and change it through [`FakeKernel::state`].
     #[derive(Debug)]
     pub(crate) struct State {
@@ -290,6 +352,7 @@ pub(crate) mod fake {
         pub memlock_limit: u64,
         pub containers: Vec<Container>,
         pub groups: BTreeMap<u32, Group>,
+        pub devices: Vec<Device>,
         /// Every ioctl issued on this kernel's nodes, in order.
         pub calls: Vec<&'static str>,
         /// One-shot failures: the next call of `op` fails with `errno`.
@@ -300,15 +363,22 @@ pub(crate) mod fake {
         fn container(&mut self, kind: Kind) -> Result<&mut Container, i32> {
             match kind {
                 Kind::Container(i) => self.containers.get_mut(i).ok_or(libc::EBADF),
-                // A container ioctl on a group fd.
-                Kind::Group(_) => Err(libc::ENOTTY),
+                // A container ioctl on a group or device fd.
+                Kind::Group(_) | Kind::Device(_) => Err(libc::ENOTTY),
             }
         }
 
         fn group(&mut self, kind: Kind) -> Result<(u32, &mut Group), i32> {
             match kind {
                 Kind::Group(id) => Ok((id, self.groups.get_mut(&id).ok_or(libc::ENODEV)?)),
-                Kind::Container(_) => Err(libc::ENOTTY),
+                Kind::Container(_) | Kind::Device(_) => Err(libc::ENOTTY),
+            }
+        }
+
+        fn device(&mut self, kind: Kind) -> Result<&mut Device, i32> {
+            match kind {
+                Kind::Device(i) => self.devices.get_mut(i).ok_or(libc::ENODEV),
+                Kind::Container(_) | Kind::Group(_) => Err(libc::ENOTTY),
             }
         }
 
@@ -385,6 +455,7 @@ pub(crate) mod fake {
                     memlock_limit: u64::MAX,
                     containers: Vec::new(),
                     groups: BTreeMap::new(),
+                    devices: Vec::new(),
                     calls: Vec::new(),
                     failures: Vec::new(),
                 })),
@@ -428,6 +499,24 @@ pub(crate) mod fake {
                 },
             );
             self.add_node(&id.to_string(), Kind::Group(id));
+        }
+
+        /// Adds a device node `name` whose hot reset affects `affected`; returns its
+        /// index in [`State::devices`] and its path (open it for a device fd).
+        pub(crate) fn add_device(
+            &self,
+            name: &str,
+            affected: &[crate::PciHotResetDevice],
+        ) -> (usize, PathBuf) {
+            let index = {
+                let mut state = self.state();
+                state.devices.push(Device {
+                    affected: affected.to_vec(),
+                    ..Device::default()
+                });
+                state.devices.len() - 1
+            };
+            (index, self.add_node(name, Kind::Device(index)))
         }
 
         /// A new container's node.
@@ -574,6 +663,87 @@ pub(crate) mod fake {
             Ok(())
         })
         .unwrap_or_else(|| sys::group_unset_container(group))
+    }
+
+    /// Copies `bytes` into the start of `buf` (as far as it reaches).
+    fn fill(buf: &mut [u64], bytes: &[u8]) {
+        for (word, chunk) in buf.iter_mut().zip(bytes.chunks(8)) {
+            let mut w = word.to_ne_bytes();
+            w[..chunk.len()].copy_from_slice(chunk);
+            *word = u64::from_ne_bytes(w);
+        }
+    }
+
+    pub(crate) fn device_get_pci_hot_reset_info(device: &File, buf: &mut [u64]) -> io::Result<()> {
+        let answered = answer(device, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", |s, k| {
+            let d = s.device(k)?;
+            let argsz = get_u32(buf, 0) as usize;
+            if argsz < 12 || argsz > std::mem::size_of_val(buf) {
+                return Err(libc::EINVAL);
+            }
+            if let Some(errno) = d.info_errno {
+                return Err(errno);
+            }
+            let n = d.affected.len();
+            let mut out = Vec::new();
+            out.extend_from_slice(&(argsz as u32).to_ne_bytes());
+            out.extend_from_slice(&d.flags.to_ne_bytes());
+            if argsz < 12 + 8 * n {
+                out.extend_from_slice(&d.reported_count.unwrap_or(n as u32).to_ne_bytes());
+                fill(buf, &out);
+                let appear = std::mem::take(&mut d.appear_after_query);
+                d.affected.extend(appear);
+                return Err(libc::ENOSPC);
+            }
+            let count = d.filled_count.or(d.reported_count).unwrap_or(n as u32);
+            out.extend_from_slice(&count.to_ne_bytes());
+            for a in &d.affected {
+                out.extend_from_slice(&a.group_id.to_ne_bytes());
+                out.extend_from_slice(&a.segment.to_ne_bytes());
+                out.extend_from_slice(&[a.bus, a.devfn]);
+            }
+            fill(buf, &out);
+            Ok(())
+        });
+        // ENOSPC still reports the count: the buffer was written before the error.
+        answered.unwrap_or_else(|| sys::device_get_pci_hot_reset_info(device, buf))
+    }
+
+    pub(crate) fn device_pci_hot_reset(device: &File, hot_reset: &[u32]) -> io::Result<()> {
+        // The group each fd stands for, looked up before the device's state is locked.
+        let fds = hot_reset.get(3..).unwrap_or_default();
+        let groups: Vec<Option<Kind>> = fds
+            .iter()
+            .map(|fd| {
+                let file = File::open(format!("/proc/self/fd/{fd}")).ok()?;
+                node(&file).map(|(_, _, kind)| kind)
+            })
+            .collect();
+        answer(device, "VFIO_DEVICE_PCI_HOT_RESET", |s, k| {
+            let d = s.device(k)?;
+            let (argsz, flags, count) = (hot_reset[0] as usize, hot_reset[1], hot_reset[2]);
+            if argsz != 4 * hot_reset.len() || flags != 0 {
+                return Err(libc::EINVAL);
+            }
+            // Between 1 and one group per affected device.
+            if count == 0 || count as usize > d.affected.len() || count as usize != fds.len() {
+                return Err(libc::EINVAL);
+            }
+            let mut passed = Vec::new();
+            for g in &groups {
+                match g {
+                    Some(Kind::Group(id)) => passed.push(*id),
+                    _ => return Err(libc::EINVAL),
+                }
+            }
+            if d.affected.iter().any(|a| !passed.contains(&a.group_id)) {
+                return Err(libc::EINVAL);
+            }
+            passed.sort_unstable();
+            d.resets.push(passed);
+            Ok(())
+        })
+        .unwrap_or_else(|| sys::device_pci_hot_reset(device, hot_reset))
     }
 
     pub(crate) fn iommu_get_info(container: &File, buf: &mut [u64]) -> io::Result<()> {

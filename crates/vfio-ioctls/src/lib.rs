@@ -35,6 +35,7 @@ mod group;
 #[cfg(feature = "vm-memory")]
 mod guest_memory;
 pub mod held;
+mod hot_reset;
 mod hypervisor;
 mod ioctls;
 mod iommu;
@@ -59,6 +60,7 @@ pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
 pub use dma::{DmaBuffer, DmaMemory};
 pub use error::{closed_message, ErrorKind, Result, VfioError};
 pub use group::VfioGroup;
+pub use hot_reset::PciHotResetDevice;
 pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
 pub use irq::{pci_irq, VfioIrq};
