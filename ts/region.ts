@@ -129,7 +129,7 @@ export class Region {
   }
 }
 
-/** Volatile, bounds- and alignment-checked access shared by mapped regions and DMA buffers. */
+/** Volatile, bounds- and alignment-checked access shared by mapped regions, DMA buffers and their slices. */
 export interface VolatileMemory {
   /** Reads 8 bits at `offset`. */
   readU8(offset: number): number
@@ -153,7 +153,7 @@ export interface VolatileMemory {
   write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void
 }
 
-type NativeVolatile = Binding.MappedRegion | Binding.DmaBuffer
+type NativeVolatile = Binding.MappedRegion | Binding.DmaBuffer | Binding.DmaSlice
 
 /** Implements {@link VolatileMemory} over a native handle. */
 export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N> implements VolatileMemory {
