@@ -113,16 +113,9 @@ export const fakeBars: Binding.PciBarInfo[] = [
   { index: 4, memory: false, bits64: false, prefetchable: false, address: 0xc000n, size: 0x20 },
 ]
 
-/** One object that is both a mapped region and a DMA buffer: the accessors are the same. */
-export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Native<Binding.DmaBuffer> {
-  const mem = Buffer.alloc(0x1000)
-  let closed = false
+/** The accessors of a fake memory over `mem` (a buffer, or a slice's part of it). */
+function fakeAccessors(mem: Buffer, rec: ReturnType<typeof recorder>) {
   return {
-    index: 0,
-    size: 0x1000,
-    areas: [{ offset: 0, size: 0x1000 }],
-    iova: 0x100000n,
-    mapped: true,
     readU8: (o: number) => mem.readUInt8(o),
     readU16: (o: number) => mem.readUInt16LE(o),
     readU32: (o: number) => (rec.record('readU32', o), mem.readUInt32LE(o)),
@@ -133,7 +126,45 @@ export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Nat
     writeU64: (o: number, v: bigint) => mem.writeBigUInt64LE(v, o),
     read: (o: number, l: number) => Buffer.from(mem.subarray(o, o + l)),
     write: (o: number, d: Uint8Array) => mem.set(d, o),
+  }
+}
+
+/**
+ * A slice of a fake buffer: `length` bytes at `offset` of `mem`, closed when `parentClosed()`.
+ * Only the shape: bounds are the native layer's, tested in the core and the guest.
+ */
+function fakeSlice(mem: Buffer, iova: bigint, offset: number, length: number, parentClosed: () => boolean, rec: ReturnType<typeof recorder>): Native<Binding.DmaSlice> {
+  let closed = false
+  return {
+    iova: iova + BigInt(offset),
+    offset,
+    size: length,
+    mapped: true,
+    ...fakeAccessors(mem.subarray(offset, offset + length), rec),
+    slice: (o: number, l: number) => (rec.record('slice', o, l), fakeSlice(mem, iova, offset + o, l, parentClosed, rec)),
+    close: () => {
+      closed = true
+      rec.record('close')
+    },
+    get closed() {
+      return closed || parentClosed()
+    },
+  }
+}
+
+/** One object that is both a mapped region and a DMA buffer: the accessors are the same. */
+export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Native<Binding.DmaBuffer> {
+  const mem = Buffer.alloc(0x1000)
+  let closed = false
+  return {
+    index: 0,
+    size: 0x1000,
+    areas: [{ offset: 0, size: 0x1000 }],
+    iova: 0x100000n,
+    mapped: true,
+    ...fakeAccessors(mem, rec),
     view: () => (rec.record('view'), mem),
+    slice: (o: number, l: number) => (rec.record('slice', o, l), fakeSlice(mem, 0x100000n, o, l, () => closed, rec)),
     unmap: () => rec.record('unmap'),
     // Polls the fake memory each millisecond, as the native watcher polls a mapping.
     waitU32: (o: number, mask: number, value: number, timeout: number, cancel: Binding.WaitCancel) => {
@@ -210,4 +241,41 @@ export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1
     pending,
     referenced: () => refs > 0,
   }
+}
+
+/**
+ * A container whose `allocateDma` records what the facade passed (`allocations`) and hands out fake
+ * buffers; `install()` makes the next `new Container()` wrap it (the binding's exports
+ * are a plain object), and returns the function that puts the real class back.
+ */
+export function fakeContainer(rec = recorder()) {
+  let closed = false
+  const allocations: [number, Binding.DmaOptions | null | undefined][] = []
+  const n: Native<Binding.Container> = {
+    hasHypervisorDevice: false,
+    apiVersion: () => 0,
+    checkExtension: () => true,
+    groupIds: () => [1],
+    iommuInfo: () => ({ flags: 3, iovaPgsizes: 0x40201000n, iovaRanges: [{ start: 0n, end: 0xfedfffffn }], dmaAvail: 65535 }),
+    dmaMappings: () => [{ iova: 0x100000n, size: 4096 }],
+    openDevice: (a: string) => (rec.record('openDevice', a), fakeDevice().native),
+    allocateDma: (size: number, options?: Binding.DmaOptions | null) => (allocations.push([size, options]), fakeMemory(rec)),
+    close: () => {
+      closed = true
+      rec.record('close')
+    },
+    get closed() {
+      return closed
+    },
+  }
+  const install = (binding: { Container: unknown }): (() => void) => {
+    const real = binding.Container
+    binding.Container = function FakeContainer() {
+      return n
+    }
+    return () => {
+      binding.Container = real
+    }
+  }
+  return { native: n, calls: rec.calls, allocations, install }
 }

@@ -5,7 +5,7 @@
  * `guest/trust.spec.ts`.
  */
 import test from 'ava'
-import { Container, Device, DmaBuffer, Interrupts, MappedRegion, sysfs } from '../ts/index'
+import { Container, Device, DmaBuffer, DmaSlice, Interrupts, MappedRegion, sysfs } from '../ts/index'
 import { fakeInterrupts } from './fakes'
 import { collectUntil, throwsCode } from './helpers'
 
@@ -25,7 +25,7 @@ test('options that are not objects, and options of the wrong type, have a code',
 })
 
 test('internal constructors refuse anything but a native handle', (t) => {
-  for (const C of [Device, Interrupts, MappedRegion, DmaBuffer]) {
+  for (const C of [Device, Interrupts, MappedRegion, DmaBuffer, DmaSlice]) {
     throwsCode(t, () => new (C as unknown as new (n?: unknown) => unknown)(), 'ERR_VFIO_INVALID_ARGUMENT')
     throwsCode(t, () => new (C as unknown as new (n?: unknown) => unknown)(null), 'ERR_VFIO_INVALID_ARGUMENT')
   }

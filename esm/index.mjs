@@ -9,6 +9,7 @@ export const {
   Container,
   Device,
   DmaBuffer,
+  DmaSlice,
   Interrupts,
   Region,
   MappedRegion,

@@ -74,22 +74,10 @@ async function waitCsts(bar: MappedRegion, mask: number, want: number, timeoutMs
   return performance.now() - start
 }
 
-// (library: container.allocateDma(size), with `iova` omitted)
-/**
- * Allocates `size` bytes of DMA memory at the lowest free page-aligned IOVA from 1 MiB
- * (so a stray DMA to address 0 hits nothing) within the IOMMU's usable ranges.
- */
+/** DMA memory for `size` bytes, in whole pages; the library picks a free IOVA. */
 function allocateDma(container: Container, size: number): DmaBuffer {
-  const page = BigInt(pageSize())
-  const up = (n: bigint): bigint => ((n + page - 1n) / page) * page
-  const length = up(BigInt(size))
-  const taken = container.dmaMappings().sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0))
-  for (const range of container.iommuInfo().iovaRanges) {
-    let at = up(range.start > 0x100000n ? range.start : 0x100000n)
-    for (const m of taken) if (m.iova < at + length && at < m.iova + m.size) at = up(m.iova + m.size)
-    if (at + length - 1n <= range.end) return container.allocateDma(length, { iova: at })
-  }
-  throw new CheckFailed(`no free ${length}-byte IOVA window above 1 MiB in the IOMMU's usable ranges`)
+  const page = pageSize()
+  return container.allocateDma(Math.ceil(size / page) * page)
 }
 
 /** Byte `i` of the test pattern of transfer `seed`: not constant per page or per LBA. */

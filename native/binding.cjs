@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.Container = nativeBinding.Container
 module.exports.Device = nativeBinding.Device
 module.exports.DmaBuffer = nativeBinding.DmaBuffer
+module.exports.DmaSlice = nativeBinding.DmaSlice
 module.exports.Interrupts = nativeBinding.Interrupts
 module.exports.MappedRegion = nativeBinding.MappedRegion
 module.exports.WaitCancel = nativeBinding.WaitCancel

@@ -29,8 +29,11 @@ export declare class Container {
   dmaMappings(): Array<DmaMapping>
   /** Opens a device by PCI address or sysfs path. */
   openDevice(addressOrPath: string): Device
-  /** Allocates page-aligned memory and maps it at `iova`. */
-  allocateDma(size: bigint, iova: bigint): DmaBuffer
+  /**
+   * Allocates zeroed memory and maps it, at `options.iova` or the lowest free IOVA
+   * that fits the IOMMU's ranges, `align` and `dmaMask`.
+   */
+  allocateDma(size: number, options?: DmaOptions | undefined | null): DmaBuffer
   /** Drops this handle; devices and DMA buffers opened through it keep the container alive. */
   close(): void
 }
@@ -92,7 +95,10 @@ export declare class Device {
   bars(): Array<PciBarInfo>
 }
 
-/** A DMA buffer. Its memory lives as long as this object or a view of it. */
+/**
+ * A DMA buffer. Its memory lives as long as this object or a view of it; its mapping
+ * as long as this object or a slice of it, until `close()`.
+ */
 export declare class DmaBuffer {
   /** The IOVA devices use. */
   get iova(): bigint
@@ -108,9 +114,55 @@ export declare class DmaBuffer {
    * facade uses `read`/`write` there.
    */
   view(): Buffer
+  /**
+   * The `length` bytes at `offset`, with their own IOVA; the slice keeps the mapping
+   * alive, and refuses access once this buffer is closed.
+   */
+  slice(offset: number, length: number): DmaSlice
   /** Removes the IOMMU mapping (the memory stays valid). */
   unmap(): void
   /** Unmaps (if mapped) and drops the handle; views keep the memory alive. */
+  close(): void
+  /** Reads an 8-bit value. */
+  readU8(offset: number): number
+  /** Reads an aligned 16-bit value. */
+  readU16(offset: number): number
+  /** Reads an aligned 32-bit value. */
+  readU32(offset: number): number
+  /** Reads an aligned 64-bit value. */
+  readU64(offset: number): bigint
+  /** Writes an 8-bit value. */
+  writeU8(offset: number, value: number): void
+  /** Writes an aligned 16-bit value. */
+  writeU16(offset: number, value: number): void
+  /** Writes an aligned 32-bit value. */
+  writeU32(offset: number, value: number): void
+  /** Writes an aligned 64-bit value. */
+  writeU64(offset: number, value: bigint): void
+  /**
+   * Copies `length` bytes at `offset` into a new Buffer (the range is checked
+   * before anything is allocated).
+   */
+  read(offset: number, length: number): Buffer
+  /** Copies `data` to `offset`. */
+  write(offset: number, data: Uint8Array): void
+}
+
+/** A range of a DMA buffer with its own IOVA (`dmaBuffer.slice()`). */
+export declare class DmaSlice {
+  /** The IOVA of its first byte (the buffer's plus `offset`). */
+  get iova(): bigint
+  /** Where it starts in its buffer. */
+  get offset(): number
+  /** The size in bytes. */
+  get size(): number
+  /** Whether its buffer is mapped in the IOMMU. */
+  get mapped(): boolean
+  /** Whether this slice or its buffer was closed. */
+  get closed(): boolean
+  /** The `length` bytes at `offset` of this slice. */
+  slice(offset: number, length: number): DmaSlice
+  /** Lets go of the buffer (its mapping ends when the buffer and every slice let go). */
   close(): void
   /** Reads an 8-bit value. */
   readU8(offset: number): number
@@ -282,8 +334,20 @@ export interface DeviceInfo {
 export interface DmaMapping {
   /** Its IOVA. */
   iova: bigint
-  /** Its size. */
-  size: bigint
+  /** Its size in bytes. */
+  size: number
+}
+
+/** Where `allocateDma` maps a buffer and what backs it. */
+export interface DmaOptions {
+  /** This IOVA instead of the lowest free one. */
+  iova?: bigint
+  /** The IOVA's alignment: a power of two, at least the page size. */
+  align?: number
+  /** The highest address the device reaches; the buffer's last byte is at most this. */
+  dmaMask?: bigint
+  /** `2M` or `1G`: back the buffer with huge pages of that size. */
+  hugePages?: string
 }
 
 /** Orders loads of DMA memory (a completion's phase bit before its payload). */

@@ -8,7 +8,9 @@ use vfio_ioctls::{VfioContainer, VfioDevice};
 
 use crate::device::Device;
 use crate::dma::DmaBuffer;
-use crate::error::{bigint_to_u64, closed, to_fd, to_opt_text, to_text, to_u32, IntoJs};
+use crate::error::{
+    bigint_to_u64, closed, huge_page_size, to_fd, to_opt_text, to_text, to_u32, to_u64, IntoJs,
+};
 
 /// How a container is tied to a hypervisor.
 #[napi(object)]
@@ -50,8 +52,21 @@ pub struct IommuInfo {
 pub struct DmaMapping {
     /// Its IOVA.
     pub iova: BigInt,
-    /// Its size.
-    pub size: BigInt,
+    /// Its size in bytes.
+    pub size: f64,
+}
+
+/// Where `allocateDma` maps a buffer and what backs it.
+#[napi(object)]
+pub struct DmaOptions {
+    /// This IOVA instead of the lowest free one.
+    pub iova: Option<BigInt>,
+    /// The IOVA's alignment: a power of two, at least the page size.
+    pub align: Option<f64>,
+    /// The highest address the device reaches; the buffer's last byte is at most this.
+    pub dma_mask: Option<BigInt>,
+    /// `2M` or `1G`: back the buffer with huge pages of that size.
+    pub huge_pages: Option<String>,
 }
 
 /// A VFIO container (`/dev/vfio/vfio`).
@@ -172,7 +187,7 @@ impl Container {
             .into_iter()
             .map(|(iova, size)| DmaMapping {
                 iova: iova.into(),
-                size: size.into(),
+                size: size as f64,
             })
             .collect())
     }
@@ -186,12 +201,26 @@ impl Container {
         Ok(Device::wrap(Arc::new(device)))
     }
 
-    /// Allocates page-aligned memory and maps it at `iova`.
+    /// Allocates zeroed memory and maps it, at `options.iova` or the lowest free IOVA
+    /// that fits the IOMMU's ranges, `align` and `dmaMask`.
     #[napi]
-    pub fn allocate_dma(&self, size: BigInt, iova: BigInt) -> Result<DmaBuffer> {
-        let size = bigint_to_u64("allocateDma", "size", &size)?;
-        let iova = bigint_to_u64("allocateDma", "iova", &iova)?;
-        let buffer = self.get()?.allocate_dma(size, iova).js()?;
+    pub fn allocate_dma(&self, size: f64, options: Option<DmaOptions>) -> Result<DmaBuffer> {
+        const OP: &str = "allocateDma";
+        let size = to_u64(OP, "size", size)?;
+        let mut core = vfio_ioctls::DmaOptions::default();
+        if let Some(o) = options {
+            core.iova = o.iova.map(|v| bigint_to_u64(OP, "iova", &v)).transpose()?;
+            core.align = o.align.map(|v| to_u64(OP, "align", v)).transpose()?;
+            core.dma_mask = o
+                .dma_mask
+                .map(|v| bigint_to_u64(OP, "dmaMask", &v))
+                .transpose()?;
+            core.huge_pages = o
+                .huge_pages
+                .map(|name| huge_page_size(OP, &name))
+                .transpose()?;
+        }
+        let buffer = self.get()?.allocate_dma_with(size, &core).js()?;
         Ok(DmaBuffer::wrap(buffer))
     }
 

@@ -273,3 +273,14 @@ pub fn bigint_to_u64(
     }
     Ok(v)
 }
+
+/// A huge page size by its name, `2M` or `1G`.
+pub fn huge_page_size(op: &str, name: &str) -> napi::Result<vfio_ioctls::HugePageSize> {
+    vfio_ioctls::HugePageSize::from_name(name).ok_or_else(|| {
+        let shown: String = name.chars().take(16).collect();
+        invalid(
+            op,
+            &format!("hugePages must be '2M' or '1G', got {shown:?}"),
+        )
+    })
+}

@@ -24,6 +24,42 @@ export interface ContainerOptions {
  */
 export type IommuInfo = Binding.IommuInfo
 
+/** A huge page size DMA memory can be backed by: 2 MiB or 1 GiB. */
+export type HugePageSize = '2M' | '1G'
+
+/** Where `container.allocateDma()` maps a buffer and what backs it. */
+export interface DmaOptions {
+  /**
+   * This IOVA (a multiple of the page size) instead of the lowest free one. Checked
+   * against `align` and `dmaMask` when those are given too.
+   */
+  iova?: bigint | number
+  /**
+   * The IOVA is a multiple of this power of two, at least the page size. Default: the
+   * page size, or the huge page size with `hugePages`.
+   */
+  align?: number
+  /**
+   * The highest address the device can reach (its DMA mask, e.g. `0xffffffff` for a
+   * 32-bit device): the buffer's last byte is at most this.
+   */
+  dmaMask?: bigint | number
+  /**
+   * Back the buffer with huge pages of this size (`MAP_HUGETLB`); `size` must then be
+   * a multiple of it (huge pages are never split). Too few free gives
+   * `ERR_VFIO_OUT_OF_RANGE` saying how many are free and how to reserve more.
+   */
+  hugePages?: HugePageSize
+}
+
+/** One mapping of the container's IOMMU. */
+export interface DmaMapping {
+  /** Where the device sees the mapping. */
+  iova: bigint
+  /** Its size in bytes. */
+  size: number
+}
+
 /** A VFIO container (`/dev/vfio/vfio`). */
 export class Container extends Handle<Binding.Container> {
   /**
@@ -69,13 +105,8 @@ export class Container extends Handle<Binding.Container> {
     return this.native.iommuInfo()
   }
 
-  /** Current DMA mappings. */
-  dmaMappings(): {
-    /** Where the device sees the mapping. */
-    iova: bigint
-    /** Its size in bytes. */
-    size: bigint
-  }[] {
+  /** Current DMA mappings, sorted by IOVA. */
+  dmaMappings(): DmaMapping[] {
     return this.native.dmaMappings()
   }
 
@@ -90,13 +121,22 @@ export class Container extends Handle<Binding.Container> {
   }
 
   /**
-   * Allocates `size` bytes of zeroed, page-aligned memory and maps it at `iova` for the
-   * container's devices. `size` and `iova` must be page-aligned and not overlap a mapping.
+   * Allocates `size` bytes of zeroed memory (a multiple of the page size, or of the huge
+   * page size with `hugePages`) and maps it for the container's devices: at `iova`, or
+   * else at the lowest free IOVA inside the IOMMU's usable ranges (`iommuInfo().iovaRanges`,
+   * never the MSI window) that is aligned to `align` and ends at or below `dmaMask`.
+   * Throws `ERR_VFIO_OUT_OF_RANGE` when no free IOVA fits (naming size, alignment, mask
+   * and ranges) or too few huge pages are free, `ERR_VFIO_INVALID_ARGUMENT` for bad
+   * sizes, alignments or an overlapping `iova`, `ERR_VFIO_MEMLOCK`.
    */
-  allocateDma(size: number | bigint, dmaOptions: { iova: number | bigint }): DmaBuffer {
-    const o = options<{ iova: number | bigint }>('options', dmaOptions)
-    const s = u64('size', size)
-    const iova = u64('iova', o.iova)
-    return DmaBuffer.fromNative(this.native.allocateDma(s, iova))
+  allocateDma(size: number, dmaOptions?: DmaOptions): DmaBuffer {
+    const o = options<DmaOptions>('options', dmaOptions)
+    const opts: Binding.DmaOptions = {}
+    if (o.iova !== undefined) opts.iova = u64('iova', o.iova)
+    if (o.align !== undefined) opts.align = num('align', o.align)
+    if (o.dmaMask !== undefined) opts.dmaMask = u64('dmaMask', o.dmaMask)
+    const hugePages = optStr('hugePages', o.hugePages)
+    if (hugePages !== undefined) opts.hugePages = hugePages
+    return DmaBuffer.fromNative(this.native.allocateDma(num('size', size), opts))
   }
 }

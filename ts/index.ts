@@ -14,9 +14,9 @@
  */
 import { native } from './native'
 
-export { Container, type ContainerOptions, type IommuInfo } from './container'
+export { Container, type ContainerOptions, type IommuInfo, type DmaOptions, type DmaMapping, type HugePageSize } from './container'
 export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type HotResetDevice, type DeviceRegions, type DeviceIrqs } from './device'
-export { DmaBuffer } from './dma'
+export { DmaBuffer, DmaSlice } from './dma'
 export {
   type PciConfigSpace,
   type PciCapability,

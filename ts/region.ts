@@ -131,7 +131,7 @@ export class Region {
   }
 }
 
-/** Volatile, bounds- and alignment-checked access shared by mapped regions and DMA buffers. */
+/** Volatile, bounds- and alignment-checked access shared by mapped regions, DMA buffers and their slices. */
 export interface VolatileMemory {
   /** Reads 8 bits at `offset`. */
   readU8(offset: number): number
@@ -155,7 +155,7 @@ export interface VolatileMemory {
   write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void
 }
 
-type NativeVolatile = Binding.MappedRegion | Binding.DmaBuffer
+type NativeVolatile = Binding.MappedRegion | Binding.DmaBuffer | Binding.DmaSlice
 
 /** Implements {@link VolatileMemory} over a native handle. */
 export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N> implements VolatileMemory {

@@ -10,6 +10,7 @@ const classes: Record<string, { prototype: object }> = {
   Region: api.Region,
   MappedRegion: api.MappedRegion,
   DmaBuffer: api.DmaBuffer,
+  DmaSlice: api.DmaSlice,
   Interrupts: api.Interrupts,
 }
 const namespaces: Record<string, Record<string, unknown>> = {

@@ -13,6 +13,22 @@ use crate::group::VfioGroup;
 use crate::hypervisor::VfioDeviceFd;
 use crate::ioctls;
 use crate::iommu::{check_iova_ranges, parse_iommu_info, IommuInfo, IovaRange};
+use crate::iova_alloc::{lowest_free, no_space, IovaRequest};
+
+/// Where a new DMA mapping goes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum IovaPlacement {
+    /// At this IOVA, which the caller chose.
+    At(u64),
+    /// At the lowest free IOVA that is a multiple of `align` (a power of two) and puts
+    /// the mapping's last byte at most at `limit` (the device's DMA mask).
+    Lowest {
+        /// The alignment.
+        align: u64,
+        /// The highest address the device reaches.
+        limit: u64,
+    },
+}
 
 /// The path of the container device node.
 pub const VFIO_CONTAINER_PATH: &str = "/dev/vfio/vfio";
@@ -279,45 +295,78 @@ impl VfioContainer {
     /// # Safety
     /// As [`VfioContainer::vfio_dma_map`].
     pub(crate) unsafe fn dma_map_at(&self, iova: u64, size: u64, vaddr: u64) -> Result<u64> {
+        // SAFETY: the caller upholds the contract, which is `dma_map`'s.
+        unsafe { self.dma_map(IovaPlacement::At(iova), size, vaddr) }.map(|(_, g)| g)
+    }
+
+    /// Maps at the IOVA `placement` gives or chooses, and returns that IOVA with the IOMMU
+    /// generation the mapping belongs to. The choice and the map happen under one lock,
+    /// so two allocations cannot pick the same IOVA.
+    ///
+    /// # Safety
+    /// As [`VfioContainer::vfio_dma_map`].
+    pub(crate) unsafe fn dma_map(
+        &self,
+        placement: IovaPlacement,
+        size: u64,
+        vaddr: u64,
+    ) -> Result<(u64, u64)> {
         const OP: &str = "VFIO_IOMMU_MAP_DMA";
         let page = page_size();
+        let given = match placement {
+            IovaPlacement::At(iova) => iova,
+            IovaPlacement::Lowest { .. } => 0,
+        };
         if size == 0
             || !size.is_multiple_of(page)
-            || !iova.is_multiple_of(page)
+            || !given.is_multiple_of(page)
             || !vaddr.is_multiple_of(page)
         {
             return Err(VfioError::invalid(
                 OP,
-                format!("iova {iova:#x}, size {size:#x} and address must be non-zero multiples of the page size {page:#x}"),
+                format!("iova {given:#x}, size {size:#x} and address must be non-zero multiples of the page size {page:#x}"),
             ));
         }
+        let (mut state, ranges) = self.lock_with_ranges(OP)?;
+        let iova = match placement {
+            IovaPlacement::At(iova) => iova,
+            IovaPlacement::Lowest { align, limit } => {
+                let request = IovaRequest { size, align, limit };
+                // The first page is never chosen: a device that DMAs to an address it was
+                // never given (0) then faults in the IOMMU instead of hitting a buffer.
+                let everywhere = [IovaRange {
+                    start: 0,
+                    end: u64::MAX,
+                }];
+                let usable = if ranges.is_empty() {
+                    &everywhere[..]
+                } else {
+                    &ranges[..]
+                };
+                let past_page_0: Vec<IovaRange> = usable
+                    .iter()
+                    .filter(|r| r.end >= page)
+                    .map(|r| IovaRange {
+                        start: r.start.max(page),
+                        end: r.end,
+                    })
+                    .collect();
+                let found = match past_page_0.is_empty() {
+                    true => None,
+                    false => lowest_free(&past_page_0, &state.mappings, request),
+                };
+                found.ok_or_else(|| {
+                    no_space("allocate_dma", request, &ranges, state.mappings.len())
+                })?
+            }
+        };
         let end = iova.checked_add(size).ok_or_else(|| {
             VfioError::out_of_range(
                 OP,
                 format!("iova {iova:#x} + size {size:#x} overflows 64 bits"),
             )
         })?;
-        let mut state = self.lock();
-        if state.iova_ranges.is_none() && state.iommu_set {
-            let epoch = state.groups_epoch;
-            drop(state);
-            let ranges = self.query_iova_ranges();
-            state = self.lock();
-            if state.groups_epoch == epoch {
-                state.iova_ranges = Some(ranges);
-            } else {
-                // The groups changed while we asked: ask again under the lock's protection
-                // of nothing else (the next map re-queries); check against what we got.
-                check_iova_ranges(OP, iova, end, &ranges)?;
-            }
-        }
-        if !state.iommu_set {
-            return Err(VfioError::invalid(
-                OP,
-                "the container has no IOMMU yet: open a device (or group) in it first",
-            ));
-        }
-        check_iova_ranges(OP, iova, end, state.iova_ranges.as_deref().unwrap_or(&[]))?;
+        check_iova_ranges(OP, iova, end, &ranges)?;
         if let Some((&other, &other_size)) = state.mappings.range(..end).next_back() {
             if other + other_size > iova {
                 return Err(VfioError::invalid(
@@ -340,7 +389,41 @@ impl VfioContainer {
         unsafe { ioctls::iommu_map_dma(&self.file, &map) }
             .map_err(|e| VfioError::os(OP, format!("iova {iova:#x} size {size:#x}"), e))?;
         state.mappings.insert(iova, size);
-        Ok(state.generation)
+        Ok((iova, state.generation))
+    }
+
+    /// The state lock with the usable IOVA ranges of the current groups (queried, without
+    /// the lock, after the set of groups changed; none when the kernel reports none).
+    ///
+    /// # Errors
+    /// `InvalidArgument` while no IOMMU is set.
+    fn lock_with_ranges(
+        &self,
+        op: &'static str,
+    ) -> Result<(MutexGuard<'_, ContainerState>, Vec<IovaRange>)> {
+        let mut state = self.lock();
+        let mut fresh = None;
+        if state.iova_ranges.is_none() && state.iommu_set {
+            let epoch = state.groups_epoch;
+            drop(state);
+            let ranges = self.query_iova_ranges();
+            state = self.lock();
+            if state.groups_epoch == epoch {
+                state.iova_ranges = Some(ranges);
+            } else {
+                // The groups changed while we asked: use what we got for this call only
+                // (the next one asks again).
+                fresh = Some(ranges);
+            }
+        }
+        if !state.iommu_set {
+            return Err(VfioError::invalid(
+                op,
+                "the container has no IOMMU yet: open a device (or group) in it first",
+            ));
+        }
+        let ranges = fresh.unwrap_or_else(|| state.iova_ranges.clone().unwrap_or_default());
+        Ok((state, ranges))
     }
 
     /// The usable IOVA ranges the kernel reports now; none (the check is left to

@@ -3,8 +3,9 @@
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use crate::container::{page_size, VfioContainer};
+use crate::container::{page_size, IovaPlacement, VfioContainer};
 use crate::error::{Result, VfioError};
+use crate::huge_pages::{self, HugePageSize};
 use crate::volatile::{check_within, VolatileAccess};
 
 /// Page-aligned anonymous memory. Freed (munmap) when the last `Arc` to it goes,
@@ -22,23 +23,29 @@ unsafe impl Send for DmaMemory {}
 unsafe impl Sync for DmaMemory {}
 
 impl DmaMemory {
-    fn allocate(len: usize) -> Result<Self> {
+    /// Zeroed private anonymous memory, of huge pages when `huge_pages` is given (then
+    /// `len` is a multiple of their size, which the caller checked).
+    fn allocate(len: usize, huge_pages: Option<HugePageSize>) -> Result<Self> {
+        let flags = libc::MAP_PRIVATE
+            | libc::MAP_ANONYMOUS
+            | huge_pages.map_or(0, HugePageSize::mmap_flags);
         // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                flags,
                 -1,
                 0,
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(VfioError::last_os(
-                "mmap",
-                format!("DMA buffer of {len:#x} bytes"),
-            ));
+            let source = std::io::Error::last_os_error();
+            return Err(match huge_pages {
+                Some(size) => huge_pages::mmap_error(size, len as u64, source),
+                None => VfioError::os("mmap", format!("DMA buffer of {len:#x} bytes"), source),
+            });
         }
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| VfioError::invalid("mmap", "null mapping"))?;
@@ -80,6 +87,22 @@ pub struct DmaBuffer {
     mapping: Mutex<Option<u64>>,
 }
 
+/// How [`VfioContainer::allocate_dma_with`] places and backs a buffer; the default is
+/// the lowest free page-aligned IOVA the IOMMU can map, in normal pages.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DmaOptions {
+    /// This IOVA (a multiple of the page size) instead of one chosen by the library.
+    pub iova: Option<u64>,
+    /// The IOVA is a multiple of this power of two, at least the page size. Default: the
+    /// page size, or the huge page size with `huge_pages`.
+    pub align: Option<u64>,
+    /// The highest address the device can reach (its DMA mask, e.g. `0xffff_ffff` for a
+    /// 32-bit device): the buffer's last byte is at most this.
+    pub dma_mask: Option<u64>,
+    /// Back the buffer with huge pages of this size; `size` must be a multiple of it.
+    pub huge_pages: Option<HugePageSize>,
+}
+
 impl VfioContainer {
     /// Allocates `size` bytes of zeroed, page-aligned memory and maps it at `iova`
     /// for device reads and writes.
@@ -88,26 +111,83 @@ impl VfioContainer {
     /// `InvalidArgument` for a zero or unaligned size or IOVA, an overlap, or a container
     /// with no group yet; `Memlock` when `RLIMIT_MEMLOCK` is too low; the kernel's errno.
     pub fn allocate_dma(self: &Arc<Self>, size: u64, iova: u64) -> Result<DmaBuffer> {
+        self.allocate_dma_with(
+            size,
+            &DmaOptions {
+                iova: Some(iova),
+                ..DmaOptions::default()
+            },
+        )
+    }
+
+    /// Allocates `size` bytes of zeroed memory and maps it for device reads and writes,
+    /// at `options.iova` or else at the lowest free IOVA inside the IOMMU's usable ranges
+    /// (never the reserved MSI window) that is aligned to `options.align` and ends at or
+    /// below `options.dma_mask`.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use vfio_ioctls::{DmaOptions, HugePageSize, VfioContainer, VfioDevice};
+    ///
+    /// let container = Arc::new(VfioContainer::new(None)?);
+    /// let _device = VfioDevice::open("0000:00:03.0", container.clone())?;
+    /// let queue = container.allocate_dma_with(
+    ///     2 << 20,
+    ///     &DmaOptions { dma_mask: Some(0xffff_ffff), huge_pages: Some(HugePageSize::Size2M), ..Default::default() },
+    /// )?;
+    /// assert!(queue.iova() + queue.size() - 1 <= 0xffff_ffff);
+    /// # Ok::<(), vfio_ioctls::VfioError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a zero size or one that is not a multiple of the (huge) page
+    /// size, an alignment that is not a power of two of at least a page, a given IOVA that
+    /// is unaligned or overlaps, or a container with no group yet; `OutOfRange` when no
+    /// free IOVA meets the request or a given one ends above the mask, and when too few
+    /// huge pages are free ([`VfioError::HugePages`], saying how to reserve more);
+    /// `Memlock` when `RLIMIT_MEMLOCK` is too low; the kernel's errno otherwise.
+    pub fn allocate_dma_with(
+        self: &Arc<Self>,
+        size: u64,
+        options: &DmaOptions,
+    ) -> Result<DmaBuffer> {
+        const OP: &str = "allocate_dma";
         let page = page_size();
-        if size == 0 || !size.is_multiple_of(page) {
+        let unit = options.huge_pages.map_or(page, HugePageSize::bytes);
+        if size == 0 || !size.is_multiple_of(unit) {
+            let message = match options.huge_pages {
+                Some(huge) => format!(
+                    "size {size:#x} must be a non-zero multiple of the {huge} huge page size {unit:#x} \
+                     (huge pages are never split: ask for {:#x})",
+                    size.div_ceil(unit).max(1).saturating_mul(unit)
+                ),
+                None => format!("size {size:#x} must be a non-zero multiple of the page size {page:#x}"),
+            };
+            return Err(VfioError::invalid(OP, message));
+        }
+        let align = options.align.unwrap_or(unit);
+        if !align.is_power_of_two() || align < page {
             return Err(VfioError::invalid(
-                "allocate_dma",
-                format!("size {size:#x} must be a non-zero multiple of the page size {page:#x}"),
+                OP,
+                format!(
+                    "align {align:#x} must be a power of two of at least the page size {page:#x}"
+                ),
             ));
         }
-        if !iova.is_multiple_of(page) {
-            return Err(VfioError::invalid(
-                "allocate_dma",
-                format!("iova {iova:#x} must be a multiple of the page size {page:#x}"),
-            ));
-        }
-        let len = usize::try_from(size).map_err(|_| {
-            VfioError::out_of_range("allocate_dma", format!("size {size:#x} is too large"))
-        })?;
-        let memory = Arc::new(DmaMemory::allocate(len)?);
+        let limit = options.dma_mask.unwrap_or(u64::MAX);
+        let placement = match options.iova {
+            Some(iova) => {
+                check_given_iova(iova, size, options)?;
+                IovaPlacement::At(iova)
+            }
+            None => IovaPlacement::Lowest { align, limit },
+        };
+        let len = usize::try_from(size)
+            .map_err(|_| VfioError::out_of_range(OP, format!("size {size:#x} is too large")))?;
+        let memory = Arc::new(DmaMemory::allocate(len, options.huge_pages)?);
         // SAFETY: `memory` stays allocated while the buffer lives (it holds an Arc) and the
         // buffer unmaps the IOVA before dropping that Arc; it is only touched through raw pointers.
-        let generation = unsafe { self.dma_map_at(iova, size, memory.as_ptr() as u64)? };
+        let (iova, generation) = unsafe { self.dma_map(placement, size, memory.as_ptr() as u64)? };
         Ok(DmaBuffer {
             memory,
             iova,
@@ -115,6 +195,33 @@ impl VfioContainer {
             mapping: Mutex::new(Some(generation)),
         })
     }
+}
+
+/// Checks an IOVA the caller chose against the page size, and against the alignment and
+/// mask when they were given too.
+fn check_given_iova(iova: u64, size: u64, options: &DmaOptions) -> Result<()> {
+    const OP: &str = "allocate_dma";
+    let page = page_size();
+    if !iova.is_multiple_of(page) {
+        return Err(VfioError::invalid(
+            OP,
+            format!("iova {iova:#x} must be a multiple of the page size {page:#x}"),
+        ));
+    }
+    if let Some(align) = options.align.filter(|&a| !iova.is_multiple_of(a)) {
+        return Err(VfioError::invalid(
+            OP,
+            format!("iova {iova:#x} is not a multiple of align {align:#x}: choose another or leave iova out"),
+        ));
+    }
+    let last = iova.saturating_add(size - 1);
+    if let Some(mask) = options.dma_mask.filter(|&m| last > m) {
+        return Err(VfioError::out_of_range(
+            OP,
+            format!("[{iova:#x}, {last:#x}] ends above the dmaMask {mask:#x}, which the device cannot reach: choose a lower iova or leave it out"),
+        ));
+    }
+    Ok(())
 }
 
 impl DmaBuffer {
@@ -201,7 +308,8 @@ impl Drop for DmaBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ioctls::fake::FakeKernel;
+    use crate::error::assert_mentions;
+    use crate::ioctls::fake::{FakeKernel, X86_IOVA_RANGES};
     use crate::ErrorKind;
 
     const UNMAP: &str = "VFIO_IOMMU_UNMAP_DMA";
@@ -255,6 +363,176 @@ mod tests {
             assert_eq!(e.op(), "allocate_dma");
         }
         assert_eq!(kernel.calls("VFIO_IOMMU_MAP_DMA"), 0);
+    }
+
+    /// Options that only set what the library chooses the IOVA by.
+    fn choose(align: Option<u64>, dma_mask: Option<u64>) -> DmaOptions {
+        DmaOptions {
+            align,
+            dma_mask,
+            ..DmaOptions::default()
+        }
+    }
+
+    #[test]
+    fn without_an_iova_the_lowest_free_usable_one_is_chosen() {
+        let (kernel, c, _g) = FakeKernel::attached(1, &X86_IOVA_RANGES);
+        let p = page_size();
+        let any = DmaOptions::default();
+        // Page 0 is usable but never chosen (a stray DMA to 0 must fault).
+        let a = c.allocate_dma_with(p, &any).unwrap();
+        let b = c.allocate_dma_with(2 * p, &any).unwrap();
+        let fixed = c.allocate_dma(p, 5 * p).unwrap();
+        let d = c.allocate_dma_with(2 * p, &any).unwrap();
+        let e = c.allocate_dma_with(p, &any).unwrap();
+        let got: Vec<u64> = [&a, &b, &d, &e].iter().map(|x| x.iova()).collect();
+        // d does not fit the one page left at 4p, so e takes it.
+        assert_eq!(got, [p, 2 * p, 6 * p, 4 * p]);
+        assert_eq!(
+            c.dma_mappings(),
+            [(p, p), (2 * p, 2 * p), (4 * p, p), (5 * p, p), (6 * p, 2 * p)]
+        );
+        assert_eq!(kernel.state().containers[0].mappings.len(), 5);
+        // A freed IOVA is used again; an explicit IOVA 0 is still allowed.
+        drop(b);
+        assert_eq!(c.allocate_dma_with(p, &any).unwrap().iova(), 2 * p);
+        assert_eq!(c.allocate_dma(p, 0).unwrap().iova(), 0);
+        let aligned = c
+            .allocate_dma_with(p, &choose(Some(0x10_0000), None))
+            .unwrap();
+        assert_eq!(aligned.iova(), 0x10_0000);
+        drop(fixed);
+    }
+
+    #[test]
+    fn the_msi_window_and_the_dma_mask_bound_the_choice() {
+        let (kernel, c, _g) = FakeKernel::attached(1, &X86_IOVA_RANGES);
+        let p = page_size();
+        // Fill everything below the MSI window with one (unbacked) mapping.
+        // SAFETY: the fake kernel never touches the memory it is told about.
+        unsafe { c.dma_map_at(0, 0xfee0_0000, 0x7f00_0000_0000) }.unwrap();
+        let next = c
+            .allocate_dma_with(p, &choose(None, Some(0xffff_ffff)))
+            .unwrap();
+        assert_eq!(
+            next.iova(),
+            0xfef0_0000,
+            "past the window, still under 4 GiB"
+        );
+        let big = 0x200_0000;
+        let e = c
+            .allocate_dma_with(big, &choose(None, Some(0xffff_ffff)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert_eq!((e.op(), e.errno()), ("allocate_dma", None));
+        assert_mentions(
+            &e,
+            &[
+                "size 0x2000000",
+                "at most 0xffffffff",
+                "[0xfef00000, 0x7fffffffff]",
+                "2 current mappings",
+            ],
+        );
+        assert_eq!(
+            kernel.calls("VFIO_IOMMU_MAP_DMA"),
+            2,
+            "refused before the kernel"
+        );
+        let high = c.allocate_dma_with(big, &DmaOptions::default()).unwrap();
+        assert_eq!(
+            high.iova(),
+            0xfef0_0000 + p,
+            "without the mask it may cross 4 GiB"
+        );
+    }
+
+    #[test]
+    fn a_given_iova_is_checked_against_align_and_mask_when_given() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let p = page_size();
+        let at = |iova, align, dma_mask| DmaOptions {
+            iova: Some(iova),
+            align,
+            dma_mask,
+            ..DmaOptions::default()
+        };
+        let e = c
+            .allocate_dma_with(p, &at(p, Some(2 * p), None))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("not a multiple of align"), "{e}");
+        let e = c
+            .allocate_dma_with(2 * p, &at(0xffff_f000, None, Some(0xffff_ffff)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        assert!(
+            e.to_string().contains("ends above the dmaMask 0xffffffff"),
+            "{e}"
+        );
+        for align in [0, 3 * p, p / 2] {
+            let e = c
+                .allocate_dma_with(p, &choose(Some(align), None))
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{align:#x}");
+            assert!(e.to_string().contains("power of two"), "{e}");
+        }
+        assert_eq!(kernel.calls("VFIO_IOMMU_MAP_DMA"), 0);
+        let ok = c
+            .allocate_dma_with(p, &at(0xffff_f000, Some(p), Some(0xffff_ffff)))
+            .unwrap();
+        assert_eq!(ok.iova(), 0xffff_f000);
+    }
+
+    #[test]
+    fn huge_page_sizes_must_be_whole_pages() {
+        let (kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let huge = DmaOptions {
+            huge_pages: Some(HugePageSize::Size2M),
+            ..DmaOptions::default()
+        };
+        for size in [page_size(), (2 << 20) + page_size()] {
+            let e = c.allocate_dma_with(size, &huge).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains("huge page size 0x200000"), "{e}");
+        }
+        assert!(c
+            .allocate_dma_with(page_size(), &huge)
+            .unwrap_err()
+            .to_string()
+            .contains("ask for 0x200000"));
+        assert_eq!(kernel.calls("VFIO_IOMMU_MAP_DMA"), 0);
+    }
+
+    #[test]
+    fn concurrent_allocations_never_share_an_iova() {
+        let (_kernel, c) = setup();
+        let _g = c.group(1).unwrap();
+        let buffers: Vec<DmaBuffer> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let c = &c;
+                    s.spawn(move || {
+                        (0..16)
+                            .map(|_| {
+                                c.allocate_dma_with(page_size(), &DmaOptions::default())
+                                    .unwrap()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let mut iovas: Vec<u64> = buffers.iter().map(DmaBuffer::iova).collect();
+        iovas.sort_unstable();
+        let expected: Vec<u64> = (1..=64).map(|i| i * page_size()).collect();
+        assert_eq!(iovas, expected, "the lowest 64 pages past page 0, each once");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::huge_pages::HugePageSize;
+
 /// Coarse classes of failure; each maps to a stable error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -166,6 +168,21 @@ pub enum VfioError {
         /// The affected devices whose groups the container does not hold.
         missing: Vec<crate::PciHotResetDevice>,
     },
+    /// The kernel has too few free huge pages of the size asked for (mmap `ENOMEM`).
+    #[error("mmap of {needed} {size} huge pages failed: {source} ({})", crate::huge_pages::reserve_hint(*.size, *.needed, *.free, .free_path))]
+    HugePages {
+        /// The huge page size asked for.
+        size: HugePageSize,
+        /// How many pages of it the buffer needs.
+        needed: u64,
+        /// How many the kernel reports free, when it could be read.
+        free: Option<u64>,
+        /// Where that count is (`.../hugepages-<kB>kB/free_hugepages`).
+        free_path: PathBuf,
+        /// The kernel's error (`ENOMEM`).
+        #[source]
+        source: io::Error,
+    },
     /// The kernel speaks another VFIO API version.
     #[error("VFIO_GET_API_VERSION: kernel reports {found}, this library speaks {expected}")]
     ApiVersion {
@@ -265,6 +282,8 @@ impl VfioError {
             VfioError::Busy { .. } => ErrorKind::Busy,
             VfioError::TimedOut { .. } => ErrorKind::TimedOut,
             VfioError::HotResetNotOwned { .. } => ErrorKind::Permission,
+            // Like ENOSPC of MAP_DMA: a count (of free pages) is below what is asked.
+            VfioError::HugePages { .. } => ErrorKind::OutOfRange,
         }
     }
 
@@ -276,7 +295,9 @@ impl VfioError {
     /// The errno, when the kernel refused.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            VfioError::Os { source, .. } => source.raw_os_error(),
+            VfioError::Os { source, .. } | VfioError::HugePages { source, .. } => {
+                source.raw_os_error()
+            }
             _ => None,
         }
     }
@@ -292,6 +313,7 @@ impl VfioError {
             | VfioError::TimedOut { op, .. }
             | VfioError::Closed { op, .. } => op,
             VfioError::NotFound { .. } => "open",
+            VfioError::HugePages { .. } => "mmap",
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
             VfioError::ApiVersion { .. } => "VFIO_GET_API_VERSION",
             VfioError::HotResetNotOwned { .. } => "VFIO_DEVICE_PCI_HOT_RESET",
@@ -307,6 +329,7 @@ impl VfioError {
             VfioError::HotResetNotOwned { missing, .. } => {
                 missing.first().map(|d| format!("/dev/vfio/{}", d.group_id))
             }
+            VfioError::HugePages { free_path, .. } => Some(free_path.display().to_string()),
             _ => None,
         }
     }
@@ -405,6 +428,15 @@ fn group_hint(blockers: &[String]) -> String {
             "these devices of the group are bound to other drivers: {}; bind them to vfio-pci (or unbind them)",
             blockers.join(", ")
         )
+    }
+}
+
+/// Asserts that `message` mentions every one of `parts` (tests of error wording).
+#[cfg(test)]
+pub(crate) fn assert_mentions(message: &impl std::fmt::Display, parts: &[&str]) {
+    let message = message.to_string();
+    for part in parts {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
     }
 }
 

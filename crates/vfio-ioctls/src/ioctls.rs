@@ -275,6 +275,11 @@ pub(crate) mod fake {
     use super::sys;
     use crate::abi::get_u32;
     use crate::container::{page_size, VfioContainer};
+    use crate::group::VfioGroup;
+
+    /// What the kernel reports on x86: all below the MSI window, and above it to 39 bits.
+    pub(crate) const X86_IOVA_RANGES: [(u64, u64); 2] =
+        [(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)];
 
     /// (device, inode) of a node's file.
     type Key = (u64, u64);
@@ -527,6 +532,22 @@ pub(crate) mod fake {
                 state.containers.len() - 1
             };
             self.add_node(&format!("vfio-{index}"), Kind::Container(index))
+        }
+
+        /// A kernel with group `id` attached to a container of it (so an IOMMU is set),
+        /// reporting `iova_ranges` as usable.
+        pub(crate) fn attached(
+            id: u32,
+            iova_ranges: &[(u64, u64)],
+        ) -> (FakeKernel, Arc<VfioContainer>, Arc<VfioGroup>) {
+            let kernel = FakeKernel::new();
+            kernel.add_group(id);
+            kernel.state().iova_ranges = iova_ranges.to_vec();
+            let container = kernel.container();
+            let group = container
+                .group(id)
+                .unwrap_or_else(|e| panic!("attaching fake group {id}: {e}"));
+            (kernel, container, group)
         }
 
         /// A new container, whose groups are this kernel's.

@@ -30,15 +30,18 @@ pub mod barrier;
 mod container;
 mod device;
 mod dma;
+mod dma_slice;
 mod error;
 mod group;
 #[cfg(feature = "vm-memory")]
 mod guest_memory;
 pub mod held;
 mod hot_reset;
+mod huge_pages;
 mod hypervisor;
 mod ioctls;
 mod iommu;
+mod iova_alloc;
 mod irq;
 mod irq_claim;
 #[cfg(feature = "kvm")]
@@ -57,10 +60,12 @@ mod volatile;
 
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
-pub use dma::{DmaBuffer, DmaMemory};
+pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
+pub use dma_slice::DmaSlice;
 pub use error::{closed_message, ErrorKind, Result, VfioError};
 pub use group::VfioGroup;
 pub use hot_reset::PciHotResetDevice;
+pub use huge_pages::HugePageSize;
 pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
 pub use irq::{pci_irq, VfioIrq};
