@@ -149,7 +149,7 @@ test('parseArgv refuses malformed command lines with a UsageError', (t) => {
 
 /** Tokens that steer the parser into every branch, mixed with arbitrary strings. */
 const token = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom('list', 'info', 'bind', 'unbind', 'help', '--json', '--restore', '--restore=ahci', '-h', '--help', '-v', '--version', '--', '-', '-j', '--nope', '--json=1', '-hv', 'ahci', '0000:00:03.0', '__proto__', 'constructor') },
+  { weight: 3, arbitrary: fc.constantFrom('list', 'info', 'bind', 'unbind', 'help', '--json', '--restore', '--restore=ahci', '-h', '--help', '-v', '--version', '--', '-', '-j', '--nope', '--json=1', '-hv', 'ahci', '0000:00:03.0', '__proto__', 'constructor', 'sandbox', '--device', '--device=edu', 'nvme,size=1G', 'edu,nvme', '--timeout', '--kernel', '--accel=tcg', '--verbose') },
   { weight: 1, arbitrary: fc.string({ maxLength: 12 }) },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 6 }) },
   { weight: 1, arbitrary: fc.string({ maxLength: 8 }).map((s) => `-${s}`) },
@@ -177,7 +177,9 @@ test('parseArgv throws nothing but UsageError, for any argv', (t) => {
       }
       // Whatever it accepts is well-formed and takes its address from argv.
       if ('address' in cmd && !argv.includes(cmd.address)) return false
-      return ['help', 'version', 'list', 'info', 'bind', 'unbind'].includes(cmd.command)
+      // A sandbox's command is what follows the first `--`.
+      if (cmd.command === 'sandbox' && !isDeepStrictEqual(cmd.argv, argv.slice(argv.indexOf('--') + 1))) return false
+      return ['help', 'version', 'list', 'info', 'bind', 'unbind', 'sandbox'].includes(cmd.command)
     }),
     { numRuns: RUNS },
     ),
@@ -195,6 +197,25 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ address: fc.string(), restore: fc.option(fc.string(), { nil: undefined }), json: fc.boolean() }).map(
     ({ address, restore, json }): Command => (restore === undefined ? { command: 'unbind', address, json } : { command: 'unbind', address, restore, json }),
   ),
+  fc
+    .record({
+      devices: fc.subarray(['edu', 'nvme'] as const, { minLength: 1 }).chain((kinds) => fc.shuffledSubarray(kinds, { minLength: kinds.length })),
+      size: fc.integer({ min: 256, max: 2 ** 28 }).map((pages) => pages * 4096),
+      accel: fc.constantFrom('auto', 'kvm', 'tcg') as fc.Arbitrary<'auto' | 'kvm' | 'tcg'>,
+      timeout: fc.option(fc.integer({ min: 1, max: 9_999_999 }), { nil: undefined }),
+      kernel: fc.option(fc.stringMatching(/^linux-image-[0-9][0-9a-z.+~-]{0,20}$/), { nil: undefined }),
+      verbose: fc.boolean(),
+      argv: fc.array(fc.string(), { minLength: 1, maxLength: 4 }),
+    })
+    .map(({ devices, size, accel, timeout, kernel, verbose, argv }): Command => ({
+      command: 'sandbox',
+      devices: devices.map((kind) => (kind === 'edu' ? { kind } : { kind, size })),
+      accel,
+      ...(timeout === undefined ? {} : { timeout }),
+      ...(kernel === undefined ? {} : { kernel }),
+      verbose,
+      argv,
+    })),
 )
 
 test('valid command lines round-trip through formatArgv and parseArgv, in any option order', (t) => {

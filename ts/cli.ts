@@ -7,6 +7,7 @@
  * vfio-ioctls info <address> [--json]
  * vfio-ioctls bind <address> [--json]
  * vfio-ioctls unbind <address> [--restore DRIVER] [--json]
+ * vfio-ioctls sandbox [--device edu|nvme[,size=SIZE]]... [--kernel PKG] [--timeout S] [--accel auto|kvm|tcg] -- <command...>
  * ```
  *
  * With `--json` every command prints one JSON document on stdout, errors included
@@ -16,7 +17,9 @@
  * class zero-padded to their sysfs width: `"0x8086"`, `"0x020000"`); counts, indices,
  * IOMMU group and NUMA node numbers are JSON numbers.
  */
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { Container, ErrorCode, IrqFlags, RegionFlags, sysfs, VfioError, VfioTypeError, type DeviceInfo, type IrqInfo, type PciDevice, type Region, type RegionCap } from './index'
@@ -35,6 +38,43 @@ export interface CliOptions {
   containerPath?: string
   /** The pci.ids files to try, first found wins; default {@link PCI_IDS_PATHS}. */
   pciIds?: readonly string[]
+  /** Replaces what `sandbox` asks of the host, and how it runs the harness. */
+  sandbox?: SandboxHost
+}
+
+/** What `sandbox` needs of the host: the real one by default, a fake in tests. */
+export interface SandboxHost {
+  /** `process.platform` by default. */
+  platform?: string
+  /** `process.arch` by default. */
+  arch?: string
+  /** The directories searched for `bash` and `qemu-system-x86_64`; `$PATH` by default. */
+  path?: string
+  /** Whether the guest's setup may install Debian packages (root with apt-get); found out by default. */
+  canInstall?: boolean
+  /** The harness `guest/run.sh`; the package's own by default. */
+  harness?: string
+  /** Runs `bash harness ...args` with the terminal and resolves to its exit status. */
+  run?: (harness: string, args: string[]) => Promise<number>
+}
+
+/** A device of the sandbox guest: QEMU's `edu`, or an NVMe controller on a scratch drive of `size` bytes. */
+export type SandboxDevice = { kind: 'edu' } | { kind: 'nvme'; size: number }
+
+/** How the sandbox runs the guest: KVM when it works (`auto`), KVM or fail, or software emulation. */
+export type SandboxAccel = 'auto' | 'kvm' | 'tcg'
+
+/** The sandbox's `sandbox` command: the guest's devices and how to boot it, and the command to run there. */
+export interface SandboxCommand {
+  command: 'sandbox'
+  devices: SandboxDevice[]
+  accel: SandboxAccel
+  /** The Debian kernel package (`linux-image-…`); the cached one when absent. */
+  kernel?: string
+  /** Seconds; the harness's default (600) when absent. */
+  timeout?: number
+  verbose: boolean
+  argv: string[]
 }
 
 /** A parsed command line: what {@link parseArgv} gives and {@link formatArgv} takes. */
@@ -45,6 +85,7 @@ export type Command =
   | { command: 'info'; address: string; json: boolean }
   | { command: 'bind'; address: string; json: boolean }
   | { command: 'unbind'; address: string; restore?: string; json: boolean }
+  | SandboxCommand
 
 const USAGE = `Usage: vfio-ioctls <command> [options]
 
@@ -54,10 +95,21 @@ Commands:
                                      (without VFIO, or not bound to vfio-pci: what sysfs shows)
   bind <address>                     bind a device to vfio-pci (prints the previous driver)
   unbind <address> [--restore DRV]   unbind from vfio-pci (optionally bind DRV)
+  sandbox [options] -- <command...>  run <command> in a QEMU guest (here, the same paths) whose
+                                     emulated devices sit behind an IOMMU, bound to vfio-pci;
+                                     exits with its status (124: timeout, 125: the guest failed,
+                                     3: something missing on the host)
 
 Options:
   --json           one JSON document on stdout, for every command and for errors
   --restore DRV    driver to bind after unbind
+  --device SPEC    sandbox: edu (0000:00:03.0) or nvme[,size=SIZE] (0000:00:04.0, scratch drive,
+                   64M by default; K, M, G); repeatable or a comma list (edu,nvme,size=1G);
+                   default: both
+  --kernel PKG     sandbox: the Debian kernel package to boot (linux-image-6.1.0-48-amd64)
+  --timeout S      sandbox: stop the guest after S seconds (default 600), exit 124
+  --accel MODE     sandbox: auto (default: KVM when /dev/kvm works, else TCG), kvm, tcg
+  --verbose        sandbox: kernel messages and the guest's progress
   -h, --help       this help
   -v, --version    the package version
 
@@ -89,6 +141,7 @@ export class UsageError extends Error {
 
 /** The commands, how many positional arguments each takes, and which options. */
 const COMMANDS: ReadonlyMap<string, { args: number; options: readonly string[] }> = new Map([
+  ['sandbox', { args: 0, options: ['device', 'kernel', 'timeout', 'accel', 'verbose'] }],
   ['list', { args: 0, options: ['json'] }],
   ['info', { args: 1, options: ['json'] }],
   ['bind', { args: 1, options: ['json'] }],
@@ -212,6 +265,7 @@ interface Context {
   root: string | undefined
   containerPath: string | undefined
   ids: PciIds
+  sandbox: SandboxHost | undefined
 }
 
 function regionFlagLetters(flags: number): string {
@@ -602,9 +656,15 @@ export function parseArgv(argv: readonly string[]): Command {
       args: [...argv],
       allowPositionals: true,
       strict: true,
+      tokens: true,
       options: {
         json: { type: 'boolean' },
         restore: { type: 'string' },
+        device: { type: 'string', multiple: true },
+        kernel: { type: 'string' },
+        timeout: { type: 'string' },
+        accel: { type: 'string' },
+        verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -614,13 +674,25 @@ export function parseArgv(argv: readonly string[]): Command {
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) throw new UsageError((err as Error).message)
     throw err
   }
-  const { values, positionals } = parsed
+  const { values, positionals, tokens } = parsed
   if (values.version) return { command: 'version' }
   const [command, ...rest] = positionals
   if (values.help || command === 'help') return { command: 'help' }
   if (command === undefined) throw new UsageError('no command given', { showUsage: true })
   const spec = COMMANDS.get(command)
   if (!spec) throw new UsageError(`unknown command ${JSON.stringify(command)}`)
+  if (command === 'sandbox') {
+    // Its command is what follows the first `--`, whatever it looks like.
+    const end = tokens.find((t) => t.kind === 'option-terminator')
+    const before = end === undefined ? positionals.length : tokens.filter((t) => t.kind === 'positional' && t.index < end.index).length
+    if (end === undefined || before !== 1) throw new UsageError(`'sandbox' takes its command after '--': vfio-ioctls sandbox [options] -- <command...>`)
+    const commandArgv = positionals.slice(1)
+    if (commandArgv.length === 0) throw new UsageError(`'sandbox' needs a command after '--'`)
+    for (const name of Object.keys(values)) {
+      if (!spec.options.includes(name)) throw new UsageError(`'sandbox' does not take --${name}`)
+    }
+    return parseSandbox(values, commandArgv)
+  }
   if (rest.length !== spec.args) {
     throw new UsageError(spec.args === 0 ? `'${command}' takes no arguments` : `'${command}' needs exactly one <address>`)
   }
@@ -630,6 +702,8 @@ export function parseArgv(argv: readonly string[]): Command {
   const json = values.json === true
   const address = rest[0] ?? ''
   switch (command) {
+    case 'sandbox':
+      throw new Error('unreachable')
     case 'list':
       return { command, json }
     case 'info':
@@ -659,10 +733,199 @@ export function formatArgv(cmd: Command): string[] {
     case 'unbind':
       // `--restore=X`: a value starting with '-' would otherwise read as an option.
       return ['unbind', ...(cmd.restore === undefined ? [] : [`--restore=${cmd.restore}`]), ...(cmd.json ? ['--json'] : []), ...positional(cmd.address)]
+    case 'sandbox':
+      return ['sandbox', ...sandboxOptions(cmd).map(([k, v]) => (v === undefined ? `--${k}` : `--${k}=${v}`)), '--', ...cmd.argv]
   }
 }
 
-function run(cmd: Command, c: Context): number {
+// ------------------------------------------------------------------ sandbox --
+
+/** An NVMe scratch drive's size when `size=` is not given: the harness's own default. */
+export const NVME_DEFAULT_SIZE = 64 * 2 ** 20
+const NVME_MIN_SIZE = 2 ** 20
+const NVME_MAX_SIZE = 2 ** 40
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }
+
+/** Bytes as the harness (and `truncate`) reads them: the largest unit that divides them. */
+export function formatSize(bytes: number): string {
+  for (const unit of ['T', 'G', 'M', 'K'] as const) {
+    const n = SIZE_UNITS[unit] ?? 1
+    if (bytes % n === 0) return `${bytes / n}${unit}`
+  }
+  return String(bytes)
+}
+
+/** `64M`, `1G`, `1536K`, `4194304` → bytes; a multiple of 4 KiB, 1 MiB to 1 TiB. */
+function parseSize(text: string): number {
+  const m = /^([1-9][0-9]{0,12})([KMGT]?)$/i.exec(text)
+  const bytes = m?.[1] === undefined ? NaN : Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toUpperCase()] ?? NaN)
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`bad NVMe size ${JSON.stringify(text)} (a number with K, M, G or T: 64M, 2G)`)
+  if (bytes < NVME_MIN_SIZE || bytes > NVME_MAX_SIZE || bytes % 4096 !== 0) {
+    throw new UsageError(`NVMe size ${JSON.stringify(text)}: from 1M to 1T, a multiple of 4K`)
+  }
+  return bytes
+}
+
+/**
+ * The `--device` values: each a comma list of devices, where `key=value` belongs to the
+ * device before it (`edu,nvme,size=1G` is edu and a 1 GiB NVMe). Each device at most once;
+ * none given: edu and a 64 MiB NVMe.
+ */
+export function parseDevices(specs: readonly string[]): SandboxDevice[] {
+  if (specs.length === 0) return [{ kind: 'edu' }, { kind: 'nvme', size: NVME_DEFAULT_SIZE }]
+  const devices: SandboxDevice[] = []
+  for (const spec of specs) {
+    let current: SandboxDevice | undefined // the device this spec's options belong to
+    for (const part of spec.split(',')) {
+      const eq = part.indexOf('=')
+      if (eq === -1) {
+        if (part !== 'edu' && part !== 'nvme') throw new UsageError(`unknown device ${JSON.stringify(part)} in --device ${JSON.stringify(spec)} (edu, or nvme[,size=SIZE])`)
+        if (devices.some((d) => d.kind === part)) throw new UsageError(`device ${part} given twice (the sandbox has at most one of each)`)
+        current = part === 'edu' ? { kind: 'edu' } : { kind: 'nvme', size: NVME_DEFAULT_SIZE }
+        devices.push(current)
+      } else if (current === undefined) {
+        throw new UsageError(`--device ${JSON.stringify(spec)}: ${JSON.stringify(part)} follows no device (nvme,size=SIZE)`)
+      } else if (current.kind === 'nvme' && part.slice(0, eq) === 'size') {
+        current.size = parseSize(part.slice(eq + 1))
+      } else {
+        throw new UsageError(`device ${current.kind} has no option ${JSON.stringify(part.slice(0, eq))}${current.kind === 'nvme' ? ' (it takes size=SIZE)' : ' (it takes none)'}`)
+      }
+    }
+  }
+  return devices
+}
+
+/** The Debian kernel package `--kernel` names: `linux-image-6.1.0-48-amd64`, or the part after `linux-image-`. */
+function parseKernel(text: string): string {
+  const pkg = text.startsWith('linux-image-') ? text : `linux-image-${text}`
+  if (!/^linux-image-[0-9][0-9a-z.+~-]*$/.test(pkg)) throw new UsageError(`bad --kernel ${JSON.stringify(text)} (a Debian kernel package: linux-image-6.1.0-48-amd64)`)
+  return pkg
+}
+
+function parseSandbox(values: { device?: string[]; kernel?: string; timeout?: string; accel?: string; verbose?: boolean }, argv: string[]): SandboxCommand {
+  const accel = values.accel ?? 'auto'
+  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new UsageError(`bad --accel ${JSON.stringify(accel)} (auto, kvm or tcg)`)
+  const cmd: SandboxCommand = { command: 'sandbox', devices: parseDevices(values.device ?? []), accel, verbose: values.verbose === true, argv }
+  if (values.timeout !== undefined) {
+    if (!/^[1-9][0-9]{0,6}$/.test(values.timeout)) throw new UsageError(`bad --timeout ${JSON.stringify(values.timeout)} (whole seconds, 1 to 9999999)`)
+    cmd.timeout = Number(values.timeout)
+  }
+  if (values.kernel !== undefined) cmd.kernel = parseKernel(values.kernel)
+  return cmd
+}
+
+/** The sandbox's options in canonical form, `[name, value]` (`undefined`: a flag). */
+function sandboxOptions(cmd: SandboxCommand): [string, string | undefined][] {
+  const spec = (d: SandboxDevice): string => (d.kind === 'edu' ? 'edu' : `nvme,size=${formatSize(d.size)}`)
+  return [
+    ...cmd.devices.map((d): [string, string] => ['device', spec(d)]),
+    ['accel', cmd.accel],
+    ...(cmd.timeout === undefined ? [] : [['timeout', String(cmd.timeout)] as [string, string]]),
+    ...(cmd.kernel === undefined ? [] : [['kernel', cmd.kernel] as [string, string]]),
+    ...(cmd.verbose ? [['verbose', undefined] as [string, undefined]] : []),
+  ]
+}
+
+/**
+ * What the sandbox hands `guest/run.sh`: its options (each device attached and bound to
+ * vfio-pci, the accelerator, timeout, kernel), then `--` and the command.
+ */
+export function harnessArgv(cmd: SandboxCommand): string[] {
+  const args: string[] = []
+  for (const [name, value] of sandboxOptions(cmd)) args.push(`--${name}`, ...(value === undefined ? [] : [value]))
+  args.push('--bind', cmd.devices.map((d) => d.kind).join(','))
+  return [...args, '--', ...cmd.argv]
+}
+
+/** The Debian/Ubuntu packages the guest's setup needs (guest/setup.sh installs them as root). */
+export const SANDBOX_PACKAGES = ['qemu-system-x86', 'busybox-static', 'cpio', 'xz-utils', 'zstd', 'kmod'] as const
+
+/** Something the sandbox needs is not on this host: exit 3, as the harness's own prerequisites. */
+export class SandboxError extends Error {
+  /** `ERR_SANDBOX_UNSUPPORTED` (not Linux on x86_64) or `ERR_SANDBOX_MISSING` (a program or the harness). */
+  readonly code: 'ERR_SANDBOX_UNSUPPORTED' | 'ERR_SANDBOX_MISSING'
+  /** Always 3. */
+  readonly exitCode = 3
+
+  constructor(code: SandboxError['code'], message: string) {
+    super(message)
+    this.name = 'SandboxError'
+    this.code = code
+  }
+}
+
+/** The first `name` in `dirs` (a PATH) that is an executable file, or `undefined`. */
+function which(name: string, dirs: string): string | undefined {
+  for (const dir of dirs.split(':')) {
+    if (dir === '') continue
+    const file = path.join(dir, name)
+    try {
+      fs.accessSync(file, fs.constants.X_OK)
+      if (fs.statSync(file).isFile()) return file
+    } catch {
+      // Not here: the next directory.
+    }
+  }
+  return undefined
+}
+
+/** Checks what the host must have before the harness can boot anything; throws a {@link SandboxError}. */
+export function checkSandboxHost(host: SandboxHost = {}): string {
+  const platform = host.platform ?? process.platform
+  const arch = host.arch ?? process.arch
+  if (platform !== 'linux' || arch !== 'x64') {
+    throw new SandboxError(
+      'ERR_SANDBOX_UNSUPPORTED',
+      `the sandbox needs Linux on x86_64 (this is ${platform} on ${arch}): it boots an x86_64 QEMU guest that runs this host's own programs (node, your project) over a 9p mount of /`,
+    )
+  }
+  const dirs = host.path ?? process.env.PATH ?? ''
+  const install = `sudo apt-get install ${SANDBOX_PACKAGES.join(' ')} (Debian/Ubuntu)`
+  if (which('bash', dirs) === undefined) throw new SandboxError('ERR_SANDBOX_MISSING', `bash not found on the PATH: install it (${install.replace(SANDBOX_PACKAGES.join(' '), 'bash')})`)
+  const canInstall = host.canInstall ?? (process.getuid?.() === 0 && which('apt-get', dirs) !== undefined)
+  if (which('qemu-system-x86_64', dirs) === undefined && !canInstall) {
+    throw new SandboxError('ERR_SANDBOX_MISSING', `QEMU (qemu-system-x86_64) not found: install what the sandbox needs with: ${install}; or run the sandbox once as root on Debian/Ubuntu, and it installs them itself`)
+  }
+  const harness = host.harness ?? path.join(__dirname, '..', 'guest', 'run.sh')
+  if (!fs.existsSync(harness)) throw new SandboxError('ERR_SANDBOX_MISSING', `the guest harness is not where the package puts it: ${harness} (reinstall vfio-ioctls)`)
+  return harness
+}
+
+/** Runs `bash harness ...args` on this terminal; resolves to its exit status (128 + N for signal N). */
+function runHarness(harness: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [harness, ...args], { stdio: 'inherit' })
+    // Ctrl-C reaches the harness too (same process group): it stops the guest and exits
+    // 130; this process waits for that instead of dying first. A TERM is passed on.
+    const ignore = (): void => {}
+    const forward = (): void => {
+      child.kill('SIGTERM')
+    }
+    process.on('SIGINT', ignore)
+    process.on('SIGTERM', forward)
+    process.on('SIGHUP', forward)
+    const done = (): void => {
+      process.off('SIGINT', ignore)
+      process.off('SIGTERM', forward)
+      process.off('SIGHUP', forward)
+    }
+    child.on('error', (err) => {
+      done()
+      reject(err)
+    })
+    child.on('close', (code, signal) => {
+      done()
+      resolve(code ?? 128 + (signal === null ? 0 : (os.constants.signals[signal] ?? 0)))
+    })
+  })
+}
+
+async function sandbox(cmd: SandboxCommand, host: SandboxHost = {}): Promise<number> {
+  const harness = checkSandboxHost(host)
+  return (host.run ?? runHarness)(harness, harnessArgv(cmd))
+}
+
+function run(cmd: Command, c: Context): number | Promise<number> {
   switch (cmd.command) {
     case 'version':
       c.out.log(version())
@@ -678,6 +941,8 @@ function run(cmd: Command, c: Context): number {
       return bind(cmd.address, c)
     case 'unbind':
       return unbind(cmd.address, cmd.restore, c)
+    case 'sandbox':
+      return sandbox(cmd, c.sandbox)
   }
 }
 
@@ -699,8 +964,8 @@ export async function main(argv: string[], out: Output = console, options: CliOp
   try {
     const cmd = parseArgv(argv)
     asJson = 'json' in cmd && cmd.json
-    const context: Context = { out, json: asJson, root: options.sysfsRoot, containerPath: options.containerPath, ids: new PciIds(options.pciIds) }
-    return run(cmd, context)
+    const context: Context = { out, json: asJson, root: options.sysfsRoot, containerPath: options.containerPath, ids: new PciIds(options.pciIds), sandbox: options.sandbox }
+    return await run(cmd, context)
   } catch (err) {
     if (err instanceof UsageError) {
       if (asJson) {
@@ -714,6 +979,10 @@ export async function main(argv: string[], out: Output = console, options: CliOp
       out.error(`vfio-ioctls: ${err.message}`)
       out.error("Run 'vfio-ioctls --help' for usage.")
       return 2
+    }
+    if (err instanceof SandboxError) {
+      out.error(`vfio-ioctls sandbox: error: ${err.code}: ${err.message}`)
+      return err.exitCode
     }
     if (asJson) {
       out.log(json({ error: errorJson(err) }))
