@@ -4,8 +4,9 @@
 # registry (verdaccio, no uplinks) on 127.0.0.1, installs vfio-ioctls from it into a
 # fresh project with cargo/rustc off the PATH, and uses it there: require, import,
 # tsc (also as a strict consumer with `"types": []`), the CLI, the licence notices, an
-# install as on macOS (the missing-binary message), and examples/edu-driver.ts in the
-# QEMU guest. Before publishing, the packed tarball goes through attw (are the types
+# install as on macOS (the missing-binary message), and the installed package's
+# examples/edu-driver.ts and examples/nvme-driver.ts in its own `vfio-ioctls sandbox`
+# (the QEMU guest the package ships, with --device edu and --device nvme). Before publishing, the packed tarball goes through attw (are the types
 # wrong) and publint, offline (in a network namespace of its own where it can make one).
 # Prints `ok - <name>` / `not ok - <name>` per check, ends with
 # `registry: N passed, N failed`, exits non-zero on any failure. The checks and helpers
@@ -114,9 +115,9 @@ ROOT_TGZ=$(pack .) || bail "npm pack (vfio-ioctls)"
 PLATFORM_TGZ=$(pack "$PLATFORM_DIR") || bail "npm pack (vfio-ioctls-linux-x64-gnu)"
 check "vfio-ioctls tarball holds only what users need" bash -c "
     f='$WORK/pack/vfio-ioctls.files'
-    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/index\.(mjs|d\.mts)|native/binding\.(cjs|d\.ts)|examples/(edu|nvme)-driver\.ts|(README|CHANGELOG|CONTRIBUTING|THIRD-PARTY-NOTICES)\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
+    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/index\.(mjs|d\.mts)|native/binding\.(cjs|d\.ts)|examples/(edu|nvme)-driver\.ts|guest/(run|setup|init|common)\.sh|(README|CHANGELOG|CONTRIBUTING|THIRD-PARTY-NOTICES)\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
     [ -z \"\$bad\" ] || { echo \"unexpected: \$bad\"; exit 1; }
-    for need in dist/index.js dist/index.d.ts dist/cli.js esm/index.mjs esm/index.d.mts native/binding.cjs native/binding.d.ts examples/edu-driver.ts examples/nvme-driver.ts LICENSE-APACHE LICENSE-BSD-3-Clause THIRD-PARTY-NOTICES.md CHANGELOG.md; do
+    for need in dist/index.js dist/index.d.ts dist/cli.js esm/index.mjs esm/index.d.mts native/binding.cjs native/binding.d.ts examples/edu-driver.ts examples/nvme-driver.ts guest/run.sh guest/setup.sh guest/init.sh guest/common.sh LICENSE-APACHE LICENSE-BSD-3-Clause THIRD-PARTY-NOTICES.md CHANGELOG.md; do
         grep -qx \"\$need\" \"\$f\" || { echo \"missing: \$need\"; exit 1; }
     done"
 check "vfio-ioctls-linux-x64-gnu tarball: the binary, licenses, third-party notices, README" \
@@ -280,30 +281,42 @@ check "npm install --os=darwin --cpu=arm64: installs, no platform package, first
     [ -d node_modules/vfio-ioctls ] && ! ls -d node_modules/vfio-ioctls-* 2>/dev/null || exit 1
     node checks.mjs unsupported"
 
-# --- the edu example from the installed package, in the guest ------------------------
+# --- the examples from the installed package, in its own sandbox ---------------------
+# As a user runs a driver: the app's node_modules/.bin/vfio-ioctls sandbox boots the
+# guest the package ships (guest/run.sh from node_modules) with only the device asked
+# for, bound to vfio-pci, and runs node there in this directory (tsx is the repo's: the
+# app does not install it). One check per example.
 cd "$WORK/app"
-sed "s#from '\.\.'#from 'vfio-ioctls'#" "$ROOT/examples/edu-driver.ts" >edu-driver.ts
-if grep -q "from 'vfio-ioctls'" edu-driver.ts && ! grep -q "from '\.\.'" edu-driver.ts; then
-    TSX=$(node "$CHECKS" resolve tsx)
-    echo "# guest/run.sh --timeout 300 -- node --import $TSX edu-driver.ts (in $PWD)"
-    "$ROOT/guest/run.sh" --timeout 300 -- node --import "$TSX" edu-driver.ts 2>&1 | tee "$WORK/edu.log" | sed 's/^/#   /'
-    rc=${PIPESTATUS[0]}
-    # Node was once killed by SIGILL (exit 132) under TCG before it printed anything, and
-    # never again in reruns: an emulator flake, not a result. One more boot tells which;
-    # a second failure, or any failure after the example started, fails the check.
-    if [ "$rc" -eq 132 ] && ! grep -q '^\[1\]' "$WORK/edu.log"; then
-        echo "# node died by SIGILL before the example started (a TCG flake seen once): booting again"
-        "$ROOT/guest/run.sh" --timeout 300 -- node --import "$TSX" edu-driver.ts 2>&1 | tee "$WORK/edu.log" | sed 's/^/#   /'
+TSX=$(node "$CHECKS" resolve tsx)
+# sandbox_example NAME DEVICE: examples/NAME-driver.ts of the installed package, its
+# import rewritten to 'vfio-ioctls', in `vfio-ioctls sandbox --device DEVICE`.
+sandbox_example() {
+    local name=$1 device=$2 file=$1-driver.ts log=$WORK/$1.log rc=0 try
+    local run=(node_modules/.bin/vfio-ioctls sandbox --device "$device" --timeout 300 -- node --import "$TSX" "$file")
+    sed "s#from '\.\.'#from 'vfio-ioctls'#" "node_modules/vfio-ioctls/examples/$file" >"$file"
+    if ! grep -q "from 'vfio-ioctls'" "$file" || grep -q "from '\.\.'" "$file"; then
+        not_ok "rewrite examples/$file to import from 'vfio-ioctls'"
+        return
+    fi
+    for try in 1 2; do
+        echo "# ${run[*]} (in $PWD)"
+        "${run[@]}" 2>&1 | tee "$log" | sed 's/^/#   /'
         rc=${PIPESTATUS[0]}
-    fi
-    if [ "$rc" -eq 0 ] && grep -q '^PASS' "$WORK/edu.log"; then
-        ok "edu example from the installed package, in the guest"
+        # Node has been killed by SIGILL (132) or SIGSEGV (139) under TCG before it printed
+        # anything, and never again in reruns: an emulator flake, not a result. One more
+        # boot tells which; a second failure, or any failure after the example started,
+        # fails the check.
+        [ "$try" = 1 ] && { [ "$rc" -eq 132 ] || [ "$rc" -eq 139 ]; } && ! grep -q '^\[1\]' "$log" || break
+        echo "# node died by signal $((rc - 128)) before the example started (a TCG flake): booting again"
+    done
+    if [ "$rc" -eq 0 ] && grep -q '^PASS' "$log"; then
+        ok "$name example from the installed package, in vfio-ioctls sandbox --device $device"
     else
-        not_ok "edu example from the installed package, in the guest (exit $rc)"
+        not_ok "$name example from the installed package, in vfio-ioctls sandbox --device $device (exit $rc)"
     fi
-else
-    not_ok "rewrite examples/edu-driver.ts to import from 'vfio-ioctls'"
-fi
+}
+sandbox_example edu edu
+sandbox_example nvme nvme
 
 echo "# installed: vfio-ioctls $(du -sk node_modules/vfio-ioctls | cut -f1) KiB, vfio-ioctls-linux-x64-gnu $(du -sk node_modules/vfio-ioctls-linux-x64-gnu | cut -f1) KiB ($(du -sb node_modules/vfio-ioctls-linux-x64-gnu | cut -f1) bytes)"
 cd "$ROOT"
