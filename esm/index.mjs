@@ -14,6 +14,7 @@ export const {
   MappedRegion,
   VfioError,
   VfioTypeError,
+  VfioAbortError,
   ErrorCode,
   RegionIndex,
   IrqIndex,
@@ -23,6 +24,7 @@ export const {
   Extension,
   PciConfig,
   sysfs,
+  barrier,
   features,
   pageSize,
 } = cjs
