@@ -47,9 +47,18 @@ const COMMAND_MEMORY = 0x2
 const COMMAND_BUS_MASTER = 0x4
 const IRQ_NAMES = ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ']
 
+/** The core's `irq_index_name`: `MSI (index 1)`. */
 function irqName(index: number): string {
-  return IRQ_NAMES[index] ?? `IRQ index ${index}`
+  const name = IRQ_NAMES[index]
+  return name === undefined ? `IRQ index ${index}` : `${name} (index ${index})`
 }
+
+/** The core's name of an accessor (`read_u32`), which its range and alignment errors carry. */
+function coreOp(op: string): string {
+  return op.replace(/([A-Z])/g, (c) => `_${c.toLowerCase()}`)
+}
+
+const NOT_FOUND_HINT = ' (check `vfio-ioctls list` or `lspci -D` for the devices present)'
 
 /** One region of a declared device. */
 export interface RegionState {
@@ -385,6 +394,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     protected abstract store(offset: number, data: Buffer, width?: 1 | 2 | 4 | 8): void
     #aligned(op: string, offset: number, width: 1 | 2 | 4 | 8): void {
       this.alive()
+      op = coreOp(op)
       if (offset % width !== 0) throw invalid(op, `offset ${hex(offset)} is not aligned to the access width of ${width} bytes`)
       this.access(op, offset, width)
     }
@@ -452,9 +462,9 @@ export function createMockBinding(sys: SystemState): NativeBinding {
   }
 
   function within(op: string, what: string, offset: number, width: number, size: number): void {
-    const end = offset + width
-    if (!Number.isSafeInteger(end)) throw outOfRange(op, `${what}: offset ${hex(offset)} + ${width} overflows 64 bits`)
-    if (end > size) throw outOfRange(op, `${what}: [${hex(offset)}, ${hex(end)}) lies past its size ${hex(size)}`)
+    // Offsets and widths are at most 2^53: their sum never overflows the core's u64.
+    const end = BigInt(offset) + BigInt(width)
+    if (end > BigInt(size)) throw outOfRange(op, `${what}: [${hex(offset)}, ${hex(end)}) lies past its size ${hex(size)}`)
   }
 
   let makingRegion: { open: OpenState; region: RegionState; areas: Binding.MmapArea[] } | undefined
@@ -753,10 +763,9 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       return this.#get().dev.irqs.map((i) => ({ ...i }))
     }
     #range(op: string, r: RegionState, offset: number, length: number): void {
-      const end = offset + length
-      if (!Number.isSafeInteger(end)) throw outOfRange(op, `region ${r.info.index}: offset ${hex(offset)} + length ${length} overflows`)
+      const end = BigInt(offset) + BigInt(length)
       if (!r.info.present) throw outOfRange(op, `region ${r.info.index} is not implemented by this device`)
-      if (end > r.info.size) throw outOfRange(op, `region ${r.info.index}: [${hex(offset)}, ${hex(end)}) lies past its size ${hex(r.info.size)}`)
+      if (end > BigInt(r.info.size)) throw outOfRange(op, `region ${r.info.index}: [${hex(offset)}, ${hex(end)}) lies past its size ${hex(r.info.size)}`)
     }
     regionRead(index: number, offset: number, length: number): Buffer {
       const i = toU32('regionRead', 'index', index)
@@ -814,7 +823,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       const open = this.#get()
       const dev = open.dev
       const irq = dev.irqs[i]
-      if (irq === undefined) throw outOfRange('claim_irq', `${dev.address} has no IRQ index ${i}`)
+      if (irq === undefined || irq.count === 0) throw outOfRange('claim_irq', `${dev.address} has no IRQ index ${i}`)
       const end = Math.min(s + n, 0xffff_ffff)
       if (n === 0 || end > irq.count) {
         throw outOfRange('claim_irq', `${dev.address}: vectors [${s}, ${end}) of IRQ index ${i} do not fit its ${irq.count} vector(s)`)
@@ -869,6 +878,12 @@ export function createMockBinding(sys: SystemState): NativeBinding {
         )
       }
       if (dev.irqs[i] === undefined) throw outOfRange('disable_irq', `${dev.address} has no IRQ index ${i}`)
+      // Only a live Interrupts enables an index, and it is held then: the kernel refuses
+      // to disable what is not enabled.
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, `VFIO_DEVICE_SET_IRQS on ${dev.address} irq ${i} (disable_irq) failed: Invalid argument (os error 22)`, {
+        errno: 22,
+        syscall: 'VFIO_DEVICE_SET_IRQS',
+      })
     }
     close(): void {
       const open = this.#open
@@ -954,9 +969,9 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       }
       const owner = sys.groupOwners.get(dev.group)
       if (owner !== undefined && owner !== c) {
-        throw new VfioError(ErrorCode.BUSY, `VFIO_GROUP_SET_CONTAINER on /dev/vfio/${dev.group} failed: Device or resource busy (os error 16) (the group is held by another container or process)`, {
+        throw new VfioError(ErrorCode.BUSY, `open on /dev/vfio/${dev.group} failed: Device or resource busy (os error 16) (the group is open in another process or container)`, {
           errno: 16,
-          syscall: 'VFIO_GROUP_SET_CONTAINER',
+          syscall: 'open',
           path: `/dev/vfio/${dev.group}`,
         })
       }
@@ -1039,12 +1054,15 @@ export function createMockBinding(sys: SystemState): NativeBinding {
   }
   const find = (address: string): DeviceState => {
     const dev = sys.devices.get(address)
-    if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device not found at /sys/bus/pci/devices/${address}`, { path: `/sys/bus/pci/devices/${address}` })
+    if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device ${address} not found at /sys/bus/pci/devices/${address}${NOT_FOUND_HINT}`, { path: `/sys/bus/pci/devices/${address}` })
     return dev
   }
   const notHeld = (op: string, dev: DeviceState): void => {
     if (dev.opens > 0) {
-      throw busy(op, `${dev.address} is open in this process (a Device, or a mapped region or Interrupts of one): close it first, or the kernel would wait for it for ever`)
+      throw busy(
+        op,
+        `this process holds ${dev.address} open through VFIO (${dev.opens} device handle${dev.opens === 1 ? '' : 's'}), and the kernel would block the ${op} until it is released, deadlocking this process; close the Device and its MappedRegions and Interrupts first (nothing was changed)`,
+      )
     }
   }
   const bindVfio = (address: string, root?: string | null, op = 'bind'): Binding.BindResult => {
@@ -1187,7 +1205,7 @@ function resolveDevice(sys: SystemState, text: string): DeviceState {
   if (parts !== undefined) {
     const address = formatAddress(parts)
     const dev = sys.devices.get(address)
-    if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device not found at /sys/bus/pci/devices/${address}`, { path: `/sys/bus/pci/devices/${address}` })
+    if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device ${address} not found at /sys/bus/pci/devices/${address}${NOT_FOUND_HINT}`, { path: `/sys/bus/pci/devices/${address}` })
     return dev
   }
   if (!text.startsWith('/')) {
@@ -1202,7 +1220,7 @@ function resolveDevice(sys: SystemState, text: string): DeviceState {
   }
   if (path === '/sys' || path.startsWith('/sys/')) {
     // Nothing else exists in the mock's sysfs.
-    throw new VfioError(ErrorCode.NOT_FOUND, `device not found at ${path}`, { path })
+    throw new VfioError(ErrorCode.NOT_FOUND, `device not found at ${text}${NOT_FOUND_HINT}`, { path: text })
   }
   throw invalid(op, `${JSON.stringify(text)} resolves to ${path}, which is not a device directory under /sys/devices or /sys/bus`)
 }
