@@ -365,6 +365,7 @@ test.serial('MSI without bus mastering: the device cannot signal, and the aborte
 })
 
 test.serial('MSI-X vectors apart (NVMe): next({ vector }), takePending without waiting, events({ vector, signal })', async (t) => {
+  sysfs.bind(NVME) // an earlier test leaves it unbound
   using c = new Container()
   using nvme = c.openDevice(NVME)
   nvme.setBusMaster(true)
