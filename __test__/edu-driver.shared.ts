@@ -167,8 +167,8 @@ export function eduTests(test: TestFn, address: string): void {
     t.deepEqual(
       edu.container.dmaMappings().map((m) => [m.iova, m.size]),
       [
-        [0x10_0000n, 4096n],
-        [0x20_0000n, 4096n],
+        [0x10_0000n, 4096],
+        [0x20_0000n, 4096],
       ],
     )
   })

@@ -35,7 +35,8 @@ export function pureTable(): [string, string][] {
     rows.push([name, outcome(fn)])
   }
   for (const a of [...addresses, ...texts]) row(`parseAddress(${JSON.stringify(a).slice(0, 40)})`, () => sysfs.parseAddress(a))
-  for (const n of numbers) {
+  // Large floats: Rust writes the shortest digits, then zeros (2^63 is 9223372036854776000).
+  for (const n of [...numbers, 2 ** 63, -(2 ** 70), 1.5e300, 123456789e30]) {
     row(`new Container({ kvmDeviceFd: ${n} })`, () => new Container({ kvmDeviceFd: n }))
     row(`new Container({ mshvDeviceFd: ${n} })`, () => new Container({ mshvDeviceFd: n }))
   }
@@ -125,6 +126,51 @@ export function deviceTable(address: string): [string, string][] {
     a.close()
     row('closed dma.readU8(0)', () => a.readU8(0))
   }
+  // The library's choice of an IOVA and the checks of the DMA options (no mapping is left).
+  const chosen = (size: number, o: Parameters<Container['allocateDma']>[1]) => (): string => {
+    const b = c.allocateDma(size, o)
+    try {
+      return `0x${b.iova.toString(16)}`
+    } finally {
+      b.close()
+    }
+  }
+  row('allocateDma(4096) chooses', chosen(4096, {}))
+  row('allocateDma(8192, align 2M) chooses', chosen(8192, { align: 0x20_0000 }))
+  row('allocateDma(4096, dmaMask 0x1fff) chooses', chosen(4096, { dmaMask: 0x1fffn }))
+  for (const align of [0, 1, 2048, 0x3000, 4097, 1.5, -1, 2 ** 53, 2 ** 63]) row(`allocateDma(4096, align ${align})`, chosen(4096, { align }))
+  for (const [size, mask] of [[8192, 0x1fffn], [4096, 0xfffn], [4096, 0n], [1 << 20, 0xf_ffffn], [4096, -1n], [4096, 1n << 64n]] as const) {
+    row(`allocateDma(${size}, dmaMask ${mask})`, chosen(size, { dmaMask: mask }))
+  }
+  row('allocateDma(4096, iova 0x300000, align 2M)', chosen(4096, { iova: 0x30_0000, align: 0x20_0000 }))
+  row('allocateDma(8192, iova 0xfffff000, dmaMask 2^32 - 1)', chosen(8192, { iova: 0xffff_f000, dmaMask: 0xffff_ffffn }))
+  row('allocateDma(4096, iova 0x1001, align 2048)', chosen(4096, { iova: 0x1001, align: 2048 }))
+  for (const [size, huge] of [[4096, '2M'], [0, '2M'], [3 << 20, '2M'], [2 << 20, '1G'], [4096, '3M'], [4096, ''], [4096, '2m'], [4096, 'x'.repeat(40)]] as const) {
+    row(`allocateDma(${size}, hugePages ${huge.slice(0, 8)})`, chosen(size, { hugePages: huge as '2M' }))
+  }
+  row('allocateDma(4096, hugePages 2M, align 4096)', chosen(4096, { hugePages: '2M', align: 4096 }))
+  {
+    using b = c.allocateDma(8192, { iova: 0x10_0000 })
+    for (const [o, n] of [[0, 0], [8192, 1], [0, 8193], [8191, 2], [-1, 1], [0, 1.5], [2 ** 53, 1]] as const) row(`dma.slice(${o}, ${n})`, () => b.slice(o, n).size)
+    using s = b.slice(0x1000, 0x100)
+    row('slice.iova', () => `0x${s.iova.toString(16)}`)
+    row('slice.slice(0xf8, 0x10)', () => s.slice(0xf8, 0x10))
+    row('slice.slice(0x10, 0)', () => s.slice(0x10, 0))
+    row('slice.readU32(0x100)', () => s.readU32(0x100))
+    row('slice.readU16(1)', () => s.readU16(1))
+    row('slice.read(0xff, 2)', () => s.read(0xff, 2))
+    using odd = b.slice(1, 16)
+    row('odd slice.readU32(0)', () => odd.readU32(0))
+    row('odd slice.writeU16(0, 1)', () => odd.writeU16(0, 1))
+    row('odd slice.readU8(0)', () => odd.readU8(0))
+    b.close()
+    row('slice after its buffer closed: readU8(0)', () => s.readU8(0))
+    row('slice after its buffer closed: closed', () => s.closed)
+    row('slice after its buffer closed: mapped', () => s.mapped)
+  }
+  row('dmaMappings() after', () => JSON.stringify(c.dmaMappings().map((m) => [String(m.iova), m.size])))
+  row('hotResetInfo() on the root bus', () => d.hotResetInfo())
+  row('hotReset() on the root bus', () => d.hotReset())
   {
     using msi = d.enableMsi(1)
     row('enableMsi again', () => d.enableMsi(1))

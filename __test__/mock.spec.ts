@@ -156,6 +156,117 @@ test.serial('mock: the device table answers with the codes the native rules give
   t.is(codeOf('unmap twice'), ErrorCode.INVALID_ARGUMENT)
 })
 
+test.serial('mock: allocateDma without an iova takes the lowest free one, as the core chooses (never page 0)', (t) => {
+  using c = new Container()
+  using d = c.openDevice(edu.address)
+  const a = c.allocateDma(4096)
+  t.is(a.iova, 0x1000n, 'the first page is never chosen')
+  using b = c.allocateDma(8192)
+  t.is(b.iova, 0x2000n)
+  using big = c.allocateDma(4096, { align: 0x20_0000 })
+  t.is(big.iova, 0x20_0000n)
+  using low = c.allocateDma(4096, { dmaMask: 0xffff_ffffn })
+  t.is(low.iova, 0x4000n)
+  a.close()
+  using again = c.allocateDma(4096)
+  t.is(again.iova, 0x1000n, 'a freed gap is taken again')
+  using at = c.allocateDma(4096, { iova: 0x10_0000, align: 0x1000 })
+  t.is(at.iova, 0x10_0000n)
+  t.deepEqual(
+    c.dmaMappings().map((m) => [m.iova, m.size]),
+    [
+      [0x1000n, 4096],
+      [0x2000n, 8192],
+      [0x4000n, 4096],
+      [0x10_0000n, 4096],
+      [0x20_0000n, 4096],
+    ],
+  )
+  const none = throwsCode(t, () => c.allocateDma(8192, { dmaMask: 0x1fffn }), ErrorCode.OUT_OF_RANGE)
+  t.is(
+    none.message,
+    'allocate_dma: no free IOVA for size 0x2000 aligned to 0x1000 with its last byte at most 0x1fff (dmaMask) in the usable ranges [0x0, 0xfedfffff], [0xfef00000, 0x7fffffffff] beside the 5 current mappings (dmaMappings()): unmap buffers, allocate less, or relax align or dmaMask',
+  )
+  t.is(throwsCode(t, () => c.allocateDma(4096, { align: 2048 }), ErrorCode.INVALID_ARGUMENT).message, 'allocate_dma: align 0x800 must be a power of two of at least the page size 0x1000')
+  throwsCode(t, () => c.allocateDma(4096, { align: 0x3000 }), ErrorCode.INVALID_ARGUMENT)
+  t.regex(throwsCode(t, () => c.allocateDma(4096, { iova: 0x30_1000, align: 0x2000 }), ErrorCode.INVALID_ARGUMENT).message, /is not a multiple of align 0x2000/)
+  t.regex(throwsCode(t, () => c.allocateDma(8192, { iova: 0xffff_f000, dmaMask: 0xffff_ffffn }), ErrorCode.OUT_OF_RANGE).message, /\[0xfffff000, 0x100000fff\] ends above the dmaMask 0xffffffff/)
+  t.is(
+    throwsCode(t, () => c.allocateDma(4096, { hugePages: '2M' }), ErrorCode.INVALID_ARGUMENT).message,
+    'allocate_dma: size 0x1000 must be a non-zero multiple of the 2 MiB huge page size 0x200000 (huge pages are never split: ask for 0x200000)',
+  )
+  t.regex(throwsCode(t, () => c.allocateDma(2 << 20, { hugePages: '2M' }), ErrorCode.UNSUPPORTED).message, /offers no 2 MiB huge pages/, 'no pool declared')
+  t.regex(throwsCode(t, () => c.allocateDma(4096, { hugePages: '3M' as '2M' }), ErrorCode.INVALID_ARGUMENT).message, /hugePages must be '2M' or '1G', got "3M"/)
+  t.is(c.dmaMappings().length, 5, 'nothing refused was mapped')
+  d.close()
+})
+
+test.serial('mock: DmaSlice: its own IOVA and bounds, shared memory, closed with its buffer', (t) => {
+  using c = new Container()
+  using d = c.openDevice(edu.address)
+  const buf = c.allocateDma(8192, { iova: 0x50_0000 })
+  const s = buf.slice(0x1000, 0x100)
+  t.is(s.iova, 0x50_1000n)
+  t.is(s.offset, 0x1000)
+  t.is(s.size, 0x100)
+  t.true(s.mapped)
+  s.writeU32(4, 0xdeadbeef)
+  t.is(buf.readU32(0x1004), 0xdeadbeef)
+  t.deepEqual([...sys.dma.read(0x50_1004, 4)], [0xef, 0xbe, 0xad, 0xde])
+  const inner = s.slice(0x10, 0x10)
+  t.is(inner.iova, 0x50_1010n)
+  t.is(inner.offset, 0x1010)
+  t.is(throwsCode(t, () => s.slice(0xf8, 0x10), ErrorCode.OUT_OF_RANGE).message, 'slice: DMA slice at iova 0x501000: [0xf8, +0x10) lies past its size 0x100')
+  t.is(throwsCode(t, () => buf.slice(0, 0), ErrorCode.INVALID_ARGUMENT).message, 'slice: DMA buffer at iova 0x500000: a slice needs a length of at least 1 byte')
+  throwsCode(t, () => buf.slice(8192, 1), ErrorCode.OUT_OF_RANGE)
+  t.regex(throwsCode(t, () => s.readU32(0x100), ErrorCode.OUT_OF_RANGE).message, /DMA slice at iova 0x501000: \[0x100, 0x104\) lies past its size 0x100/)
+  const odd = buf.slice(1, 16)
+  t.is(throwsCode(t, () => odd.readU32(0), ErrorCode.INVALID_ARGUMENT).message, 'read_u32: offset 0x0 is not naturally aligned in memory')
+  t.is(odd.readU8(0), 0)
+  buf.unmap()
+  t.false(s.mapped)
+  t.is(s.readU32(4), 0xdeadbeef, 'the memory stays after unmap')
+  buf.close()
+  t.true(s.closed)
+  t.true(inner.closed)
+  t.false(s.mapped)
+  throwsCode(t, () => s.readU8(0), ErrorCode.CLOSED)
+  d.close()
+})
+
+test.serial('mock: hot reset: ENODEV as ERR_VFIO_UNSUPPORTED on the root bus; behind a bridge every group on the bus must be held', async (t) => {
+  using c = new Container()
+  using d = c.openDevice(edu.address)
+  const root = throwsCode(t, () => d.hotResetInfo(), ErrorCode.UNSUPPORTED) as Error & { errno?: number; syscall?: string }
+  t.is(root.errno, 19)
+  t.is(root.syscall, 'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO')
+  t.regex(root.message, /^VFIO_DEVICE_GET_PCI_HOT_RESET_INFO on 0000:00:03\.0 failed: No such device \(os error 19\) \(the device can be reset neither by slot nor by bus/)
+  throwsCode(t, () => d.hotReset(), ErrorCode.UNSUPPORTED)
+  const rejected = await t.throwsAsync(d.hotResetAsync())
+  t.is((rejected as { code?: string }).code, ErrorCode.UNSUPPORTED)
+  const f0 = sys.addDevice({ address: '0000:02:00.0', vendor: 0x1234, device: 0x11e8, hotReset: true })
+  const f1 = sys.addDevice({ address: '02:00.1', vendor: 0x1234, device: 0x11e8, hotReset: true })
+  using h = new Container()
+  using d0 = h.openDevice(f0.address)
+  const expected = [
+    { address: '0000:02:00.0', group: f0.group },
+    { address: '0000:02:00.1', group: f1.group },
+  ]
+  t.deepEqual(d0.hotResetInfo(), expected)
+  const denied = throwsCode(t, () => d0.hotReset(), ErrorCode.PERMISSION) as Error & { path?: string }
+  t.is(denied.path, `/dev/vfio/${f1.group}`)
+  t.regex(denied.message, new RegExp(`^VFIO_DEVICE_PCI_HOT_RESET of 0000:02:00\\.0: the reset would also reset 0000:02:00\\.1 \\(group ${f1.group}\\), whose IOMMU groups`))
+  t.is(f0.resets, 0, 'nothing was reset')
+  using d1 = h.openDevice(f1.address)
+  t.deepEqual(d0.hotReset(), expected)
+  t.deepEqual([f0.resets, f1.resets], [1, 1])
+  t.deepEqual(await d1.hotResetAsync(), expected)
+  t.deepEqual([f0.resets, f1.resets], [2, 2])
+  d1.close()
+  d0.close()
+  d.close()
+})
+
 test.serial('mock: installing twice is refused; uninstalling restores the real binding', (t) => {
   throwsCode(t, () => MockSystem.install(), ErrorCode.BUSY)
   t.is(MockSystem.current, sys)
@@ -167,4 +278,22 @@ test.serial('mock: installing twice is refused; uninstalling restores the real b
   // Handles made through the mock go on working; new ones reach the kernel (none on this host).
   t.is(driver.id(), 0x010000ed)
   throwsCode(t, () => new Container(), ErrorCode.NOT_FOUND)
+})
+
+test.serial('mock: huge pages come from the pools the system declares', (t) => {
+  using s2 = MockSystem.install({ hugePages: { '2M': 2 } })
+  s2.addDevice(mockEdu())
+  using c = new Container()
+  using d = c.openDevice('0000:00:03.0')
+  const b = c.allocateDma(4 << 20, { hugePages: '2M' })
+  t.is(b.iova, 0x20_0000n, 'aligned to the huge page size by default, past page 0')
+  t.deepEqual(s2.freeHugePages, { '2M': 0 })
+  const short = throwsCode(t, () => c.allocateDma(2 << 20, { hugePages: '2M' }), ErrorCode.OUT_OF_RANGE) as Error & { errno?: number; path?: string }
+  t.is(short.errno, 12)
+  t.is(short.path, '/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages')
+  t.regex(short.message, /^mmap of 1 2 MiB huge pages failed: Cannot allocate memory \(os error 12\) \(0 2 MiB huge pages are free/)
+  throwsCode(t, () => c.allocateDma(1 << 30, { hugePages: '1G' }), ErrorCode.UNSUPPORTED)
+  b.close()
+  t.deepEqual(s2.freeHugePages, { '2M': 2 })
+  d.close()
 })

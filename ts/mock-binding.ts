@@ -111,6 +111,11 @@ export interface DeviceState {
   regions: RegionState[]
   irqs: Binding.IrqInfo[]
   canReset: boolean
+  /**
+   * Whether a bridge above it can reset its bus (`MockDeviceSpec.hotReset`): a hot reset
+   * then resets every declared device on its bus; otherwise the kernel's ENODEV.
+   */
+  hotReset: boolean
   resets: number
   hooks: Map<number, RegisterHook[]>
   handlers: Map<number, AccessHandler>
@@ -134,6 +139,9 @@ export interface DmaState {
   mapped: boolean
 }
 
+/** The huge page pools of the mock system: free pages by size name (`'2M'`, `'1G'`); a size not listed has no pool. */
+export type HugePagePools = Partial<Record<'2M' | '1G', number>>
+
 /** A container's IOMMU context. */
 export interface ContainerState {
   id: number
@@ -150,6 +158,8 @@ export interface SystemState {
   iovaRanges: Binding.IovaRange[]
   dmaLimit: number
   dmaAllocated: number
+  /** Free huge pages by size; a size absent is one the mock kernel does not offer. */
+  hugePages: HugePagePools
   nextContainer: number
 }
 
@@ -392,11 +402,17 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     protected abstract access(op: string, offset: number, width: number): void
     protected abstract load(offset: number, length: number, width?: 1 | 2 | 4 | 8): Buffer
     protected abstract store(offset: number, data: Buffer, width?: 1 | 2 | 4 | 8): void
+    /** Where offset 0 lies in page-aligned memory (a DMA slice's offset in its buffer). */
+    protected base(): number {
+      return 0
+    }
     #aligned(op: string, offset: number, width: 1 | 2 | 4 | 8): void {
       this.alive()
       op = coreOp(op)
       if (offset % width !== 0) throw invalid(op, `offset ${hex(offset)} is not aligned to the access width of ${width} bytes`)
       this.access(op, offset, width)
+      // The core's `aligned_ptr`: the address too, which a slice can shift.
+      if ((this.base() + offset) % width !== 0) throw invalid(op, `offset ${hex(offset)} is not naturally aligned in memory`)
     }
     #get(op: string, offset: number, width: 1 | 2 | 4 | 8): bigint {
       const o = toU64(op, 'offset', offset)
@@ -571,10 +587,12 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     }
   }
 
-  let makingDma: { container: ContainerState; mapping: MappingState } | undefined
+  let makingDma: { container: ContainerState; mapping: MappingState; hugePages?: { name: '2M' | '1G'; count: number } } | undefined
   class DmaBuffer extends Volatile implements Binding.DmaBuffer {
-    #state: { container: ContainerState; mapping: MappingState } | undefined
+    #state: { container: ContainerState; mapping: MappingState; hugePages?: { name: '2M' | '1G'; count: number } } | undefined
     #viewMade = false
+    /** Shared with its slices: cleared by `close()`, so that they refuse access from then on. */
+    readonly #open = { open: true }
     constructor() {
       super()
       if (makingDma === undefined) throw notConstructible('DmaBuffer', 'container.allocateDma()')
@@ -615,6 +633,13 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       this.#viewMade = true
       return m.memory
     }
+    slice(offset: number, length: number): Binding.DmaSlice {
+      const o = toU64('slice', 'offset', offset)
+      const n = toU64('slice', 'length', length)
+      const s = this.#get()
+      checkSliceRange(`DMA buffer at iova ${hex(s.mapping.iova)}`, o, n, s.mapping.size)
+      return makeSlice({ parent: this.#open, mapping: s.mapping, offset: o, size: n })
+    }
     unmap(): void {
       const s = this.#get()
       if (!s.mapping.buffer.mapped) throw invalid('VFIO_IOMMU_UNMAP_DMA', `the buffer at iova ${hex(s.mapping.iova)} is not mapped`)
@@ -626,7 +651,87 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       if (s === undefined) return
       if (s.mapping.buffer.mapped) this.unmap()
       this.#state = undefined
+      this.#open.open = false
       sys.dmaAllocated -= s.mapping.size
+      if (s.hugePages !== undefined) sys.hugePages[s.hugePages.name] = (sys.hugePages[s.hugePages.name] ?? 0) + s.hugePages.count
+    }
+  }
+
+  interface SliceState {
+    parent: { open: boolean }
+    mapping: MappingState
+    offset: number
+    size: number
+  }
+  let makingSlice: SliceState | undefined
+  const makeSlice = (state: SliceState): DmaSlice => {
+    makingSlice = state
+    try {
+      return new DmaSlice()
+    } finally {
+      makingSlice = undefined
+    }
+  }
+  class DmaSlice extends Volatile implements Binding.DmaSlice {
+    #state: SliceState | undefined
+    constructor() {
+      super()
+      if (makingSlice === undefined) throw notConstructible('DmaSlice', 'dmaBuffer.slice()')
+      this.#state = makingSlice
+    }
+    #get(): SliceState {
+      // The buffer's close ends its slices too: its mapping is gone then.
+      if (this.#state !== undefined && !this.#state.parent.open) throw closed('DMA buffer')
+      if (this.#state === undefined) throw closed('DMA slice')
+      return this.#state
+    }
+    protected alive(): void {
+      this.#get()
+    }
+    protected override base(): number {
+      return this.#get().offset
+    }
+    protected access(op: string, offset: number, width: number): void {
+      const s = this.#get()
+      within(op, `DMA slice at iova ${hex(s.mapping.iova + BigInt(s.offset))}`, offset, width, s.size)
+    }
+    protected load(offset: number, length: number): Buffer {
+      const s = this.#get()
+      return Buffer.from(s.mapping.memory.subarray(s.offset + offset, s.offset + offset + length))
+    }
+    protected store(offset: number, data: Buffer): void {
+      const s = this.#get()
+      s.mapping.memory.set(data, s.offset + offset)
+    }
+    get iova(): bigint {
+      const s = this.#get()
+      return s.mapping.iova + BigInt(s.offset)
+    }
+    get offset(): number {
+      return this.#get().offset
+    }
+    get size(): number {
+      return this.#get().size
+    }
+    get mapped(): boolean {
+      try {
+        return this.#get().mapping.buffer.mapped
+      } catch {
+        return false
+      }
+    }
+    get closed(): boolean {
+      return this.#state === undefined || !this.#state.parent.open
+    }
+    slice(offset: number, length: number): Binding.DmaSlice {
+      const o = toU64('slice', 'offset', offset)
+      const n = toU64('slice', 'length', length)
+      const s = this.#get()
+      checkSliceRange(`DMA slice at iova ${hex(s.mapping.iova + BigInt(s.offset))}`, o, n, s.size)
+      return makeSlice({ parent: s.parent, mapping: s.mapping, offset: s.offset + o, size: n })
+    }
+    close(): void {
+      this.#state = undefined
     }
   }
 
@@ -719,6 +824,43 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       for (const f of s.open.dev.onClaimsChanged) f()
       release(s.open)
     }
+  }
+
+  /** The core's `hot_reset_info`: the devices on the bus a bridge above `dev` resets, or the kernel's ENODEV. */
+  const hotResetInfo = (dev: DeviceState): Binding.HotResetDevice[] => {
+    if (!dev.hotReset) {
+      const op = 'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO'
+      throw new VfioError(
+        ErrorCode.UNSUPPORTED,
+        `${op} on ${dev.address} failed: No such device (os error 19) (the device can be reset neither by slot nor by bus: it sits on a root bus, with no bridge above it whose secondary bus could be reset, or its bridge forbids bus resets; use reset() when the device has a reset method (info.canReset), or put the device behind a bridge or root port)`,
+        { errno: 19, syscall: op },
+      )
+    }
+    const bus = dev.address.slice(0, 7)
+    return [...sys.devices.values()]
+      .filter((d) => d.address.slice(0, 7) === bus)
+      .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
+      .map((d) => ({ address: d.address, group: d.group }))
+  }
+  /** The core's `pci_hot_reset`: every affected group must be held by the device's container. */
+  const hotReset = (open: OpenState): Binding.HotResetDevice[] => {
+    const affected = hotResetInfo(open.dev)
+    const missing = affected.filter((d) => !open.container.groups.has(d.group))
+    if (missing.length > 0) {
+      const names = missing.map((d) => `${d.address} (group ${d.group})`).join(', ')
+      throw new VfioError(
+        ErrorCode.PERMISSION,
+        `VFIO_DEVICE_PCI_HOT_RESET of ${open.dev.address}: the reset would also reset ${names}, whose IOMMU groups this device's container does not hold: open a device of each of those groups through the same container (container.openDevice(address); bind it to vfio-pci first) so the container holds the group; a group that another container or process holds must be closed there`,
+        { syscall: 'VFIO_DEVICE_PCI_HOT_RESET', path: `/dev/vfio/${missing[0]?.group ?? 0}` },
+      )
+    }
+    for (const a of affected) {
+      const d = sys.devices.get(a.address)
+      if (d === undefined) continue
+      d.resets++
+      for (const f of d.onReset) f()
+    }
+    return affected
   }
 
   let makingDevice: OpenState | undefined
@@ -814,6 +956,16 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       if (!open.dev.canReset) throw unsupported('VFIO_DEVICE_RESET', `${open.dev.address} reports no reset method`)
       open.dev.resets++
       for (const f of open.dev.onReset) f()
+    }
+    hotResetInfo(): Binding.HotResetDevice[] {
+      return hotResetInfo(this.#get().dev)
+    }
+    hotReset(): Binding.HotResetDevice[] {
+      return hotReset(this.#get())
+    }
+    hotResetAsync(): Promise<Binding.HotResetDevice[]> {
+      const open = this.#get()
+      return later(() => hotReset(open))
     }
     enableIrq(index: number, start: number, count: number): Binding.Interrupts {
       const op = 'enableIrq'
@@ -946,7 +1098,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     }
     dmaMappings(): Binding.DmaMapping[] {
       return this.#get()
-        .mappings.map((m) => ({ iova: m.iova, size: BigInt(m.size) }))
+        .mappings.map((m) => ({ iova: m.iova, size: m.size }))
         .sort((a, b) => (a.iova < b.iova ? -1 : 1))
     }
     openDevice(addressOrPath: string): Binding.Device {
@@ -985,36 +1137,68 @@ export function createMockBinding(sys: SystemState): NativeBinding {
         makingDevice = undefined
       }
     }
-    allocateDma(size: bigint, iova: bigint): Binding.DmaBuffer {
-      const s = bigintToU64('allocateDma', 'size', size)
-      const at = bigintToU64('allocateDma', 'iova', iova)
+    allocateDma(size: number, options?: Binding.DmaOptions | undefined | null): Binding.DmaBuffer {
+      const OP = 'allocateDma'
+      const s = BigInt(toU64(OP, 'size', size))
+      const o = options ?? {}
+      const given = o.iova === undefined || o.iova === null ? undefined : bigintToU64(OP, 'iova', o.iova)
+      const align = o.align === undefined || o.align === null ? undefined : BigInt(toU64(OP, 'align', o.align))
+      const mask = o.dmaMask === undefined || o.dmaMask === null ? undefined : bigintToU64(OP, 'dmaMask', o.dmaMask)
+      const huge = o.hugePages === undefined || o.hugePages === null ? undefined : hugePageSize(OP, o.hugePages)
       const c = this.#get()
+      // The core's `allocate_dma_with`, in its order.
+      const op = 'allocate_dma'
       const page = BigInt(MOCK_PAGE_SIZE)
-      if (s === 0n || s % page !== 0n) throw invalid('allocate_dma', `size ${hex(s)} must be a non-zero multiple of the page size ${hex(page)}`)
-      if (at % page !== 0n) throw invalid('allocate_dma', `iova ${hex(at)} must be a multiple of the page size ${hex(page)}`)
-      const op = 'VFIO_IOMMU_MAP_DMA'
+      const unit = huge?.bytes ?? page
+      if (s === 0n || s % unit !== 0n) {
+        if (huge !== undefined) {
+          const ask = (s === 0n ? 1n : (s + unit - 1n) / unit) * unit
+          throw invalid(op, `size ${hex(s)} must be a non-zero multiple of the ${huge.display} huge page size ${hex(unit)} (huge pages are never split: ask for ${hex(ask)})`)
+        }
+        throw invalid(op, `size ${hex(s)} must be a non-zero multiple of the page size ${hex(page)}`)
+      }
+      const al = align ?? unit
+      if (al === 0n || (al & (al - 1n)) !== 0n || al < page) throw invalid(op, `align ${hex(al)} must be a power of two of at least the page size ${hex(page)}`)
+      const limit = mask ?? U64_MAX
+      if (given !== undefined) {
+        if (given % page !== 0n) throw invalid(op, `iova ${hex(given)} must be a multiple of the page size ${hex(page)}`)
+        if (align !== undefined && given % align !== 0n) throw invalid(op, `iova ${hex(given)} is not a multiple of align ${hex(align)}: choose another or leave iova out`)
+        const last = given + s - 1n > U64_MAX ? U64_MAX : given + s - 1n
+        if (mask !== undefined && last > mask) {
+          throw outOfRange(op, `[${hex(given)}, ${hex(last)}] ends above the dmaMask ${hex(mask)}, which the device cannot reach: choose a lower iova or leave it out`)
+        }
+      }
+      // The memory: huge pages come from the declared pool (`MockSystemOptions.hugePages`).
+      let pages: { name: '2M' | '1G'; count: number } | undefined
+      if (huge !== undefined) {
+        pages = { name: huge.name, count: Number(s / unit) }
+        checkHugePool(sys.hugePages, huge, s)
+      }
+      const mapOp = 'VFIO_IOMMU_MAP_DMA'
+      if (c.groups.size === 0) throw invalid(mapOp, 'the container has no IOMMU yet: open a device (or group) in it first')
+      const at = given ?? lowestIova(sys.iovaRanges, c.mappings, s, al, limit)
       const end = at + s
-      if (end >= 1n << 64n) throw outOfRange(op, `iova ${hex(at)} + size ${hex(s)} overflows 64 bits`)
-      if (c.groups.size === 0) throw invalid(op, 'the container has no IOMMU yet: open a device (or group) in it first')
-      checkIovaRanges(op, at, end, sys.iovaRanges)
+      if (end >= 1n << 64n) throw outOfRange(mapOp, `iova ${hex(at)} + size ${hex(s)} overflows 64 bits`)
+      checkIovaRanges(mapOp, at, end, sys.iovaRanges)
       for (const m of c.mappings) {
         const mEnd = m.iova + BigInt(m.size)
         if (m.iova < end && at < mEnd) {
-          throw invalid(op, `[${hex(at)}, ${hex(end)}) overlaps the existing mapping [${hex(m.iova)}, ${hex(mEnd)}); unmap it first or choose another IOVA`)
+          throw invalid(mapOp, `[${hex(at)}, ${hex(end)}) overlaps the existing mapping [${hex(m.iova)}, ${hex(mEnd)}); unmap it first or choose another IOVA`)
         }
       }
       if (BigInt(sys.dmaAllocated) + s > BigInt(sys.dmaLimit)) {
         throw new VfioError(
           ErrorCode.MEMLOCK,
-          `${op} on iova ${hex(at)} size ${hex(s)} failed: Cannot allocate memory (os error 12) (raise RLIMIT_MEMLOCK: the mock's limit is ${sys.dmaLimit} bytes, ${sys.dmaAllocated} in use)`,
-          { errno: 12, syscall: op },
+          `${mapOp} on iova ${hex(at)} size ${hex(s)} failed: Cannot allocate memory (os error 12) (raise RLIMIT_MEMLOCK: the mock's limit is ${sys.dmaLimit} bytes, ${sys.dmaAllocated} in use)`,
+          { errno: 12, syscall: mapOp },
         )
       }
+      if (pages !== undefined) sys.hugePages[pages.name] = (sys.hugePages[pages.name] ?? 0) - pages.count
       const buffer: DmaState = { mapped: true }
       const mapping: MappingState = { iova: at, size: Number(s), memory: Buffer.alloc(Number(s)), buffer }
       c.mappings.push(mapping)
       sys.dmaAllocated += Number(s)
-      makingDma = { container: c, mapping }
+      makingDma = pages === undefined ? { container: c, mapping } : { container: c, mapping, hugePages: pages }
       try {
         return new DmaBuffer()
       } finally {
@@ -1120,6 +1304,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     Container,
     Device,
     DmaBuffer,
+    DmaSlice,
     Interrupts,
     MappedRegion,
     WaitCancel,
@@ -1165,6 +1350,95 @@ export function createMockBinding(sys: SystemState): NativeBinding {
 
 function notConstructible(what: string, factory: string): VfioError {
   return new VfioError(ErrorCode.INVALID_ARGUMENT, `${what} objects are not constructed directly: use ${factory}`)
+}
+
+const U64_MAX = (1n << 64n) - 1n
+
+/** The core's `dma_slice::check_range`: a slice of at least one byte inside `len`. */
+function checkSliceRange(what: string, offset: number, size: number, len: number): void {
+  if (size === 0) throw invalid('slice', `${what}: a slice needs a length of at least 1 byte`)
+  if (BigInt(offset) + BigInt(size) > BigInt(len)) throw outOfRange('slice', `${what}: [${hex(offset)}, +${hex(size)}) lies past its size ${hex(len)}`)
+}
+
+/** A huge page size as the core names and shows it (`HugePageSize`). */
+interface HugePage {
+  name: '2M' | '1G'
+  bytes: bigint
+  display: string
+}
+
+/** Rust's `{:?}` of a string, closely enough for the names a test passes. */
+function rustDebug(text: string): string {
+  let out = '"'
+  for (const ch of text) {
+    const cp = ch.codePointAt(0) ?? 0
+    if (ch === '"' || ch === '\\') out += `\\${ch}`
+    else if (ch === '\n') out += '\\n'
+    else if (ch === '\r') out += '\\r'
+    else if (ch === '\t') out += '\\t'
+    else if (ch === '\0') out += '\\0'
+    else if (cp < 0x20 || cp === 0x7f) out += `\\u{${cp.toString(16)}}`
+    else out += ch
+  }
+  return `${out}"`
+}
+
+/** `error::huge_page_size`: `2M` or `1G`. */
+function hugePageSize(op: string, name: string): HugePage {
+  if (name === '2M') return { name, bytes: 2n << 20n, display: '2 MiB' }
+  if (name === '1G') return { name, bytes: 1n << 30n, display: '1 GiB' }
+  throw invalid(op, `hugePages must be '2M' or '1G', got ${rustDebug([...name].slice(0, 16).join(''))}`)
+}
+
+/** The core's `huge_pages::mmap_error` when the mock's pool of `huge` cannot back `len` bytes. */
+function checkHugePool(pools: HugePagePools, huge: HugePage, len: bigint): void {
+  const kb = huge.bytes >> 10n
+  const dir = `/sys/kernel/mm/hugepages/hugepages-${kb}kB`
+  const target = `${huge.display} huge pages for a DMA buffer of ${hex(len)} bytes`
+  const free = pools[huge.name]
+  if (free === undefined) {
+    // What mmap(MAP_HUGETLB) says on a kernel without that pool.
+    throw unsupported('mmap', `${target}: Invalid argument (os error 22): this kernel or CPU offers no ${huge.display} huge pages (${dir} is missing); choose another hugePages size or none`)
+  }
+  const needed = len / huge.bytes
+  if (BigInt(free) >= needed) return
+  const freePath = `${dir}/free_hugepages`
+  const how =
+    huge.name === '2M'
+      ? `\`echo N > /proc/sys/vm/nr_hugepages\` (the default size) or \`echo N > ${dir}/nr_hugepages\``
+      : `\`echo N > ${dir}/nr_hugepages\`, or hugepagesz=1G hugepages=N on the kernel command line (memory fragments after boot)`
+  throw new VfioError(
+    ErrorCode.OUT_OF_RANGE,
+    `mmap of ${needed} ${huge.display} huge pages failed: Cannot allocate memory (os error 12) (${free} ${huge.display} huge pages are free (${freePath}; HugePages_Free in /proc/meminfo for the default size) and this buffer needs ${needed}: reserve more as root with ${how})`,
+    { errno: 12, syscall: 'mmap', path: freePath },
+  )
+}
+
+/** The core's choice of an IOVA (`dma_map` with `IovaPlacement::Lowest`, `iova_alloc::lowest_free`): never page 0. */
+function lowestIova(ranges: Binding.IovaRange[], mappings: MappingState[], size: bigint, align: bigint, limit: bigint): bigint {
+  const page = BigInt(MOCK_PAGE_SIZE)
+  const usable = ranges.length === 0 ? [{ start: 0n, end: U64_MAX }] : ranges
+  const past = usable.filter((r) => r.end >= page).map((r) => ({ start: r.start > page ? r.start : page, end: r.end }))
+  past.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))
+  const used = mappings.map((m) => ({ iova: m.iova, size: BigInt(m.size) })).sort((a, b) => (a.iova < b.iova ? -1 : 1))
+  const alignUp = (v: bigint): bigint | undefined => (v + align - 1n > U64_MAX ? undefined : (v + align - 1n) & ~(align - 1n))
+  for (const r of past) {
+    const last = r.end < limit ? r.end : limit
+    let candidate = alignUp(r.start)
+    while (candidate !== undefined) {
+      const candidateLast = candidate + size - 1n
+      if (candidateLast > U64_MAX || candidateLast > last) break
+      let below: { iova: bigint; size: bigint } | undefined
+      for (const m of used) if (m.iova <= candidateLast) below = m
+      if (below !== undefined && below.iova + below.size > candidate) candidate = alignUp(below.iova + below.size)
+      else return candidate
+    }
+  }
+  const shown = ranges.length === 0 ? 'the whole 64-bit space (the kernel reports no ranges)' : ranges.map((r) => `[${hex(r.start)}, ${hex(r.end)}]`).join(', ')
+  throw outOfRange(
+    'allocate_dma',
+    `no free IOVA for size ${hex(size)} aligned to ${hex(align)} with its last byte at most ${hex(limit)} (dmaMask) in the usable ranges ${shown} beside the ${mappings.length} current mappings (dmaMappings()): unmap buffers, allocate less, or relax align or dmaMask`,
+  )
 }
 
 /** The core's `check_iova_ranges`: `[iova, end)` inside one usable range. */

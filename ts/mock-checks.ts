@@ -48,7 +48,16 @@ export function rustF64(v: number): string {
   if (Number.isNaN(v)) return 'NaN'
   if (v === Infinity) return 'inf'
   if (v === -Infinity) return '-inf'
-  if (Number.isInteger(v)) return (Object.is(v, -0) ? '-' : '') + BigInt(v).toString()
+  if (Number.isInteger(v)) {
+    // Rust writes the shortest digits that read back as `v`, then zeros, never an
+    // exponent: 2^63 is 9223372036854776000, 1e21 is 1000000000000000000000.
+    const sign = v < 0 || Object.is(v, -0) ? '-' : ''
+    const text = String(Math.abs(v))
+    const e = text.indexOf('e+')
+    if (e < 0) return sign + text
+    const digits = text.slice(0, e).replace('.', '')
+    return sign + digits.padEnd(Number(text.slice(e + 2)) + 1, '0')
+  }
   return String(v)
 }
 

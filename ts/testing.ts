@@ -96,6 +96,14 @@ export interface MockDeviceSpec {
   irqs?: MockIrqSpec
   /** Whether the device has a reset method; default true. */
   reset?: boolean
+  /**
+   * Whether it sits behind a bridge whose secondary bus can be reset (PCI hot reset);
+   * default false: a device on the root bus, like QEMU's edu at 00:03.0, for which
+   * `hotResetInfo()` and `hotReset()` throw the kernel's ENODEV as `ERR_VFIO_UNSUPPORTED`.
+   * When true, a hot reset affects every declared device on the same bus (same domain
+   * and bus number), and the device's container must hold each of their groups.
+   */
+  hotReset?: boolean
   /** The driver it is bound to at first; default `'vfio-pci'` (openable at once). `null`: none. */
   driver?: string | null
   /** The driver the kernel gives it when it leaves vfio-pci; default none. */
@@ -137,6 +145,22 @@ export interface MockSystemOptions {
   iovaRanges?: MockIovaRange[]
   /** Bytes of DMA memory that can be mapped at once (`RLIMIT_MEMLOCK`); default 64 MiB. */
   dmaLimit?: number
+  /**
+   * The free huge pages of each size (`allocateDma`'s `hugePages`); default none: a size
+   * not given is one the mock kernel does not offer, and asking for it throws
+   * `ERR_VFIO_UNSUPPORTED` as the core does when the kernel has no such pool. Too few
+   * free pages throw `ERR_VFIO_OUT_OF_RANGE` with the core's message (how many are free,
+   * how to reserve more). A buffer takes its pages until it is closed.
+   */
+  hugePages?: MockHugePages
+}
+
+/** Free huge pages by size (`MockSystemOptions.hugePages`); a size left out has no pool. */
+export interface MockHugePages {
+  /** Free 2 MiB pages. */
+  '2M'?: number
+  /** Free 1 GiB pages. */
+  '1G'?: number
 }
 
 /** How a register hook sees one access. */
@@ -399,6 +423,7 @@ export class MockSystem {
       iovaRanges: ranges.map((r) => ({ start: r.start, end: r.end })),
       dmaLimit: options.dmaLimit ?? 64 << 20,
       dmaAllocated: 0,
+      hugePages: { ...options.hugePages },
       nextContainer: 1,
     }
     this.#binding = createMockBinding(this.#state)
@@ -485,6 +510,11 @@ export class MockSystem {
   /** Every declared device, by address. */
   get devices(): MockDevice[] {
     return [...this.#devices.values()].sort((a, b) => (a.address < b.address ? -1 : 1))
+  }
+
+  /** The free huge pages of each size the mock kernel offers now (`MockSystemOptions.hugePages`). */
+  get freeHugePages(): MockHugePages {
+    return { ...this.#state.hugePages }
   }
 
   /** Every IOMMU mapping of every container now: what devices can reach. */
@@ -609,6 +639,7 @@ function buildDevice(spec: MockDeviceSpec, address: string, group: number): Devi
     regions,
     irqs,
     canReset: spec.reset !== false,
+    hotReset: spec.hotReset === true,
     resets: 0,
     hooks: new Map(),
     handlers: new Map(),
