@@ -116,6 +116,16 @@ export function deviceTable(address: string): [string, string][] {
     using a = c.allocateDma(8192, { iova: 0x100000 })
     row('overlapping allocateDma', () => c.allocateDma(4096, { iova: 0x101000 }).close())
     row('touching allocateDma', () => c.allocateDma(4096, { iova: 0x102000 }).close())
+    {
+      using above = c.allocateDma(4096, { iova: 0x104000 })
+      row('allocateDma over two mappings', () => c.allocateDma(0x8000, { iova: 0x100000 }).close())
+      row('allocateDma(4096, align 1M) beside mappings', () => {
+        using b = c.allocateDma(4096, { align: 1 << 20 })
+        return `0x${b.iova.toString(16)}`
+      })
+      row('allocateDma(8192, dmaMask 0x104fff) beside mappings', () => c.allocateDma(8192, { dmaMask: 0x10_4fffn, align: 1 << 20 }).close())
+      above.close()
+    }
     for (const n of [...numbers, 1, 8192, 8190]) {
       row(`dma.readU16(${n})`, () => a.readU16(n))
       row(`dma.writeU32(0, ${n})`, () => a.writeU32(0, n))
