@@ -9,9 +9,12 @@ export type NativeBinding = typeof Binding
 
 let binding: NativeBinding | undefined
 let loadError: unknown
+/** A binding installed in place of the native one (`vfio-ioctls/testing`'s mock). */
+let substitute: NativeBinding | undefined
 
-/** The binding, loaded on first call. */
+/** The binding, loaded on first call (or the substitute `useBinding` installed). */
 export function native(): NativeBinding {
+  if (substitute) return substitute
   if (binding) return binding
   if (process.platform !== 'linux') {
     throw new VfioError(
@@ -32,6 +35,16 @@ export function native(): NativeBinding {
     }
   }
   throw new VfioError(ErrorCode.UNSUPPORTED, missingBinaryMessage(process.arch, currentLibc(), packageVersion(), loadError), { cause: loadError })
+}
+
+/**
+ * @internal Installs `b` as what {@link native} returns (`undefined`: the native binding
+ * again); returns what was installed before. For `vfio-ioctls/testing` only.
+ */
+export function useBinding(b: NativeBinding | undefined): NativeBinding | undefined {
+  const before = substitute
+  substitute = b
+  return before
 }
 
 /** The C library a Linux build links against: the `gnu` or `musl` of a target triple. */

@@ -45,11 +45,13 @@ const subcommands = {
 
   /** ROOT: esm/index.mjs exports what dist/index.js exports. */
   async 'esm-exports'(root) {
-    const esm = await import(pathToFileURL(path.join(root, 'esm/index.mjs')).href)
-    const { default: cjs } = await import(pathToFileURL(path.join(root, 'dist/index.js')).href)
-    const a = Object.keys(esm).filter((k) => k !== 'default').sort().join(' ')
-    const b = Object.keys(cjs).filter((k) => k !== '__esModule').sort().join(' ')
-    if (a !== b) throw new Error('esm: ' + a + '\ncjs: ' + b)
+    for (const entry of ['index', 'testing']) {
+      const esm = await import(pathToFileURL(path.join(root, `esm/${entry}.mjs`)).href)
+      const { default: cjs } = await import(pathToFileURL(path.join(root, `dist/${entry}.js`)).href)
+      const a = Object.keys(esm).filter((k) => k !== 'default').sort().join(' ')
+      const b = Object.keys(cjs).filter((k) => k !== '__esModule').sort().join(' ')
+      if (a !== b) throw new Error(entry + ': esm: ' + a + '\ncjs: ' + b)
+    }
   },
 
   /** ROOT: the packages under npm/ are the root's optionalDependencies, at the root's version. */
