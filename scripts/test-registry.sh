@@ -318,6 +318,24 @@ sandbox_example() {
 sandbox_example edu edu
 sandbox_example nvme nvme
 
+# --- the same edu driver against the mock, on the host, without root -------------------
+# vfio-ioctls/testing from the installed package: a preload installs MockSystem with
+# mockEdu() and the driver above runs unchanged: no /dev/vfio, no QEMU, as uid nobody
+# when this runs as root (the mock needs no privilege).
+cat >use-mock.mjs <<'EOF'
+import { MockSystem, mockEdu } from 'vfio-ioctls/testing'
+MockSystem.install().addDevice(mockEdu())
+EOF
+unprivileged=()
+as_uid=$(id -u)
+if [ "$as_uid" = 0 ]; then
+    chmod a+rx "$WORK" "$WORK/app"
+    unprivileged=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+    as_uid=65534
+fi
+check "the same edu example against the mock (vfio-ioctls/testing) on the host, as uid $as_uid" \
+    bash -c '"$@" 2>&1 | tee /dev/stderr | grep -q "^PASS"' _ "${unprivileged[@]}" env HOME=/tmp node --import "$TSX" --import ./use-mock.mjs edu-driver.ts
+
 echo "# installed: vfio-ioctls $(du -sk node_modules/vfio-ioctls | cut -f1) KiB, vfio-ioctls-linux-x64-gnu $(du -sk node_modules/vfio-ioctls-linux-x64-gnu | cut -f1) KiB ($(du -sb node_modules/vfio-ioctls-linux-x64-gnu | cut -f1) bytes)"
 cd "$ROOT"
 finish
