@@ -97,6 +97,9 @@ async function tsBatch(): Promise<Sample[]> {
     let sink = 0
     add('pread4', 'ts', time(20 * scale, () => void s.device.regionRead(RegionIndex.BAR0, 0, 4)))
     add('mmioReadU32', 'ts', time(100 * scale, () => (sink ^= s.bar.readU32(0))))
+    const offsets = Uint32Array.from({ length: 64 }, (_, i) => (i & 1) * 4)
+    const values = new Uint32Array(64)
+    add('mmioReadU32x64', 'ts', time(2 * scale, () => void s.bar.readU32Many(offsets, values)) / 64)
     const view = s.dma.view
     // The two baselines the goals compare with: a napi free function, a plain JS read.
     const nativeFree = (require('../native/binding.cjs') as { dmaRmb(): void }).dmaRmb
@@ -106,6 +109,8 @@ async function tsBatch(): Promise<Sample[]> {
     add('dmaReadU32', 'jsView', time(1000 * scale, () => (sink ^= view.readUInt32LE(0))))
     add('dmaCopy64k', 'ts', time(2 * scale, () => void s.dma.read(0, 65536)))
     add('dmaCopy64k', 'jsView', time(2 * scale, () => void Buffer.from(view)))
+    const target = Buffer.alloc(65536)
+    add('dmaCopy64k', 'tsInto', time(2 * scale, () => s.dma.readInto(0, target)))
     const n = 2 * scale
     const bufs: DmaBuffer[] = []
     let t0 = process.hrtime.bigint()
@@ -185,6 +190,7 @@ async function main(): Promise<void> {
   const ops: [string, string][] = [
     ['pread4', 'pread 4 B of BAR0'],
     ['mmioReadU32', 'mapped BAR readU32 (MMIO)'],
+    ['mmioReadU32x64', 'readU32Many, 64 registers (per register)'],
     ['dmaReadU32', 'readU32 on a DMA buffer'],
     ['dmaCopy64k', '64 KiB copy out of DMA memory'],
     ['map4k', 'allocate + map 4 KiB'],
@@ -196,7 +202,7 @@ async function main(): Promise<void> {
   const date = new Date().toISOString()
   console.log(`\nvfio-ioctls bench, ${date}, ${profile} addon, ${batches} batches${quick ? ' (--quick: the numbers mean nothing)' : ''}`)
   console.log('median (min–max over the batches); ratios of medians\n')
-  const head = ['op', 'raw', 'upstream 0.10', 'ours-Rust', 'ours-TS', 'JS view', 'Rust/raw', 'TS/raw', 'Rust/upstream', 'TS/upstream']
+  const head = ['op', 'raw', 'upstream 0.10', 'ours-Rust', 'ours-TS', 'JS view', 'TS readInto', 'Rust/raw', 'TS/raw', 'Rust/upstream', 'TS/upstream']
   const rows: string[][] = []
   const ratio = (a: number | undefined, b: number | undefined): string =>
     a === undefined || b === undefined ? '–' : `${(a / b).toFixed(2)}×`
@@ -209,6 +215,7 @@ async function main(): Promise<void> {
     const ours = stat(op, 'ours')
     const ts = stat(op, 'ts')
     const js = stat(op, 'jsView')
+    const into = stat(op, 'tsInto')
     rows.push([
       label,
       cell(raw),
@@ -216,12 +223,13 @@ async function main(): Promise<void> {
       cell(ours),
       cell(ts),
       cell(js),
+      cell(into),
       ratio(ours?.median, raw?.median),
       ratio(ts?.median, raw?.median),
       ratio(ours?.median, up?.median),
       ratio(ts?.median, up?.median),
     ])
-    ;(json.ops as Record<string, unknown>)[op] = { label, raw, upstream: up, oursRust: ours, oursTs: ts, jsView: js }
+    ;(json.ops as Record<string, unknown>)[op] = { label, raw, upstream: up, oursRust: ours, oursTs: ts, jsView: js, tsReadInto: into }
   }
   const free = stat('napiFreeCall', 'ts')
   const facade = stat('barrierFacade', 'ts')

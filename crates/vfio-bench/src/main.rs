@@ -166,6 +166,16 @@ fn raw_batch(o: &Ours, scale: u32) -> Res<Batch> {
             std::hint::black_box(unsafe { std::ptr::read_volatile(bar) });
         }),
     ));
+    out.push((
+        "mmioReadU32x64",
+        time(20 * scale, || {
+            for i in 0..64 {
+                // SAFETY: as above: edu's ID register (offset 0) and liveness register (4),
+                // alternately, in BAR0's mapping; aligned.
+                std::hint::black_box(unsafe { std::ptr::read_volatile(bar.add(i & 1)) });
+            }
+        }) / 64.0,
+    ));
     let mem = o.dma.memory().as_ptr().cast::<u32>();
     out.push((
         "dmaReadU32",
@@ -289,6 +299,16 @@ fn ours_batch(o: &Ours, address: &str, scale: u32) -> Res<Batch> {
         time(1000 * scale, || {
             std::hint::black_box(o.bar.read_u32(0).ok());
         }),
+    ));
+    let mut values = [0u32; 64];
+    out.push((
+        "mmioReadU32x64",
+        time(20 * scale, || {
+            for (i, v) in values.iter_mut().enumerate() {
+                *v = (i as u32 & 1) * 4;
+            }
+            std::hint::black_box(o.bar.read_u32_many(&mut values).is_ok());
+        }) / 64.0,
     ));
     out.push((
         "dmaReadU32",
