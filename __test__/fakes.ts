@@ -126,6 +126,11 @@ function fakeAccessors(mem: Buffer, rec: ReturnType<typeof recorder>) {
     writeU64: (o: number, v: bigint) => mem.writeBigUInt64LE(v, o),
     read: (o: number, l: number) => Buffer.from(mem.subarray(o, o + l)),
     write: (o: number, d: Uint8Array) => mem.set(d, o),
+    readInto: (o: number, t: Uint8Array) => (rec.record('readInto', o, t.length), t.set(mem.subarray(o, o + t.length))),
+    readU32Many: (values: Uint32Array) => {
+      rec.record('readU32Many', values.length)
+      values.forEach((o, i) => (values[i] = mem.readUInt32LE(o)))
+    },
   }
 }
 

@@ -28,7 +28,25 @@ test('next() resolves with queued or future interrupts and refs only while waiti
   t.true(f.referenced())
   irq.trigger(3)
   t.deepEqual(await pending, { vector: 3, count: 1 })
+  // The unref waits for the next turn of the event loop (a loop of `await irq.next()`
+  // makes no ref/unref calls), then happens.
+  await new Promise((resolve) => setImmediate(resolve))
   t.false(f.referenced())
+  irq.close()
+})
+
+test('a loop of await next() refs once and unrefs once after it, not per interrupt', async (t) => {
+  const f = fakeInterrupts()
+  const irq = Interrupts.fromNative(f.native)
+  for (let i = 0; i < 5; i++) {
+    const next = irq.next()
+    f.fire(0)
+    t.deepEqual(await next, { vector: 0, count: 1 })
+  }
+  t.deepEqual(f.calls.filter((c) => c === 'ref()' || c === 'unref()'), ['ref()'])
+  await new Promise((resolve) => setImmediate(resolve))
+  t.false(f.referenced(), 'idle again: the process is not kept alive')
+  t.deepEqual(f.calls.filter((c) => c === 'ref()' || c === 'unref()'), ['ref()', 'unref()'])
   irq.close()
 })
 

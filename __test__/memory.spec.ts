@@ -107,3 +107,93 @@ test('barrier: mb, rmb, wmb, dmaRmb, dmaWmb are the native fences', (t) => {
   }
   t.deepEqual(Object.keys(barrier).sort(), ['dmaRmb', 'dmaWmb', 'mb', 'rmb', 'wmb'])
 })
+
+test('DmaBuffer accessors: in range and aligned through the view, anything else native, closed after close', (t) => {
+  const rec = recorder()
+  const d = DmaBuffer.fromNative(fakeMemory(rec), true)
+  d.writeU32(8, 0xdeadbeef)
+  t.is(d.readU32(8), 0xdeadbeef)
+  d.writeU64(16, 0xffff_ffff_ffff_ffffn)
+  t.is(d.readU64(16), 0xffff_ffff_ffff_ffffn)
+  d.writeU16(2, 0xbeef)
+  t.is(d.readU16(2), 0xbeef)
+  d.writeU8(1, 7)
+  t.is(d.readU8(1), 7)
+  d.write(4090, Buffer.from('abcdef'))
+  t.is(d.read(4090, 6).toString(), 'abcdef')
+  t.deepEqual(
+    rec.calls.filter((c) => c.startsWith('readU32') || c.startsWith('writeU32')),
+    [],
+    'the view served every in-range access',
+  )
+  // Unaligned, past the end, a value that does not fit: the native accessor answers
+  // (and gives its errors; the guest suite checks them against the real binding).
+  // (The fake's own Buffer throws its RangeError there.)
+  d.readU32(2)
+  t.throws(() => d.readU32(4096))
+  t.throws(() => d.writeU32(4, 2 ** 32))
+  t.deepEqual(
+    rec.calls.filter((c) => c.startsWith('readU32') || c.startsWith('writeU32')),
+    ['readU32(2)', 'readU32(4096)', 'writeU32(4,4294967296)'],
+  )
+  const view = d.view
+  d.close()
+  throwsCode(t, () => d.readU32(0), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.writeU32(0, 1), 'ERR_VFIO_CLOSED')
+  throwsCode(t, () => d.read(0, 4), 'ERR_VFIO_CLOSED')
+  t.is(view.length, 4096, 'a view the caller holds stays valid memory')
+})
+
+test('DmaSlice accessors through the view: ERR_VFIO_CLOSED once the slice closes, native once the buffer does', (t) => {
+  const rec = recorder()
+  const d = DmaBuffer.fromNative(fakeMemory(rec), true)
+  const s = d.slice(4096 - 64, 64)
+  s.writeU32(0, 0x12345678)
+  t.is(d.readU32(4096 - 64), 0x12345678)
+  t.is(s.readU32(0), 0x12345678)
+  const inner = s.slice(8, 8)
+  inner.writeU64(0, 5n)
+  t.is(s.readU64(8), 5n)
+  inner.close()
+  throwsCode(t, () => inner.readU64(0), 'ERR_VFIO_CLOSED')
+  t.is(s.readU32(0), 0x12345678)
+  t.false(rec.calls.some((c) => c.startsWith('readU32')), 'the view served the slices')
+  d.close()
+  // The native slice refuses access once its buffer closed (the guest suite checks the
+  // ERR_VFIO_CLOSED against the real binding); the fake only records that it was asked.
+  s.readU32(0)
+  t.true(rec.calls.includes('readU32(0)'), 'a closed buffer\'s slice no longer uses the view')
+})
+
+test('readU32Many: one native call with the offsets in one array; readInto fills the caller\'s buffer', (t) => {
+  const rec = recorder()
+  const r = MappedRegion.fromNative(fakeMemory(rec))
+  r.writeU32(0, 11)
+  r.writeU32(8, 22)
+  t.deepEqual([...r.readU32Many([8, 0, 8])], [22, 11, 22])
+  const into = new Uint32Array(4)
+  const got = r.readU32Many(Uint32Array.of(0, 8), into)
+  t.deepEqual([...got], [11, 22])
+  t.is(got.buffer, into.buffer, 'the values are in `into`')
+  const inPlace = Uint32Array.of(8, 0)
+  t.is(r.readU32Many(inPlace, inPlace), inPlace)
+  t.deepEqual([...inPlace], [22, 11])
+  t.is(rec.calls.filter((c) => c.startsWith('readU32Many')).length, 3)
+  throwsCode(t, () => r.readU32Many([0, -4]), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => r.readU32Many([2 ** 32]), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => r.readU32Many(['0'] as never), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => r.readU32Many([0, 4], new Uint32Array(1)), 'ERR_VFIO_INVALID_ARGUMENT')
+  throwsCode(t, () => r.readU32Many([0], [0] as never), 'ERR_VFIO_INVALID_ARGUMENT')
+  const target = Buffer.alloc(4)
+  r.readInto(8, target)
+  t.is(target.readUInt32LE(0), 22)
+  throwsCode(t, () => r.readInto(0, 'abcd' as never), 'ERR_VFIO_INVALID_ARGUMENT')
+  const d = DmaBuffer.fromNative(fakeMemory(rec), true)
+  d.writeU32(4, 33)
+  const dt = new Uint8Array(4)
+  d.readInto(4, dt)
+  t.deepEqual([...dt], [33, 0, 0, 0])
+  t.false(rec.calls.includes('readInto(4,4)'), 'DMA memory: through the view')
+  r.close()
+  throwsCode(t, () => r.readU32Many([0]), 'ERR_VFIO_CLOSED')
+})

@@ -144,6 +144,14 @@ export declare class DmaBuffer {
    * before anything is allocated).
    */
   read(offset: number, length: number): Buffer
+  /** Copies `target.length` bytes at `offset` into `target` (no allocation). */
+  readInto(offset: number, target: Uint8Array): void
+  /**
+   * Replaces each offset in `values` with the aligned 32-bit value read there, in
+   * order, in one call (one array, so nothing JS passes can alias); every offset
+   * is checked before the first read.
+   */
+  readU32Many(values: Uint32Array): void
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array): void
 }
@@ -185,6 +193,14 @@ export declare class DmaSlice {
    * before anything is allocated).
    */
   read(offset: number, length: number): Buffer
+  /** Copies `target.length` bytes at `offset` into `target` (no allocation). */
+  readInto(offset: number, target: Uint8Array): void
+  /**
+   * Replaces each offset in `values` with the aligned 32-bit value read there, in
+   * order, in one call (one array, so nothing JS passes can alias); every offset
+   * is checked before the first read.
+   */
+  readU32Many(values: Uint32Array): void
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array): void
 }
@@ -262,6 +278,14 @@ export declare class MappedRegion {
    * before anything is allocated).
    */
   read(offset: number, length: number): Buffer
+  /** Copies `target.length` bytes at `offset` into `target` (no allocation). */
+  readInto(offset: number, target: Uint8Array): void
+  /**
+   * Replaces each offset in `values` with the aligned 32-bit value read there, in
+   * order, in one call (one array, so nothing JS passes can alias); every offset
+   * is checked before the first read.
+   */
+  readU32Many(values: Uint32Array): void
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array): void
 }

@@ -16,6 +16,11 @@ if [ -z "$kernel_bin" ]; then
   exit 1
 fi
 
+# The benchmark's Rust side (crates/vfio-bench, its own workspace): built here, run there
+# by bench/perf.ts --quick, counted as one test (`bench: ok quick` / `bench: failed quick`).
+bench_built=0
+cargo build --release --manifest-path crates/vfio-bench/Cargo.toml --target-dir target/bench && bench_built=1
+
 log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
 # libtest's --logfile: a line per test (`ok NAME`, `failed NAME`, `ignored NAME`), written
 # by the guest through the shared root (the same path there).
@@ -48,9 +53,16 @@ bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
     rc=$?
   fi
   if [ "$rc" -eq 0 ]; then echo "example: ok nvme-driver"; else echo "example: failed nvme-driver (exit $rc)"; status=1; fi
+  # The benchmark in its short mode: it runs and prints its table; no timing is asserted.
+  echo "== bench: bench/perf.ts --quick"
+  if [ "$2" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
+    echo "bench: ok quick"
+  else
+    echo "bench: failed quick"; status=1
+  fi
   rm -f "$out"
   exit $status
-' "$kernel_bin" "$kernel_log" 2>&1 | tee "$log"
+' "$kernel_bin" "$kernel_log" "$bench_built" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 
 passed=0
@@ -59,6 +71,7 @@ while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
   awk '/^ok /{p++} /^failed /{f++} END{if (p + f > 0) print p+0, f+0}' "$kernel_log"
   awk '/^# pass /{p=$3} /^# fail /{f=$3} END{if (p != "" || f != "") print p+0, f+0}' "$log"
   awk '/^example: ok /{p++} /^example: failed /{f++} END{if (p + f > 0) print p+0, f+0}' "$log"
+  awk '/^bench: ok /{p++} /^bench: failed /{f++} END{if (p + f > 0) print p+0, f+0}' "$log"
 )
 rm -f "$log" "$kernel_log"
 if [ "$rc" -ge 2 ] && [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then

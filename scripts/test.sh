@@ -21,6 +21,10 @@ if npm run typecheck; then add 1 0; else add 0 1; fi
 # without a warning: every exported declaration and member documented, no broken link.
 if npm run docs -- --treatWarningsAsErrors; then add 1 0; else add 0 1; fi
 
+# One check: the host micro-benchmark of the napi call paths runs and prints its table
+# (`--quick`: a few iterations; no timing is asserted, benchmarks are not tests).
+if node --import tsx bench/napi-calls.ts --quick | grep -q '^| napi free function'; then add 1 0; else add 0 1; fi
+
 log=$(mktemp)
 # Counted from libtest's --logfile (a line per test: `ok NAME`, `failed NAME`, `ignored
 # NAME`), one file per test binary: libtest truncates the file it is given.

@@ -72,6 +72,25 @@ macro_rules! volatile_methods {
                 let len = to_u64("read", "length", length)?;
                 Ok(self.mem()?.read_vec(off, len).js()?.into())
             }
+            /// Copies `target.length` bytes at `offset` into `target` (no allocation).
+            #[napi]
+            pub fn read_into(&self, offset: f64, mut target: Uint8Array) -> Result<()> {
+                let off = to_u64("readInto", "offset", offset)?;
+                let mem = self.mem()?;
+                // SAFETY: the typed array's memory is valid for this synchronous call (its JS
+                // value is an argument of it) and no JS runs meanwhile; plain bytes, so even a
+                // SharedArrayBuffer written by another thread only changes which bytes land.
+                mem.read_bytes(off, unsafe { target.as_mut() }).js()
+            }
+            /// Replaces each offset in `values` with the aligned 32-bit value read there, in
+            /// order, in one call (one array, so nothing JS passes can alias); every offset
+            /// is checked before the first read.
+            #[napi]
+            pub fn read_u32_many(&self, mut values: Uint32Array) -> Result<()> {
+                let mem = self.mem()?;
+                // SAFETY: as in `read_into`: valid for this synchronous call, plain integers.
+                mem.read_u32_many(unsafe { values.as_mut() }).js()
+            }
             /// Copies `data` to `offset`.
             #[napi]
             pub fn write(&self, offset: f64, data: &[u8]) -> Result<()> {

@@ -3,7 +3,7 @@ import type * as Binding from '../native/binding'
 import { Device } from './device'
 import { DmaBuffer } from './dma'
 import { Handle } from './handle'
-import { native } from './native'
+import { externalBuffersAllowed, native } from './native'
 import { num, optBool, optStr, options, str, u64 } from './validate'
 
 /** Options of `new Container()`. */
@@ -62,6 +62,9 @@ export interface DmaMapping {
 
 /** A VFIO container (`/dev/vfio/vfio`). */
 export class Container extends Handle<Binding.Container> {
+  /** Whether its DMA buffers get zero-copy views: the environment is read once, here, not per buffer. */
+  readonly #external = externalBuffersAllowed()
+
   /**
    * Opens the container and checks the API version and the Type1v2 IOMMU.
    * Throws `ERR_VFIO_NOT_FOUND` without VFIO, `ERR_VFIO_PERMISSION`, `ERR_VFIO_UNSUPPORTED`.
@@ -137,6 +140,6 @@ export class Container extends Handle<Binding.Container> {
     if (o.dmaMask !== undefined) opts.dmaMask = u64('dmaMask', o.dmaMask)
     const hugePages = optStr('hugePages', o.hugePages)
     if (hugePages !== undefined) opts.hugePages = hugePages
-    return DmaBuffer.fromNative(this.native.allocateDma(num('size', size), opts))
+    return DmaBuffer.fromNative(this.native.allocateDma(num('size', size), opts), this.#external)
   }
 }

@@ -4,10 +4,108 @@ import { ErrorCode, VfioError } from './errors'
 import { closedError } from './handle'
 import { externalBuffersAllowed } from './native'
 import { VolatileHandle } from './region'
-import { handle, num } from './validate'
+import { bytes, handle, num } from './validate'
 
-/** What a DMA buffer and its slices share: an IOVA, a size and whether it is mapped. */
+/** Whether `o` is an integer offset in [0, 2^32) with `width` bytes at it inside `v`, aligned to `width`. */
+function fits(v: Buffer, o: number, width: number): boolean {
+  return o >>> 0 === o && o % width === 0 && o + width <= v.length
+}
+
+/**
+ * What a DMA buffer and its slices share: an IOVA, a size and whether it is mapped.
+ *
+ * The accessors read and write DMA memory (RAM, not MMIO) in JavaScript through the
+ * zero-copy view where the runtime allows one, with no call into the addon: an
+ * in-range, aligned offset (and a value that fits) is served by the view; anything
+ * else, and every access once closed, goes to the native accessor, which gives the
+ * same errors as before (`ERR_VFIO_INVALID_ARGUMENT`, `ERR_VFIO_OUT_OF_RANGE`,
+ * `ERR_VFIO_CLOSED`). The view keeps the memory alive (its finalizer holds the native
+ * memory), so nothing read through it can be freed memory; `close()` drops it.
+ */
 abstract class DmaMemory<N extends Binding.DmaBuffer | Binding.DmaSlice> extends VolatileHandle<N> {
+  /** The view the accessors use, or `undefined` (no view allowed, or closed): native then. */
+  protected abstract get fastView(): Buffer | undefined
+
+  /** Reads 8 bits at `offset`. */
+  override readU8(offset: number): number {
+    const v = this.fastView
+    return v !== undefined && offset >>> 0 === offset && offset < v.length ? v[offset]! : super.readU8(offset)
+  }
+  /** Reads 16 bits at `offset` (2-aligned). */
+  override readU16(offset: number): number {
+    const v = this.fastView
+    return v !== undefined && fits(v, offset, 2) ? v.readUInt16LE(offset) : super.readU16(offset)
+  }
+  /** Reads 32 bits at `offset` (4-aligned). */
+  override readU32(offset: number): number {
+    const v = this.fastView
+    return v !== undefined && fits(v, offset, 4) ? v.readUInt32LE(offset) : super.readU32(offset)
+  }
+  /** Reads 64 bits at `offset` (8-aligned). */
+  override readU64(offset: number): bigint {
+    const v = this.fastView
+    return v !== undefined && fits(v, offset, 8) ? v.readBigUInt64LE(offset) : super.readU64(offset)
+  }
+  /** Writes 8 bits. */
+  override writeU8(offset: number, value: number): void {
+    const v = this.fastView
+    if (v !== undefined && offset >>> 0 === offset && offset < v.length && value >>> 0 === value && value <= 0xff) v[offset] = value
+    else super.writeU8(offset, value)
+  }
+  /** Writes 16 bits (2-aligned). */
+  override writeU16(offset: number, value: number): void {
+    const v = this.fastView
+    if (v !== undefined && fits(v, offset, 2) && value >>> 0 === value && value <= 0xffff) v.writeUInt16LE(value, offset)
+    else super.writeU16(offset, value)
+  }
+  /** Writes 32 bits (4-aligned). */
+  override writeU32(offset: number, value: number): void {
+    const v = this.fastView
+    if (v !== undefined && fits(v, offset, 4) && value >>> 0 === value) v.writeUInt32LE(value, offset)
+    else super.writeU32(offset, value)
+  }
+  /** Writes 64 bits (8-aligned). */
+  override writeU64(offset: number, value: bigint | number): void {
+    const v = this.fastView
+    if (v !== undefined && fits(v, offset, 8) && typeof value === 'bigint' && value >= 0n && value <= 0xffff_ffff_ffff_ffffn) {
+      v.writeBigUInt64LE(value, offset)
+    } else {
+      super.writeU64(offset, value)
+    }
+  }
+  /** Copies `length` bytes at `offset` into a new Buffer. */
+  override read(offset: number, length: number): Buffer {
+    const v = this.fastView
+    if (v !== undefined && offset >>> 0 === offset && length >>> 0 === length && offset + length <= v.length) {
+      return Buffer.from(v.subarray(offset, offset + length))
+    }
+    return super.read(offset, length)
+  }
+  /** Copies `target.byteLength` bytes from `offset` into `target` (no allocation). */
+  override readInto(offset: number, target: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    const v = this.fastView
+    if (v !== undefined && offset >>> 0 === offset) {
+      const t = bytes('target', target)
+      if (offset + t.length <= v.length) {
+        t.set(v.subarray(offset, offset + t.length))
+        return
+      }
+    }
+    super.readInto(offset, target)
+  }
+  /** Copies `data` to `offset`. */
+  override write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    const v = this.fastView
+    if (v !== undefined && offset >>> 0 === offset) {
+      const b = bytes('data', data)
+      if (offset + b.length <= v.length) {
+        v.set(b, offset)
+        return
+      }
+    }
+    super.write(offset, data)
+  }
+
   /** The IOVA devices use for the first byte. */
   get iova(): bigint {
     return this.native.iova
@@ -43,7 +141,7 @@ export class DmaBuffer extends DmaMemory<Binding.DmaBuffer> {
     this.#external = external
   }
 
-  /** Whether {@link DmaBuffer.view} is available (not in Electron, nor with VFIO_IOCTLS_NO_EXTERNAL_BUFFERS=1). */
+  /** Whether {@link DmaBuffer.view} is available (not in Electron, nor with VFIO_IOCTLS_NO_EXTERNAL_BUFFERS=1 set when its container was made). */
   get hasView(): boolean {
     return this.#external
   }
@@ -81,6 +179,11 @@ export class DmaBuffer extends DmaMemory<Binding.DmaBuffer> {
     this.native.unmap()
   }
 
+  /** The cached view once made, else one made now where allowed and open. */
+  protected override get fastView(): Buffer | undefined {
+    return this.#view ?? (this.#external && !this.closed ? this.view : undefined)
+  }
+
   protected override onClose(): void {
     this.#view = undefined
   }
@@ -104,7 +207,15 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
   private constructor(n: Binding.DmaSlice, buffer: DmaBuffer) {
     super(handle('DmaSlice', 'dmaBuffer.slice()', n), 'DMA slice')
     this.#buffer = buffer
+    this.#wordAligned = n.offset % 8 === 0
   }
+
+  /**
+   * Whether the slice starts 8-aligned in its (page-aligned) buffer: only then is an
+   * offset aligned in the slice also aligned in memory, which the view path assumes.
+   * Other slices take the native path, which refuses what is unaligned in memory.
+   */
+  readonly #wordAligned: boolean
 
   /** The buffer this is a slice of. */
   get buffer(): DmaBuffer {
@@ -138,6 +249,12 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
     const o = num('offset', offset)
     const n = num('length', length)
     return DmaSlice.fromNative(this.native.slice(o, n), this.#buffer)
+  }
+
+  /** The cached view while the buffer is open; made now where allowed and open. */
+  protected override get fastView(): Buffer | undefined {
+    if (this.#buffer.closed || !this.#wordAligned) return undefined
+    return this.#view ?? (this.#buffer.hasView && !this.closed ? this.view : undefined)
   }
 
   protected override onClose(): void {

@@ -67,6 +67,7 @@ export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncI
   #iterators = 0
   #referenced = false
   #removingAll = false
+  #refCheckPending = false
 
   /** IRQ index (see `IrqIndex`). */
   readonly index: number
@@ -152,7 +153,9 @@ export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncI
     for (const w of this.#waiters) {
       if (w.vector !== undefined && w.vector !== event.vector) continue
       this.#waiters.delete(w)
-      this.#updateRef()
+      // Not now: an `await irq.next()` loop waits again before the event loop turns, and
+      // unref()+ref() would be two napi calls per interrupt for nothing.
+      this.#updateRefSoon()
       w.resolve(event)
       taken = true
       break
@@ -176,6 +179,16 @@ export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncI
     const i = vector === undefined ? 0 : this.#queue.findIndex((e) => e.vector === vector)
     if (i < 0 || i >= this.#queue.length) return undefined
     return this.#queue.splice(i, 1)[0]
+  }
+
+  /** {@link Interrupts.#updateRef} once the microtasks run now have settled (next turn of the loop), at most one pending. */
+  #updateRefSoon(): void {
+    if (this.#refCheckPending) return
+    this.#refCheckPending = true
+    setImmediate(() => {
+      this.#refCheckPending = false
+      this.#updateRef()
+    })
   }
 
   #updateRef(): void {

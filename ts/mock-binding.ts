@@ -475,6 +475,29 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       this.access('write_bytes', o, data.length)
       this.store(o, Buffer.from(data))
     }
+    readInto(offset: number, target: Uint8Array): void {
+      const o = toU64('readInto', 'offset', offset)
+      this.alive()
+      if (target.length === 0) return
+      this.access('read_bytes', o, target.length)
+      target.set(this.load(o, target.length))
+    }
+    readU32Many(values: Uint32Array): void {
+      this.alive()
+      // The core's read_u32_many: every offset checked (errors name the index) before the first read.
+      values.forEach((offset, i) => {
+        try {
+          this.#aligned('read_u32_many', offset, 4)
+        } catch (err) {
+          if (!(err instanceof VfioError)) throw err
+          const message = `offsets[${i}]: ${err.message}`
+          throw err.code === ErrorCode.OUT_OF_RANGE ? outOfRange('read_u32_many', message) : invalid('read_u32_many', message)
+        }
+      })
+      values.forEach((offset, i) => {
+        values[i] = Number(readWidth(this.load(offset, 4, 4), 0, 4))
+      })
+    }
   }
 
   function within(op: string, what: string, offset: number, width: number, size: number): void {

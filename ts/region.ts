@@ -3,7 +3,7 @@ import type * as Binding from '../native/binding'
 import { VfioAbortError } from './errors'
 import { Handle } from './handle'
 import { native } from './native'
-import { bytes, handle, num, optSignal, options, u64 } from './validate'
+import { bytes, handle, num, optSignal, options, u32Batch, u64 } from './validate'
 import type { Device } from './device'
 
 /** A capability of a region (`VFIO_REGION_INFO_CAP_*`). */
@@ -151,6 +151,16 @@ export interface VolatileMemory {
   writeU64(offset: number, value: bigint | number): void
   /** Copies `length` bytes from `offset` into a new `Buffer`. */
   read(offset: number, length: number): Buffer
+  /** Copies `target.byteLength` bytes from `offset` into `target` (no allocation). */
+  readInto(offset: number, target: Uint8Array | ArrayBufferView | ArrayBuffer): void
+  /**
+   * Reads the 32-bit values (little-endian, 4-aligned) at `offsets`, in order, in one call:
+   * a batch of registers for the cost of one `readU32`. Every offset is checked before
+   * the first read, so on an error nothing was read. The values go to `into` (its first
+   * `offsets.length` elements) when given, else to a new `Uint32Array`; that array is
+   * returned. `offsets` may be `into` itself: each offset is replaced by its value.
+   */
+  readU32Many(offsets: readonly number[] | Uint32Array, into?: Uint32Array): Uint32Array
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void
 }
@@ -208,6 +218,18 @@ export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N>
     const o = num('offset', offset)
     const n = num('length', length)
     return this.native.read(o, n)
+  }
+  /** Copies `target.byteLength` bytes from `offset` into `target` (no allocation). */
+  readInto(offset: number, target: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    const o = num('offset', offset)
+    const t = bytes('target', target)
+    this.native.readInto(o, t)
+  }
+  /** Reads the 32-bit values at `offsets` in one call, into `into` or a new array (see {@link VolatileMemory.readU32Many}). */
+  readU32Many(offsets: readonly number[] | Uint32Array, into?: Uint32Array): Uint32Array {
+    const values = u32Batch('offsets', offsets, into)
+    this.native.readU32Many(values)
+    return values
   }
   /** Copies `data` to `offset`. */
   write(offset: number, data: Uint8Array | ArrayBufferView | ArrayBuffer): void {

@@ -59,6 +59,34 @@ export function bytes(name: string, value: unknown): Uint8Array {
   throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got ${describe(value)}`)
 }
 
+/**
+ * The offsets of a batch read copied into a `Uint32Array` (the output, `into` when given:
+ * its first `offsets.length` elements), so the native call gets one array. A plain
+ * array's elements must be integers in [0, 2^32): `Uint32Array.set` would wrap others.
+ */
+export function u32Batch(name: string, offsets: unknown, into: unknown): Uint32Array {
+  if (types.isProxy(offsets) || (!types.isUint32Array(offsets) && !Array.isArray(offsets))) {
+    throw new VfioTypeError(`${name} must be an array of numbers or a Uint32Array, got ${describe(offsets)}`)
+  }
+  if (!types.isUint32Array(offsets)) {
+    for (let i = 0; i < offsets.length; i++) {
+      const o: unknown = offsets[i]
+      if (typeof o !== 'number' || o >>> 0 !== o) throw new VfioTypeError(`${name}[${i}] must be an integer in [0, 2^32), got ${describe(o)}`)
+    }
+  }
+  const n = offsets.length
+  let out: Uint32Array
+  if (into === undefined) {
+    out = new Uint32Array(n)
+  } else {
+    if (types.isProxy(into) || !types.isUint32Array(into)) throw new VfioTypeError(`into must be a Uint32Array, got ${describe(into)}`)
+    if (into.length < n) throw new VfioTypeError(`into holds ${into.length} values, fewer than the ${n} offsets`)
+    out = into.length === n ? into : into.subarray(0, n)
+  }
+  if (out !== offsets) out.set(offsets as ArrayLike<number>)
+  return out
+}
+
 /** A string (its value — empty, NUL, length — is checked natively). */
 export function str(name: string, value: unknown): string {
   if (typeof value !== 'string') throw new VfioTypeError(`${name} must be a string, got ${describe(value)}`)

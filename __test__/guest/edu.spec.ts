@@ -164,6 +164,17 @@ test.serial('mmap: id, liveness and factorial through volatile access', async (t
   code(t, () => bar.writeU64(4, 0n), ErrorCode.INVALID_ARGUMENT)
   code(t, () => bar.readU32(1 << 20), ErrorCode.OUT_OF_RANGE)
   code(t, () => bar.read((1 << 20) - 1, 2), ErrorCode.OUT_OF_RANGE)
+  // A batch of registers in one call; every offset checked before the first read.
+  bar.writeU32(REG.LIVENESS, 0x12345678)
+  t.deepEqual([...bar.readU32Many([REG.ID, REG.LIVENESS, REG.ID])], [0x010000ed, ~0x12345678 >>> 0, 0x010000ed])
+  const values = Uint32Array.of(REG.LIVENESS, 2)
+  code(t, () => bar.readU32Many(values, values), ErrorCode.INVALID_ARGUMENT)
+  t.deepEqual([...values], [REG.LIVENESS, 2], 'nothing was read')
+  code(t, () => bar.readU32Many([REG.ID, 1 << 20]), ErrorCode.OUT_OF_RANGE)
+  const into = new Uint8Array(4)
+  bar.readInto(REG.ID, into)
+  t.deepEqual([...into], [0xed, 0x00, 0x00, 0x01])
+  code(t, () => bar.readInto((1 << 20) - 2, into), ErrorCode.OUT_OF_RANGE)
   // A mapping keeps the device open after the device handle closes.
   d.close()
   t.is(bar.readU32(REG.ID), 0x010000ed)
@@ -282,8 +293,24 @@ test.serial('DMA slices: every member against the device (dma.spec.ts tests them
   using inner = s.slice(16, 5)
   t.is(inner.view.toString(), 'slice')
   inner.close()
+  // The accessors of DMA memory run in JS on the view; what the view cannot serve gets
+  // the native errors, and closing ends them as it did.
+  const into = new Uint8Array(5)
+  s.readInto(16, into)
+  t.is(Buffer.from(into).toString(), 'slice')
+  t.deepEqual([...buffer.readU32Many([4096 + 4])], [3])
+  t.deepEqual([...s.readU32Many([4, 4])], [3, 3])
+  code(t, () => s.readU32(2), ErrorCode.INVALID_ARGUMENT)
+  code(t, () => s.readU32(4096), ErrorCode.OUT_OF_RANGE)
+  code(t, () => s.writeU8(0, 256), ErrorCode.OUT_OF_RANGE)
+  code(t, () => buffer.readU64(4), ErrorCode.INVALID_ARGUMENT)
+  code(t, () => buffer.readU64(2 * 4096), ErrorCode.OUT_OF_RANGE)
+  code(t, () => buffer.readInto(2 * 4096 - 1, into), ErrorCode.OUT_OF_RANGE)
   buffer.close()
   code(t, () => s.readU8(0), ErrorCode.CLOSED)
+  code(t, () => s.readInto(0, into), ErrorCode.CLOSED)
+  code(t, () => buffer.readU32(0), ErrorCode.CLOSED)
+  code(t, () => buffer.writeU32(0, 1), ErrorCode.CLOSED)
 })
 
 test.serial('DMA without external buffers: the copying path works against the device', async (t) => {

@@ -390,7 +390,13 @@ mod tests {
         assert_eq!(got, [p, 2 * p, 6 * p, 4 * p]);
         assert_eq!(
             c.dma_mappings(),
-            [(p, p), (2 * p, 2 * p), (4 * p, p), (5 * p, p), (6 * p, 2 * p)]
+            [
+                (p, p),
+                (2 * p, 2 * p),
+                (4 * p, p),
+                (5 * p, p),
+                (6 * p, 2 * p)
+            ]
         );
         assert_eq!(kernel.state().containers[0].mappings.len(), 5);
         // A freed IOVA is used again; an explicit IOVA 0 is still allowed.
@@ -532,7 +538,10 @@ mod tests {
         let mut iovas: Vec<u64> = buffers.iter().map(DmaBuffer::iova).collect();
         iovas.sort_unstable();
         let expected: Vec<u64> = (1..=64).map(|i| i * page_size()).collect();
-        assert_eq!(iovas, expected, "the lowest 64 pages past page 0, each once");
+        assert_eq!(
+            iovas, expected,
+            "the lowest 64 pages past page 0, each once"
+        );
     }
 
     #[test]

@@ -1,0 +1,255 @@
+/**
+ * `npm run bench` (in the guest, one boot): raw syscalls and volatile loads vs upstream
+ * `vfio-ioctls` 0.10 vs our Rust core (the `vfio-bench` binary, crates/vfio-bench) vs our
+ * TypeScript API, on QEMU's edu device. Columns alternate batch by batch (the order
+ * reverses every batch; each side closes its device while the other runs, since a VFIO
+ * group opens once per process); the first batch is a warm-up. Prints the median and
+ * the spread (min–max over the batches) per operation, the ratios ours/raw and
+ * ours/upstream, and writes every number as JSON.
+ *
+ * Usage: node --import tsx bench/perf.ts [--quick] [--batches N] [--json PATH] [--bin PATH]
+ * `--quick` (CI): 2 batches of a few iterations, to show the bench still runs; its
+ * numbers mean nothing.
+ */
+import { spawnSync } from 'node:child_process'
+import { statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Container, RegionIndex, barrier, sysfs, type DmaBuffer, type Interrupts, type MappedRegion, type Device } from '..'
+
+const root = join(__dirname, '..')
+const argv = process.argv.slice(2)
+const flag = (name: string): string | undefined => {
+  const i = argv.indexOf(name)
+  return i >= 0 ? argv[i + 1] : undefined
+}
+const quick = argv.includes('--quick')
+const batches = Number(flag('--batches') ?? (quick ? 2 : 11))
+const scale = quick ? 1 : 10
+const jsonPath = flag('--json') ?? join(root, 'bench', 'results.json')
+const bin = flag('--bin') ?? join(root, 'target', 'bench', 'release', 'vfio-bench')
+const EDU = '0000:00:03.0'
+
+/** Which addon this runs on: napi build copies target/{debug,release}'s library. */
+function addonProfile(): string {
+  try {
+    const node = statSync(join(root, 'native', 'vfio-ioctls.linux-x64-gnu.node')).size
+    for (const p of ['release', 'debug']) {
+      try {
+        if (statSync(join(root, 'target', 'x86_64-unknown-linux-gnu', p, 'libvfio_ioctls_node.so')).size === node) return p
+      } catch {
+        // not built in this profile
+      }
+    }
+  } catch {
+    // no addon for x64 gnu
+  }
+  return 'unknown'
+}
+
+type Sample = { op: string; variant: string; ns: number }
+
+function time(n: number, fn: () => void): number {
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < n; i++) fn()
+  return Number(process.hrtime.bigint() - start) / n
+}
+
+async function timeAsync(n: number, fn: () => Promise<void>): Promise<number> {
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < n; i++) await fn()
+  return Number(process.hrtime.bigint() - start) / n
+}
+
+interface Session {
+  container: Container
+  device: Device
+  bar: MappedRegion
+  dma: DmaBuffer
+  irq: Interrupts
+}
+
+function openSession(): Session {
+  const container = new Container()
+  const device = container.openDevice(EDU)
+  device.setBusMaster(true)
+  const bar = device.regions[RegionIndex.BAR0].map()
+  const dma = container.allocateDma(65536)
+  const irq = device.enableMsi(1)
+  return { container, device, bar, dma, irq }
+}
+
+function closeSession(s: Session): void {
+  s.irq.close()
+  s.dma.close()
+  s.bar.close()
+  s.device.close()
+  s.container.close()
+}
+
+/** One batch of the TypeScript column, with the in-process baselines. */
+async function tsBatch(): Promise<Sample[]> {
+  const s = openSession()
+  const out: Sample[] = []
+  const add = (op: string, variant: string, ns: number): void => {
+    out.push({ op, variant, ns })
+  }
+  try {
+    let sink = 0
+    add('pread4', 'ts', time(20 * scale, () => void s.device.regionRead(RegionIndex.BAR0, 0, 4)))
+    add('mmioReadU32', 'ts', time(100 * scale, () => (sink ^= s.bar.readU32(0))))
+    const offsets = Uint32Array.from({ length: 64 }, (_, i) => (i & 1) * 4)
+    const values = new Uint32Array(64)
+    add('mmioReadU32x64', 'ts', time(2 * scale, () => void s.bar.readU32Many(offsets, values)) / 64)
+    const view = s.dma.view
+    // The two baselines the goals compare with: a napi free function, a plain JS read.
+    const nativeFree = (require('../native/binding.cjs') as { dmaRmb(): void }).dmaRmb
+    add('napiFreeCall', 'ts', time(100 * scale, () => nativeFree()))
+    add('barrierFacade', 'ts', time(100 * scale, () => barrier.dmaRmb()))
+    add('dmaReadU32', 'ts', time(100 * scale, () => (sink ^= s.dma.readU32(0))))
+    add('dmaReadU32', 'jsView', time(1000 * scale, () => (sink ^= view.readUInt32LE(0))))
+    add('dmaCopy64k', 'ts', time(2 * scale, () => void s.dma.read(0, 65536)))
+    add('dmaCopy64k', 'jsView', time(2 * scale, () => void Buffer.from(view)))
+    const target = Buffer.alloc(65536)
+    add('dmaCopy64k', 'tsInto', time(2 * scale, () => s.dma.readInto(0, target)))
+    const n = 2 * scale
+    const bufs: DmaBuffer[] = []
+    let t0 = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) bufs.push(s.container.allocateDma(4096))
+    add('map4k', 'ts', Number(process.hrtime.bigint() - t0) / n)
+    t0 = process.hrtime.bigint()
+    for (const b of bufs) b.close()
+    add('unmap4k', 'ts', Number(process.hrtime.bigint() - t0) / n)
+    add(
+      'msiRoundTrip',
+      'ts',
+      await timeAsync(2 * scale, async () => {
+        const next = s.irq.next()
+        s.bar.writeU32(0x60, 1)
+        await next
+        s.bar.writeU32(0x64, 1)
+      }),
+    )
+    add(
+      'openInfoClose',
+      'ts',
+      time(1 * scale, () => {
+        // The group stays held by s.device.
+        const d = s.container.openDevice(EDU)
+        sink ^= d.info.numRegions + d.regions.length + d.irqs.length
+        d.close()
+      }),
+    )
+    if (sink === 0.5) console.log(sink)
+  } finally {
+    closeSession(s)
+  }
+  return out
+}
+
+/** One batch of the Rust columns (raw, ours, upstream), from the vfio-bench binary. */
+function rustBatch(): Sample[] {
+  const r = spawnSync(bin, [...(quick ? ['--quick'] : []), '--batches', '1', EDU], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${bin} failed (${r.status ?? r.signal}): ${r.stderr}${r.error?.message ?? ''}`)
+  if (r.stderr) process.stderr.write(r.stderr)
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { op: string; variant: string; medianNs: number })
+    .map((x) => ({ op: x.op, variant: x.variant, ns: x.medianNs }))
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)] ?? NaN
+}
+
+function fmt(ns: number | undefined): string {
+  if (ns === undefined || Number.isNaN(ns)) return '–'
+  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`
+  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`
+  return `${ns.toFixed(1)} ns`
+}
+
+async function main(): Promise<void> {
+  sysfs.bind(EDU)
+  const all: Sample[] = []
+  for (let b = 0; b <= batches; b++) {
+    const order = b % 2 === 0 ? ['rust', 'ts'] : ['ts', 'rust']
+    for (const side of order) {
+      const got = side === 'rust' ? rustBatch() : await tsBatch()
+      if (b > 0) all.push(...got) // batch 0 warms up
+    }
+  }
+  const key = (s: Sample): string => `${s.op}/${s.variant}`
+  const groups = new Map<string, number[]>()
+  for (const s of all) groups.set(key(s), [...(groups.get(key(s)) ?? []), s.ns])
+  const stat = (op: string, variant: string): { median: number; min: number; max: number } | undefined => {
+    const v = groups.get(`${op}/${variant}`)
+    return v === undefined ? undefined : { median: median(v), min: Math.min(...v), max: Math.max(...v) }
+  }
+  const ops: [string, string][] = [
+    ['pread4', 'pread 4 B of BAR0'],
+    ['mmioReadU32', 'mapped BAR readU32 (MMIO)'],
+    ['mmioReadU32x64', 'readU32Many, 64 registers (per register)'],
+    ['dmaReadU32', 'readU32 on a DMA buffer'],
+    ['dmaCopy64k', '64 KiB copy out of DMA memory'],
+    ['map4k', 'allocate + map 4 KiB'],
+    ['unmap4k', 'unmap 4 KiB'],
+    ['msiRoundTrip', 'MSI round trip (raise → eventfd → ack)'],
+    ['openInfoClose', 'open → info → close, group held'],
+  ]
+  const profile = addonProfile()
+  const date = new Date().toISOString()
+  console.log(`\nvfio-ioctls bench, ${date}, ${profile} addon, ${batches} batches${quick ? ' (--quick: the numbers mean nothing)' : ''}`)
+  console.log('median (min–max over the batches); ratios of medians\n')
+  const head = ['op', 'raw', 'upstream 0.10', 'ours-Rust', 'ours-TS', 'JS view', 'TS readInto', 'Rust/raw', 'TS/raw', 'Rust/upstream', 'TS/upstream']
+  const rows: string[][] = []
+  const ratio = (a: number | undefined, b: number | undefined): string =>
+    a === undefined || b === undefined ? '–' : `${(a / b).toFixed(2)}×`
+  const cell = (s: { median: number; min: number; max: number } | undefined): string =>
+    s === undefined ? '–' : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`
+  const json: Record<string, unknown> = { date, addon: profile, batches, quick, ops: {} }
+  for (const [op, label] of ops) {
+    const raw = stat(op, 'raw')
+    const up = stat(op, 'upstream')
+    const ours = stat(op, 'ours')
+    const ts = stat(op, 'ts')
+    const js = stat(op, 'jsView')
+    const into = stat(op, 'tsInto')
+    rows.push([
+      label,
+      cell(raw),
+      cell(up),
+      cell(ours),
+      cell(ts),
+      cell(js),
+      cell(into),
+      ratio(ours?.median, raw?.median),
+      ratio(ts?.median, raw?.median),
+      ratio(ours?.median, up?.median),
+      ratio(ts?.median, up?.median),
+    ])
+    ;(json.ops as Record<string, unknown>)[op] = { label, raw, upstream: up, oursRust: ours, oursTs: ts, jsView: js, tsReadInto: into }
+  }
+  const free = stat('napiFreeCall', 'ts')
+  const facade = stat('barrierFacade', 'ts')
+  json.napiFreeCall = free
+  json.barrierFacade = facade
+  console.log(`| ${head.join(' | ')} |`)
+  console.log(`|${head.map(() => '---').join('|')}|`)
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`)
+  const tsRead = stat('dmaReadU32', 'ts')
+  const jsRead = stat('dmaReadU32', 'jsView')
+  const mmio = stat('mmioReadU32', 'ts')
+  console.log(
+    `\nnapi free function (dmaRmb): ${fmt(free?.median)}; barrier.dmaRmb(): ${fmt(facade?.median)}; ` +
+      `bar.readU32 / free function: ${ratio(mmio?.median, free?.median)}; dma.readU32 / view.readUInt32LE: ${ratio(tsRead?.median, jsRead?.median)}`,
+  )
+  writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`)
+  console.log(`JSON: ${jsonPath}`)
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})
