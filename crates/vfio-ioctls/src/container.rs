@@ -166,7 +166,7 @@ impl VfioContainer {
     fn lock(&self) -> MutexGuard<'_, ContainerState> {
         // A panic while holding the lock cannot leave the table inconsistent (each update is
         // one statement), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The group `id` of this container, opening and attaching it if needed.

@@ -239,7 +239,7 @@ impl DmaBuffer {
     /// context it was mapped in still exists (the kernel drops every mapping when the
     /// container's last group leaves).
     pub fn is_mapped(&self) -> bool {
-        let mapping = *self.mapping.lock().unwrap_or_else(|p| p.into_inner());
+        let mapping = *crate::sync::lock(&self.mapping);
         mapping.is_some() && mapping == self.container.current_generation()
     }
 
@@ -256,7 +256,7 @@ impl DmaBuffer {
     /// # Errors
     /// `InvalidArgument` when already unmapped; the kernel's errno otherwise.
     pub fn unmap(&self) -> Result<()> {
-        let mut mapping = self.mapping.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mapping = crate::sync::lock(&self.mapping);
         let Some(generation) = *mapping else {
             return Err(VfioError::invalid(
                 "VFIO_IOMMU_UNMAP_DMA",

@@ -276,6 +276,7 @@ pub(crate) mod fake {
     use crate::abi::get_u32;
     use crate::container::{page_size, VfioContainer};
     use crate::group::VfioGroup;
+    use crate::sync::lock;
 
     /// What the kernel reports on x86: all below the MSI window, and above it to 39 bits.
     pub(crate) const X86_IOVA_RANGES: [(u64, u64); 2] =
@@ -301,10 +302,6 @@ pub(crate) mod fake {
     /// The nodes of every live fake kernel; tests run in parallel, each with its own.
     static NODES: Mutex<BTreeMap<Key, Node>> = Mutex::new(BTreeMap::new());
     static NEXT_KERNEL: AtomicU64 = AtomicU64::new(1);
-
-    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|p| p.into_inner())
-    }
 
     /// What the kernel keeps for one container.
     #[derive(Debug, Default)]

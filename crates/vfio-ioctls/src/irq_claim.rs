@@ -56,7 +56,7 @@ pub struct IrqClaim {
 
 impl VfioDevice {
     fn claims(&self) -> MutexGuard<'_, Vec<Option<ClaimedVectors>>> {
-        self.irq_claims.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.irq_claims)
     }
 
     /// Claims vectors `[start, start + count)` of IRQ `index` for one owner.

@@ -55,6 +55,7 @@ mod pci_config;
 pub mod poller;
 mod region;
 pub mod register_wait;
+mod sync;
 pub mod sysfs;
 mod volatile;
 

@@ -23,13 +23,15 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{Result, VfioError};
+// Every critical section is a single map operation (callbacks run unlocked or are caught).
+use crate::sync::lock;
 
 /// Called on the poller thread with (vector, count of interrupts since the last call).
 /// It should return quickly (hand the wake-up over, e.g. to a channel): every
@@ -57,12 +59,6 @@ struct Poller {
 /// The process's poller, once started; a failed start is retried by the next register.
 static POLLER: Mutex<Option<Arc<Poller>>> = Mutex::new(None);
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section is a single map operation (callbacks run unlocked or are
-    // caught), so a poisoned lock still guards consistent data.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn poller() -> Result<Arc<Poller>> {
     let mut slot = lock(&POLLER);

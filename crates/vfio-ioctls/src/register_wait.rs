@@ -35,10 +35,12 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, VfioError};
+// The critical sections only push to or filter the list (callbacks run unlocked, caught).
+use crate::sync::lock;
 use crate::volatile::VolatileAccess;
 
 /// What to wait for: the 32-bit value at `offset`, masked, equal to `value`.
@@ -168,12 +170,6 @@ struct Watcher {
 }
 
 static WATCHER: Mutex<Option<Arc<Watcher>>> = Mutex::new(None);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The critical sections only push to or filter the list (callbacks run unlocked and
-    // are caught), so a poisoned lock still guards consistent data.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn watcher() -> Result<Arc<Watcher>> {
     let mut slot = lock(&WATCHER);
