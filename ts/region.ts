@@ -278,13 +278,14 @@ export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
     const mask = num('mask', opts.mask ?? 0xffff_ffff)
     const timeout = num('timeout', opts.timeout ?? 1000)
     const signal = optSignal('signal', opts.signal)
-    if (signal?.aborted) throw new VfioAbortError(`the wait for register ${hex(o)} was aborted`, signal)
+    const aborted = `the wait for register 0x${o.toString(16)} was aborted`
+    if (signal?.aborted) throw new VfioAbortError(aborted, signal)
     const cancel = new (native().WaitCancel)()
     const onAbort = (): void => cancel.cancel()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
       const got = await this.native.waitU32(o, mask, value, timeout, cancel)
-      if (got === null) throw new VfioAbortError(`the wait for register ${hex(o)} was aborted`, signal as AbortSignal)
+      if (got === null) throw new VfioAbortError(aborted, signal as AbortSignal)
       return got
     } finally {
       signal?.removeEventListener('abort', onAbort)
@@ -304,6 +305,3 @@ export interface RegisterWaitOptions {
   signal?: AbortSignal
 }
 
-function hex(n: number): string {
-  return `0x${n.toString(16)}`
-}
