@@ -200,7 +200,7 @@ impl Device {
         Ok(DeviceInfo {
             name: d.name().to_string(),
             sysfs_path: d.sysfs_path().display().to_string(),
-            group: d.group().id(),
+            group: d.iommu_group().unwrap_or(u32::MAX),
             flags: info.flags,
             num_regions: info.num_regions,
             num_irqs: info.num_irqs,

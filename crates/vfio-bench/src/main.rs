@@ -245,7 +245,11 @@ fn raw_batch(o: &Ours, scale: u32) -> Res<Batch> {
             }
         }),
     ));
-    let gfd = o.device.group().as_raw_fd();
+    let gfd = o
+        .device
+        .group()
+        .ok_or("the device was opened without a group")?
+        .as_raw_fd();
     let name = std::ffi::CString::new(o.device.name()).map_err(|e| e.to_string())?;
     out.push((
         "openInfoClose",

@@ -36,6 +36,30 @@ pub const VFIO_CONTAINER_PATH: &str = "/dev/vfio/vfio";
 /// Where the group nodes (`<dir>/<N>`) are.
 const VFIO_GROUP_DIR: &str = "/dev/vfio";
 
+/// Which IOMMU backend a [`VfioContainer`] drives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IommuBackend {
+    /// VFIO's own container (`/dev/vfio/vfio`) with the Type1v2 IOMMU.
+    Type1,
+    /// iommufd's VFIO container compatibility: the group/container flow with
+    /// `/dev/iommu` as the container fd. Its IOAS outlives the groups: mappings stay
+    /// when the last group leaves.
+    IommufdCompat,
+    /// Native iommufd: an IOAS of `/dev/iommu`, devices opened through their cdev.
+    Iommufd,
+}
+
+impl IommuBackend {
+    /// The name the binding uses: `type1`, `iommufd-compat` or `iommufd`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IommuBackend::Type1 => "type1",
+            IommuBackend::IommufdCompat => "iommufd-compat",
+            IommuBackend::Iommufd => "iommufd",
+        }
+    }
+}
+
 /// DMA operations common to VFIO backends (upstream's trait).
 pub trait VfioOps: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Maps `[user_addr, user_addr + size)` of this process at `iova`.
@@ -81,6 +105,12 @@ pub struct VfioContainer {
     group_dir: PathBuf,
     device_fd: Option<Arc<VfioDeviceFd>>,
     state: Mutex<ContainerState>,
+    /// Whether `file` is an iommufd serving VFIO's container ioctls (its IOAS, and every
+    /// mapping in it, outlives the groups).
+    compat: bool,
+    /// The IOAS of a native iommufd container (then `file` is a dup of its iommufd).
+    #[cfg(feature = "vfio_cdev")]
+    ioas: Option<crate::iommufd::Ioas>,
 }
 
 impl VfioContainer {
@@ -108,6 +138,14 @@ impl VfioContainer {
             group_dir: PathBuf::from(VFIO_GROUP_DIR),
             device_fd,
             state: Mutex::default(),
+            compat: false,
+            #[cfg(feature = "vfio_cdev")]
+            ioas: None,
+        };
+        // Only an iommufd answers IOMMU_OPTION (a VFIO container says ENOTTY).
+        let container = VfioContainer {
+            compat: ioctls::iommufd_rlimit_mode(&container.file).is_ok(),
+            ..container
         };
         let version = container.api_version()?;
         if version != VFIO_API_VERSION as i32 {
@@ -123,6 +161,60 @@ impl VfioContainer {
             ));
         }
         Ok(container)
+    }
+
+    /// A native-iommufd container over `ioas`; `file` is a dup of its iommufd. The IOAS
+    /// exists from the start: one IOMMU context (generation 1) for the container's life.
+    #[cfg(feature = "vfio_cdev")]
+    pub(crate) fn from_ioas(
+        file: File,
+        path: PathBuf,
+        ioas: crate::iommufd::Ioas,
+        device_fd: Option<Arc<VfioDeviceFd>>,
+    ) -> Self {
+        VfioContainer {
+            file,
+            path,
+            group_dir: PathBuf::from(VFIO_GROUP_DIR),
+            device_fd,
+            state: Mutex::new(ContainerState {
+                iommu_set: true,
+                generation: 1,
+                ..ContainerState::default()
+            }),
+            compat: false,
+            ioas: Some(ioas),
+        }
+    }
+
+    /// The IOAS of a native iommufd container.
+    #[cfg(feature = "vfio_cdev")]
+    pub(crate) fn ioas(&self) -> Option<&crate::iommufd::Ioas> {
+        self.ioas.as_ref()
+    }
+
+    /// Whether this is a native iommufd container.
+    fn is_ioas(&self) -> bool {
+        #[cfg(feature = "vfio_cdev")]
+        return self.ioas.is_some();
+        #[cfg(not(feature = "vfio_cdev"))]
+        false
+    }
+
+    /// Which IOMMU backend this container drives.
+    pub fn backend(&self) -> IommuBackend {
+        if self.is_ioas() {
+            IommuBackend::Iommufd
+        } else if self.compat {
+            IommuBackend::IommufdCompat
+        } else {
+            IommuBackend::Type1
+        }
+    }
+
+    /// The node this container opened (`/dev/vfio/vfio` or `/dev/iommu`).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn target(&self) -> String {
@@ -175,6 +267,17 @@ impl VfioContainer {
     /// `NotFound` when `/dev/vfio/<id>` does not exist, `GroupNotViable` (naming the
     /// devices to bind), `Busy` when another container holds it, the kernel's errno otherwise.
     pub fn group(self: &Arc<Self>, id: u32) -> Result<Arc<VfioGroup>> {
+        if self.is_ioas() {
+            return Err(VfioError::unsupported(
+                "VFIO_GROUP_SET_CONTAINER",
+                format!(
+                    "a native iommufd container ({}) holds no groups: devices join it through \
+                     their cdev (VfioDevice::open); use the group flow with a type1 or \
+                     iommufd-compat container",
+                    self.target()
+                ),
+            ));
+        }
         let mut state = self.lock();
         if let Some(group) = state.groups.get(&id).and_then(Weak::upgrade) {
             return Ok(group);
@@ -208,10 +311,20 @@ impl VfioContainer {
             .retain(|&gid, g| gid != id && g.strong_count() > 0);
         state.iova_ranges = None;
         state.groups_epoch += 1;
-        if state.groups.is_empty() {
+        // iommufd's compatibility IOAS stays with its mappings (until the fd is closed).
+        if state.groups.is_empty() && !self.compat {
             state.iommu_set = false;
             state.mappings.clear();
         }
+    }
+
+    /// A device was attached to or detached from the IOAS (which narrows or widens its
+    /// usable IOVA ranges): ask the kernel again on the next map.
+    #[cfg_attr(not(feature = "vfio_cdev"), allow(dead_code))]
+    pub(crate) fn ranges_changed(&self) {
+        let mut state = self.lock();
+        state.iova_ranges = None;
+        state.groups_epoch += 1;
     }
 
     /// Numbers of the groups attached now.
@@ -243,6 +356,10 @@ impl VfioContainer {
     /// # Errors
     /// `InvalidArgument` before a group has joined (no IOMMU is set yet).
     pub fn iommu_info(&self) -> Result<IommuInfo> {
+        #[cfg(feature = "vfio_cdev")]
+        if let Some(ioas) = &self.ioas {
+            return self.ioas_info(ioas);
+        }
         const OP: &str = "VFIO_IOMMU_GET_INFO";
         self.require_iommu(OP)?;
         let header = std::mem::size_of::<vfio_iommu_type1_info>();
@@ -262,6 +379,30 @@ impl VfioContainer {
             OP,
             "the kernel kept asking for a larger buffer",
         ))
+    }
+
+    /// What `IOMMU_IOAS_IOVA_RANGES` reports, as an [`IommuInfo`]: the allowed ranges,
+    /// and as page sizes every power of two from the IOVA alignment (at least the page size)
+    /// up; no mapping limit.
+    #[cfg(feature = "vfio_cdev")]
+    fn ioas_info(&self, ioas: &crate::iommufd::Ioas) -> Result<IommuInfo> {
+        let (ranges, align) = ioctls::ioas_iova_ranges(&self.file, ioas.id()).map_err(|e| {
+            VfioError::IommufdIoctlError {
+                op: "IOMMU_IOAS_IOVA_RANGES",
+                target: format!("IOAS {} of {}", ioas.id(), self.target()),
+                source: e,
+            }
+        })?;
+        let smallest = align.max(page_size()).next_power_of_two();
+        Ok(IommuInfo {
+            flags: VFIO_IOMMU_INFO_PGSIZES,
+            iova_pgsizes: !(smallest - 1),
+            iova_ranges: ranges
+                .into_iter()
+                .map(|(start, end)| IovaRange { start, end })
+                .collect(),
+            dma_avail: None,
+        })
     }
 
     fn require_iommu(&self, op: &'static str) -> Result<u64> {
@@ -378,6 +519,29 @@ impl VfioContainer {
                 ));
             }
         }
+        // SAFETY: the caller guarantees the memory outlives the mapping.
+        unsafe { self.kernel_map(iova, size, vaddr) }?;
+        state.mappings.insert(iova, size);
+        Ok((iova, state.generation))
+    }
+
+    /// Maps in the kernel: `VFIO_IOMMU_MAP_DMA` on a container, `IOMMU_IOAS_MAP` on an IOAS.
+    ///
+    /// # Safety
+    /// As [`VfioContainer::vfio_dma_map`].
+    unsafe fn kernel_map(&self, iova: u64, size: u64, vaddr: u64) -> Result<()> {
+        let target = || format!("iova {iova:#x} size {size:#x}");
+        #[cfg(feature = "vfio_cdev")]
+        if let Some(ioas) = &self.ioas {
+            // SAFETY: the caller guarantees the memory outlives the mapping.
+            return unsafe { ioas.map(iova, size, vaddr) }.map_err(|source| {
+                VfioError::IommufdIoctlError {
+                    op: "IOMMU_IOAS_MAP",
+                    target: target(),
+                    source,
+                }
+            });
+        }
         let map = vfio_iommu_type1_dma_map {
             argsz: ioctls::argsz::<vfio_iommu_type1_dma_map>(),
             flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
@@ -387,9 +551,23 @@ impl VfioContainer {
         };
         // SAFETY: the caller guarantees the memory outlives the mapping.
         unsafe { ioctls::iommu_map_dma(&self.file, &map) }
-            .map_err(|e| VfioError::os(OP, format!("iova {iova:#x} size {size:#x}"), e))?;
-        state.mappings.insert(iova, size);
-        Ok((iova, state.generation))
+            .map_err(|e| VfioError::os("VFIO_IOMMU_MAP_DMA", target(), e))
+    }
+
+    /// Unmaps in the kernel; returns how many bytes it unmapped.
+    fn kernel_unmap(&self, op: &'static str, iova: u64, size: u64) -> Result<u64> {
+        let target = || format!("iova {iova:#x} size {size:#x}");
+        #[cfg(feature = "vfio_cdev")]
+        if let Some(ioas) = &self.ioas {
+            return ioas
+                .unmap(iova, size)
+                .map_err(|source| VfioError::IommufdIoctlError {
+                    op: "IOMMU_IOAS_UNMAP",
+                    target: target(),
+                    source,
+                });
+        }
+        ioctls::iommu_unmap_dma(&self.file, iova, size).map_err(|e| VfioError::os(op, target(), e))
     }
 
     /// The state lock with the usable IOVA ranges of the current groups (queried, without
@@ -465,8 +643,7 @@ impl VfioContainer {
                 ))
             }
         }
-        let unmapped = ioctls::iommu_unmap_dma(&self.file, iova, size)
-            .map_err(|e| VfioError::os(OP, format!("iova {iova:#x} size {size:#x}"), e))?;
+        let unmapped = self.kernel_unmap(OP, iova, size)?;
         state.mappings.remove(&iova);
         if unmapped != size {
             return Err(VfioError::invalid(

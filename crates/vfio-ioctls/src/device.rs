@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vfio_bindings::bindings::vfio::*;
 
 use crate::abi::{as_bytes, get_u32, get_u64, put_u32, set_argsz};
-use crate::container::VfioContainer;
+use crate::container::{VfioContainer, VfioOps};
 use crate::error::{Result, VfioError};
 use crate::group::VfioGroup;
 use crate::ioctls;
@@ -62,7 +62,9 @@ impl VfioDeviceInfo {
 }
 
 /// An open VFIO device. Dropping it closes the device and, if it was the group's
-/// last device, detaches the group from the container.
+/// last device, detaches the group from the container. A device of a native iommufd
+/// container is opened through its cdev, bound to the iommufd and (usually) attached to
+/// the container's IOAS; closing the cdev undoes both.
 #[derive(Debug)]
 pub struct VfioDevice {
     // Declared first so it is closed before the group is released (the kernel refuses
@@ -78,7 +80,15 @@ pub struct VfioDevice {
     /// Whether the PCI command register's memory-space bit was set when last seen (at
     /// open, and after each config write through this device or reset).
     memory_decoding: AtomicBool,
-    group: Arc<VfioGroup>,
+    /// The group it was opened through (none for a cdev).
+    group: Option<Arc<VfioGroup>>,
+    /// The container whose IOMMU maps its DMA.
+    container: Arc<VfioContainer>,
+    /// Its id in the iommufd it is bound to (cdev only).
+    pub(crate) iommufd_dev_id: Option<u32>,
+    /// Whether the cdev was registered with the container's hypervisor device (a group
+    /// is registered by the group instead).
+    pub(crate) hypervisor_registered: bool,
     // Declared last so the address is unregistered only after the fd is closed: while
     // it is registered, `Sysfs::bind_vfio`/`unbind_vfio` refuse instead of deadlocking.
     _held: Option<crate::held::OpenGuard>,
@@ -93,14 +103,22 @@ impl VfioDevice {
     /// sysfs, `GroupNotViable`, `Busy` when its group is held by another container or
     /// process, the kernel's errno otherwise. (Within one container the kernel lets a
     /// device be opened more than once; each handle is independent.)
-    pub fn new(sysfs_path: &Path, container: Arc<VfioContainer>) -> Result<Self> {
+    ///
+    /// Upstream's signature: `vfio_ops` is a [`VfioContainer`] (the group flow, or the
+    /// cdev flow for a native iommufd container) or a `VfioIommufd` (the cdev flow).
+    /// `attach_ioas` says whether a cdev is attached to the IOAS (else it stays blocked
+    /// from DMA until [`VfioDevice::attach_hwpt`]); the group flow ignores it.
+    ///
+    /// Also `InvalidArgument` for any other `VfioOps`.
+    pub fn new(sysfs_path: &Path, vfio_ops: Arc<dyn VfioOps>, attach_ioas: bool) -> Result<Self> {
         let path = sysfs_path.to_str().ok_or_else(|| {
             VfioError::invalid(
                 "open device",
                 format!("path {} is not UTF-8", sysfs_path.display()),
             )
         })?;
-        Self::open(path, container)
+        let container = container_of(vfio_ops)?;
+        Self::open_with(&Sysfs::new(), path, container, attach_ioas)
     }
 
     /// Opens a device by PCI address (`0000:00:03.0`, `00:03.0`) or sysfs path.
@@ -114,31 +132,80 @@ impl VfioDevice {
         address_or_path: &str,
         container: Arc<VfioContainer>,
     ) -> Result<Self> {
+        Self::open_with(sysfs, address_or_path, container, true)
+    }
+
+    fn open_with(
+        sysfs: &Sysfs,
+        address_or_path: &str,
+        container: Arc<VfioContainer>,
+        attach_ioas: bool,
+    ) -> Result<Self> {
         let location = sysfs.resolve_device(address_or_path)?;
         // Registered before the fd exists (and unregistered if opening fails).
         let held = location
             .address
             .map(crate::held::register_open)
             .transpose()?;
+        #[cfg(not(feature = "vfio_cdev"))]
+        let _ = attach_ioas; // Only a cdev attaches (needs the feature).
+        if container.backend() == crate::IommuBackend::Iommufd {
+            #[cfg(feature = "vfio_cdev")]
+            {
+                let file = Self::open_cdev(&location.sysfs_path)?;
+                let mut device = VfioDevice::from_file(
+                    file,
+                    location.name,
+                    location.sysfs_path,
+                    None,
+                    container,
+                    held,
+                )?;
+                device.join_iommufd(true, attach_ioas)?;
+                return Ok(device);
+            }
+        }
         let group = container.group(location.group)?;
         let file = group.device_file(&location.name)?;
-        let info = get_device_info(&file, &location.name)?;
+        VfioDevice::from_file(
+            file,
+            location.name,
+            location.sysfs_path,
+            Some(group),
+            container,
+            held,
+        )
+    }
+
+    /// Reads the device's info, regions and IRQs from its fd.
+    pub(crate) fn from_file(
+        file: File,
+        name: String,
+        sysfs_path: PathBuf,
+        group: Option<Arc<VfioGroup>>,
+        container: Arc<VfioContainer>,
+        held: Option<crate::held::OpenGuard>,
+    ) -> Result<Self> {
+        let info = get_device_info(&file, &name)?;
         let regions = (0..info.num_regions)
-            .map(|index| get_region(&file, &location.name, index))
+            .map(|index| get_region(&file, &name, index))
             .collect::<Result<Vec<_>>>()?;
         let irqs = (0..info.num_irqs)
-            .map(|index| crate::irq::get_irq(&file, &location.name, index))
+            .map(|index| crate::irq::get_irq(&file, &name, index))
             .collect::<Result<Vec<_>>>()?;
         let device = VfioDevice {
             file,
-            name: location.name,
-            sysfs_path: location.sysfs_path,
+            name,
+            sysfs_path,
             info,
             regions,
             irqs,
             irq_claims: IrqClaims::default(),
             memory_decoding: AtomicBool::new(true),
             group,
+            container,
+            iommufd_dev_id: None,
+            hypervisor_registered: false,
             _held: held,
         };
         device.refresh_memory_decoding();
@@ -182,9 +249,28 @@ impl VfioDevice {
         self.info
     }
 
-    /// The group the device belongs to.
-    pub fn group(&self) -> &Arc<VfioGroup> {
-        &self.group
+    /// The group the device was opened through; `None` for a cdev (native iommufd).
+    pub fn group(&self) -> Option<&Arc<VfioGroup>> {
+        self.group.as_ref()
+    }
+
+    /// The device's IOMMU group number: its group's, or for a cdev what sysfs says.
+    pub fn iommu_group(&self) -> Option<u32> {
+        self.group
+            .as_ref()
+            .map(|g| g.id())
+            .or_else(|| Sysfs::new().iommu_group(&self.sysfs_path).ok())
+    }
+
+    /// The container whose IOMMU maps the device's DMA.
+    pub fn container(&self) -> &Arc<VfioContainer> {
+        &self.container
+    }
+
+    /// The device's id in the iommufd its cdev is bound to (upstream's accessor); `None`
+    /// for a device opened through a group.
+    pub fn iommufd_dev_id(&self) -> Option<u32> {
+        self.iommufd_dev_id
     }
 
     /// Every region, indexed by VFIO region index (absent ones included).
@@ -347,7 +433,7 @@ impl VfioDevice {
     /// groups the container does not hold, before the kernel is asked; as
     /// [`VfioError::Os`] with the kernel's errno and a hint otherwise.
     pub fn pci_hot_reset(&self) -> Result<Vec<crate::PciHotResetDevice>> {
-        let reset = crate::hot_reset::pci_hot_reset(&self.file, &self.name, self.group.container());
+        let reset = crate::hot_reset::pci_hot_reset(&self.file, &self.name, &self.container);
         // The bus reset clears the command register; the PCI core writes back what it saved.
         self.refresh_memory_decoding();
         reset
@@ -356,6 +442,41 @@ impl VfioDevice {
     /// The device fd.
     pub(crate) fn file(&self) -> &File {
         &self.file
+    }
+}
+
+/// The container behind a `VfioOps`: a [`VfioContainer`] itself, or a `VfioIommufd`'s.
+fn container_of(vfio_ops: Arc<dyn VfioOps>) -> Result<Arc<VfioContainer>> {
+    let any: Arc<dyn std::any::Any + Send + Sync> = vfio_ops.clone();
+    if let Ok(container) = any.downcast::<VfioContainer>() {
+        return Ok(container);
+    }
+    #[cfg(feature = "vfio_cdev")]
+    if let Some(iommufd) = vfio_ops.as_any().downcast_ref::<crate::VfioIommufd>() {
+        return Ok(iommufd.container().clone());
+    }
+    Err(VfioError::invalid(
+        "VfioDevice::new",
+        format!(
+            "the VfioOps {vfio_ops:?} is neither a VfioContainer nor a VfioIommufd \
+             (upstream's DowncastVfioOps)"
+        ),
+    ))
+}
+
+impl Drop for VfioDevice {
+    fn drop(&mut self) {
+        if self.hypervisor_registered {
+            if let Some(dev) = self.container.device_fd() {
+                if let Err(e) = dev.remove_group(&self.file) {
+                    log::warn!("removing VFIO device {} from the hypervisor: {e}", self.name);
+                }
+            }
+        }
+        if self.iommufd_dev_id.is_some() {
+            // Closing the cdev (just after this) detaches it from its page table.
+            self.container.ranges_changed();
+        }
     }
 }
 

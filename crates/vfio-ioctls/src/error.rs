@@ -183,6 +183,77 @@ pub enum VfioError {
         #[source]
         source: io::Error,
     },
+    /// Upstream's `VfioDeviceBindIommufd`: `VFIO_DEVICE_BIND_IOMMUFD` of a device cdev failed.
+    #[error("VFIO_DEVICE_BIND_IOMMUFD of {device} failed: {source}{}", hint_suffix("VFIO_DEVICE_BIND_IOMMUFD", .device, .source))]
+    VfioDeviceBindIommufd {
+        /// The device (PCI address or cdev path).
+        device: String,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Upstream's `VfioDeviceAttachIommufdPt`: attaching a device (or a PASID of it) to an
+    /// IOAS or HWPT failed.
+    #[error("VFIO_DEVICE_ATTACH_IOMMUFD_PT of {device} to page table {pt_id} failed: {source}{}", hint_suffix("VFIO_DEVICE_ATTACH_IOMMUFD_PT", .device, .source))]
+    VfioDeviceAttachIommufdPt {
+        /// The device.
+        device: String,
+        /// The IOAS or HWPT id.
+        pt_id: u32,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Upstream's `VfioDeviceDetachIommufdPt`: detaching a device from its page table failed.
+    #[error("VFIO_DEVICE_DETACH_IOMMUFD_PT of {device} failed: {source}{}", hint_suffix("VFIO_DEVICE_DETACH_IOMMUFD_PT", .device, .source))]
+    VfioDeviceDetachIommufdPt {
+        /// The device.
+        device: String,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Upstream's `NewVfioIommufd`: opening `/dev/iommu` or allocating its IOAS failed.
+    #[error("{op} on {path} failed: {source}{}", hint_suffix(.op, "/dev/iommu", .source))]
+    NewVfioIommufd {
+        /// `open` or `IOMMU_IOAS_ALLOC`.
+        op: &'static str,
+        /// The iommufd node.
+        path: PathBuf,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Upstream's `InvalidVfioDev`: the device has no (single) VFIO cdev in sysfs
+    /// (`<device>/vfio-dev/vfioN`).
+    #[error("{} has no VFIO device cdev: {reason} (bind the device to vfio-pci; the kernel needs CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+)", .path.display())]
+    InvalidVfioDev {
+        /// The `vfio-dev` directory looked at.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// Upstream's `OpenDeviceCdev`: opening `/dev/vfio/devices/vfioN` failed.
+    #[error("open of {} failed: {source}{}", .path.display(), hint_suffix("open cdev", "", .source))]
+    OpenDeviceCdev {
+        /// The cdev node.
+        path: PathBuf,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Upstream's `IommufdIoctlError`: an iommufd ioctl (`IOMMU_IOAS_MAP`, `IOMMU_HWPT_ALLOC`,
+    /// `IOMMU_DESTROY`...) failed.
+    #[error("{op} on {target} failed: {source}{}", hint_suffix(.op, .target, .source))]
+    IommufdIoctlError {
+        /// The ioctl.
+        op: &'static str,
+        /// What it was applied to (`iova 0x1000 size 0x1000`, `device id 1`...).
+        target: String,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
     /// The kernel speaks another VFIO API version.
     #[error("VFIO_GET_API_VERSION: kernel reports {found}, this library speaks {expected}")]
     ApiVersion {
@@ -272,7 +343,21 @@ impl VfioError {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
-            VfioError::Os { op, source, .. } => kind_of_errno(op, source.raw_os_error()),
+            VfioError::Os { op, source, .. } | VfioError::IommufdIoctlError { op, source, .. } => {
+                kind_of_errno(op, source.raw_os_error())
+            }
+            VfioError::NewVfioIommufd { op, source, .. } => kind_of_errno(op, source.raw_os_error()),
+            VfioError::VfioDeviceBindIommufd { source, .. } => {
+                kind_of_errno("VFIO_DEVICE_BIND_IOMMUFD", source.raw_os_error())
+            }
+            VfioError::VfioDeviceAttachIommufdPt { source, .. } => {
+                kind_of_errno("VFIO_DEVICE_ATTACH_IOMMUFD_PT", source.raw_os_error())
+            }
+            VfioError::VfioDeviceDetachIommufdPt { source, .. } => {
+                kind_of_errno("VFIO_DEVICE_DETACH_IOMMUFD_PT", source.raw_os_error())
+            }
+            VfioError::OpenDeviceCdev { source, .. } => kind_of_errno("open", source.raw_os_error()),
+            VfioError::InvalidVfioDev { .. } => ErrorKind::NotFound,
             VfioError::NotFound { .. } => ErrorKind::NotFound,
             VfioError::GroupNotViable { .. } => ErrorKind::GroupNotViable,
             VfioError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
@@ -295,9 +380,14 @@ impl VfioError {
     /// The errno, when the kernel refused.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            VfioError::Os { source, .. } | VfioError::HugePages { source, .. } => {
-                source.raw_os_error()
-            }
+            VfioError::Os { source, .. }
+            | VfioError::HugePages { source, .. }
+            | VfioError::VfioDeviceBindIommufd { source, .. }
+            | VfioError::VfioDeviceAttachIommufdPt { source, .. }
+            | VfioError::VfioDeviceDetachIommufdPt { source, .. }
+            | VfioError::NewVfioIommufd { source, .. }
+            | VfioError::OpenDeviceCdev { source, .. }
+            | VfioError::IommufdIoctlError { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
@@ -311,7 +401,13 @@ impl VfioError {
             | VfioError::Unsupported { op, .. }
             | VfioError::Busy { op, .. }
             | VfioError::TimedOut { op, .. }
-            | VfioError::Closed { op, .. } => op,
+            | VfioError::Closed { op, .. }
+            | VfioError::NewVfioIommufd { op, .. }
+            | VfioError::IommufdIoctlError { op, .. } => op,
+            VfioError::VfioDeviceBindIommufd { .. } => "VFIO_DEVICE_BIND_IOMMUFD",
+            VfioError::VfioDeviceAttachIommufdPt { .. } => "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+            VfioError::VfioDeviceDetachIommufdPt { .. } => "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+            VfioError::OpenDeviceCdev { .. } | VfioError::InvalidVfioDev { .. } => "open",
             VfioError::NotFound { .. } => "open",
             VfioError::HugePages { .. } => "mmap",
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
@@ -330,6 +426,16 @@ impl VfioError {
                 missing.first().map(|d| format!("/dev/vfio/{}", d.group_id))
             }
             VfioError::HugePages { free_path, .. } => Some(free_path.display().to_string()),
+            VfioError::NewVfioIommufd { path, .. }
+            | VfioError::OpenDeviceCdev { path, .. }
+            | VfioError::InvalidVfioDev { path, .. } => Some(path.display().to_string()),
+            VfioError::VfioDeviceBindIommufd { device, .. }
+            | VfioError::VfioDeviceAttachIommufdPt { device, .. }
+            | VfioError::VfioDeviceDetachIommufdPt { device, .. }
+                if device.starts_with('/') =>
+            {
+                Some(device.clone())
+            }
             _ => None,
         }
     }
@@ -343,8 +449,12 @@ fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
         Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => ErrorKind::NotFound,
         Some(libc::EACCES) | Some(libc::EPERM) => ErrorKind::Permission,
         Some(libc::EBUSY) => ErrorKind::Busy,
+        // A cdev bound already, or its device open through another cdev open.
+        Some(libc::EINVAL) if op == "VFIO_DEVICE_BIND_IOMMUFD" => ErrorKind::Busy,
         Some(libc::EINVAL) | Some(libc::EEXIST) => ErrorKind::InvalidArgument,
-        Some(libc::ENOMEM) if op == "VFIO_IOMMU_MAP_DMA" => ErrorKind::Memlock,
+        Some(libc::ENOMEM) if op == "VFIO_IOMMU_MAP_DMA" || op == "IOMMU_IOAS_MAP" => {
+            ErrorKind::Memlock
+        }
         Some(libc::ENOSPC) if op == "VFIO_IOMMU_MAP_DMA" => ErrorKind::OutOfRange,
         Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) => ErrorKind::Unsupported,
         _ => ErrorKind::Io,
@@ -374,6 +484,33 @@ fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
             "the IOMMU's limit of DMA mappings is reached (vfio_iommu_type1's dma_entry_limit; \
              iommuInfo().dmaAvail says how many are left): use fewer, larger buffers, unmap \
              some, or raise the module parameter"
+        }
+        ("IOMMU_IOAS_MAP", Some(libc::ENOMEM)) => {
+            "RLIMIT_MEMLOCK is too low to pin this memory (iommufd counts it per user): raise it \
+             (`ulimit -l`, LimitMEMLOCK=) or map less"
+        }
+        ("IOMMU_IOAS_MAP", Some(libc::EEXIST)) => "the IOVA range overlaps an existing mapping",
+        ("open", Some(libc::ENOENT)) if target == "/dev/iommu" => {
+            "the kernel has no iommufd (CONFIG_IOMMUFD, Linux 6.2+): use the type1 container \
+             (/dev/vfio/vfio)"
+        }
+        ("open cdev", Some(libc::ENOENT)) => {
+            "no /dev/vfio/devices node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV (Linux 6.6+) \
+             or devtmpfs/udev did not create it"
+        }
+        ("VFIO_DEVICE_BIND_IOMMUFD", Some(libc::EBUSY)) => {
+            "the device is open elsewhere (through its group or another cdev open); close it first"
+        }
+        ("VFIO_DEVICE_BIND_IOMMUFD", Some(libc::EINVAL)) => {
+            "the device is open already through another open of its cdev (a cdev is opened \
+             once at a time), or this cdev is bound already; close the other first"
+        }
+        ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", Some(libc::ENOENT | libc::EINVAL)) => {
+            "the page table id is no IOAS or HWPT of the iommufd the device is bound to"
+        }
+        ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", Some(libc::EPERM)) => {
+            "the platform cannot isolate MSIs (no interrupt remapping): set \
+             iommufd.allow_unsafe_interrupts=1 if you accept that"
         }
         ("VFIO_IOMMU_MAP_DMA", Some(libc::EEXIST)) => "the IOVA range overlaps an existing mapping",
         ("VFIO_IOMMU_MAP_DMA", Some(libc::EINVAL)) => {

@@ -60,6 +60,15 @@ mod sys {
     ioctl_io_nr!(VFIO_IOMMU_GET_INFO, VFIO_TYPE, VFIO_BASE + 12);
     ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, VFIO_TYPE, VFIO_BASE + 13);
     ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE, VFIO_BASE + 14);
+    // Device cdev ioctls (/dev/vfio/devices/vfioN, CONFIG_VFIO_DEVICE_CDEV, 6.6+).
+    ioctl_io_nr!(VFIO_DEVICE_BIND_IOMMUFD, VFIO_TYPE, VFIO_BASE + 18);
+    ioctl_io_nr!(VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_TYPE, VFIO_BASE + 19);
+    ioctl_io_nr!(VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_TYPE, VFIO_BASE + 20);
+    // iommufd ioctls on /dev/iommu (CONFIG_IOMMUFD, 6.2+): the same type as VFIO's, from
+    // IOMMUFD_CMD_BASE 0x80 (linux/iommufd.h). The rest come from the iommufd-ioctls crate.
+    const IOMMUFD_CMD_BASE: u32 = 0x80;
+    ioctl_io_nr!(IOMMU_IOAS_IOVA_RANGES, VFIO_TYPE, IOMMUFD_CMD_BASE + 4);
+    ioctl_io_nr!(IOMMU_OPTION, VFIO_TYPE, IOMMUFD_CMD_BASE + 7);
 
     /// Turns an ioctl return value into a result, reading errno on failure.
     fn check(ret: i32) -> io::Result<i32> {
@@ -248,6 +257,130 @@ mod sys {
         check(unsafe { ioctl_with_mut_ref(container, VFIO_IOMMU_UNMAP_DMA(), &mut unmap) })?;
         Ok(unmap.size)
     }
+
+    /// `struct iommu_option` (linux/iommufd.h), which the bindings of every build lack.
+    #[repr(C)]
+    #[derive(Default)]
+    struct IommuOption {
+        size: u32,
+        option_id: u32,
+        op: u16,
+        reserved: u16,
+        object_id: u32,
+        val64: u64,
+    }
+
+    /// Reads iommufd's global `IOMMU_OPTION_RLIMIT_MODE`: it answers on an iommufd
+    /// (`/dev/iommu`) and nowhere else (ENOTTY from a VFIO container), which is how a
+    /// container learns that it is iommufd's container compatibility.
+    pub(crate) fn iommufd_rlimit_mode(file: &File) -> io::Result<u64> {
+        const IOMMU_OPTION_RLIMIT_MODE: u32 = 0;
+        const IOMMU_OPTION_OP_GET: u16 = 1;
+        let mut option = IommuOption {
+            size: argsz::<IommuOption>(),
+            option_id: IOMMU_OPTION_RLIMIT_MODE,
+            op: IOMMU_OPTION_OP_GET,
+            ..Default::default()
+        };
+        // SAFETY: `file` is an open fd (an iommufd answers, anything else refuses);
+        // `option` is a correctly sized struct we own, of which the kernel writes `val64`.
+        check(unsafe { ioctl_with_mut_ref(file, IOMMU_OPTION(), &mut option) })?;
+        Ok(option.val64)
+    }
+
+    /// Binds a device cdev to an iommufd (`VFIO_DEVICE_BIND_IOMMUFD`); returns its device
+    /// id in that iommufd.
+    #[cfg_attr(not(feature = "vfio_cdev"), allow(dead_code))]
+    pub(crate) fn device_bind_iommufd(device: &File, iommufd: RawFd) -> io::Result<u32> {
+        let mut bind = vfio_device_bind_iommufd {
+            argsz: argsz::<vfio_device_bind_iommufd>(),
+            flags: 0,
+            iommufd,
+            out_devid: 0,
+            token_uuid_ptr: 0,
+        };
+        // SAFETY: `device` is a VFIO device cdev fd; `bind` is a correctly sized struct we own
+        // (the kernel reads up to `out_devid` and writes `out_devid`).
+        check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_BIND_IOMMUFD(), &mut bind) })?;
+        Ok(bind.out_devid)
+    }
+
+    /// Attaches a bound device cdev (or one of its PASIDs, with `VFIO_DEVICE_ATTACH_PASID`
+    /// in `flags`) to an IOAS or HWPT (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`); returns the page
+    /// table the kernel attached (the HWPT it made for an IOAS).
+    #[cfg_attr(not(feature = "vfio_cdev"), allow(dead_code))]
+    pub(crate) fn device_attach_iommufd_pt(
+        device: &File,
+        flags: u32,
+        pt_id: u32,
+        pasid: u32,
+    ) -> io::Result<u32> {
+        let mut attach = vfio_device_attach_iommufd_pt {
+            argsz: argsz::<vfio_device_attach_iommufd_pt>(),
+            flags,
+            pt_id,
+            pasid,
+        };
+        // SAFETY: `device` is a VFIO device cdev fd; `attach` is a correctly sized struct we own
+        // (6.12 reads up to `pt_id`, later kernels `pasid` too) and the kernel writes `pt_id`.
+        check(unsafe {
+            ioctl_with_mut_ref(device, VFIO_DEVICE_ATTACH_IOMMUFD_PT(), &mut attach)
+        })?;
+        Ok(attach.pt_id)
+    }
+
+    /// Detaches a device cdev (or a PASID of it) from its page table
+    /// (`VFIO_DEVICE_DETACH_IOMMUFD_PT`).
+    #[cfg_attr(not(feature = "vfio_cdev"), allow(dead_code))]
+    pub(crate) fn device_detach_iommufd_pt(device: &File, flags: u32, pasid: u32) -> io::Result<()> {
+        let detach = vfio_device_detach_iommufd_pt {
+            argsz: argsz::<vfio_device_detach_iommufd_pt>(),
+            flags,
+            pasid,
+        };
+        // SAFETY: `device` is a VFIO device cdev fd; `detach` is a correctly sized struct the
+        // kernel only reads.
+        check(unsafe { ioctl_with_ref(device, VFIO_DEVICE_DETACH_IOMMUFD_PT(), &detach) })
+            .map(drop)
+    }
+
+    /// The allowed IOVA ranges of IOAS `ioas_id` as (start, last) pairs, and the IOVA
+    /// alignment it requires (`IOMMU_IOAS_IOVA_RANGES`). Asks again with a larger array
+    /// while the kernel says it is too small (EMSGSIZE), a few times at most.
+    #[cfg(feature = "vfio_cdev")]
+    pub(crate) fn ioas_iova_ranges(iommufd: &File, ioas_id: u32) -> io::Result<(Vec<(u64, u64)>, u64)> {
+        use iommufd_bindings::iommufd::{iommu_ioas_iova_ranges, iommu_iova_range};
+        let mut ranges: Vec<iommu_iova_range> = Vec::new();
+        for _ in 0..4 {
+            let mut query = iommu_ioas_iova_ranges {
+                size: argsz::<iommu_ioas_iova_ranges>(),
+                ioas_id,
+                num_iovas: ranges.len() as u32,
+                __reserved: 0,
+                allowed_iovas: ranges.as_mut_ptr() as u64,
+                out_iova_alignment: 0,
+            };
+            // SAFETY: `iommufd` is an iommufd; `query` is a correctly sized struct we own and
+            // `allowed_iovas` points at `num_iovas` ranges we own, which is all the kernel
+            // writes there (it answers EMSGSIZE, writing none, when they are too few).
+            let ret = check(unsafe { ioctl_with_mut_ref(iommufd, IOMMU_IOAS_IOVA_RANGES(), &mut query) });
+            match ret {
+                Ok(_) => {
+                    let n = (query.num_iovas as usize).min(ranges.len());
+                    let out = ranges[..n].iter().map(|r| (r.start, r.last)).collect();
+                    return Ok((out, query.out_iova_alignment));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    // The kernel counts in u32; no IOAS has anywhere near 2^16 ranges.
+                    let wanted = (query.num_iovas as usize).min(1 << 16);
+                    ranges = vec![iommu_iova_range { start: 0, last: 0 }; wanted];
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
+    }
+
 }
 
 /// A fake VFIO kernel for unit tests, so that the bookkeeping above the ioctls runs on

@@ -27,6 +27,8 @@
 mod abi;
 mod alloc;
 pub mod barrier;
+#[cfg(feature = "vfio_cdev")]
+mod cdev;
 mod container;
 mod device;
 mod dma;
@@ -41,6 +43,8 @@ mod huge_pages;
 mod hypervisor;
 mod ioctls;
 mod iommu;
+#[cfg(feature = "vfio_cdev")]
+mod iommufd;
 mod iova_alloc;
 mod irq;
 mod irq_claim;
@@ -59,7 +63,12 @@ mod sync;
 pub mod sysfs;
 mod volatile;
 
-pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
+pub use container::{page_size, IommuBackend, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
+#[cfg(feature = "vfio_cdev")]
+pub use iommufd::{VfioIommufd, IOMMUFD_PATH};
+/// The iommufd-ioctls types upstream's [`VfioIommufd`] takes and gives.
+#[cfg(feature = "vfio_cdev")]
+pub use iommufd_ioctls::{IommuFd, IommufdIoas};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
 pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
 pub use dma_slice::DmaSlice;

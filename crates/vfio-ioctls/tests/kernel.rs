@@ -9,6 +9,12 @@
 //! guest/run.sh --timeout 300 -- target/debug/deps/kernel-XXXX --test-threads=1
 //! ```
 //!
+//! `VFIO_TEST_IOMMU` picks the IOMMU backend every test's `container()` uses: `type1`
+//! (the default, `/dev/vfio/vfio`), `iommufd-compat` (the same group/container flow with
+//! `/dev/iommu` as the container) or `iommufd` (native: an IOAS, devices opened through
+//! their cdev; needs `--features vfio_cdev`). Tests about one backend assert what the
+//! running mode does. The iommufd modes need a kernel with iommufd (`--kernel 6.12`).
+//!
 //! On a machine without `VFIO_GUEST=1` and `/dev/vfio/vfio` every test fails (it does
 //! not skip): `cargo test` routes this binary into the guest (`.cargo/config.toml`'s
 //! runner, scripts/cargo-runner.sh); `npm test` runs it there through test-guest.sh.
@@ -104,8 +110,60 @@ fn bind(dev: &str) {
         .unwrap_or_else(|e| panic!("binding {dev} to vfio-pci: {e}"));
 }
 
+/// The IOMMU backend the suite runs on (`VFIO_TEST_IOMMU`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Mode {
+    Type1,
+    Compat,
+    Iommufd,
+}
+
+fn mode() -> Mode {
+    match std::env::var("VFIO_TEST_IOMMU").as_deref() {
+        Err(_) | Ok("") | Ok("type1") => Mode::Type1,
+        Ok("iommufd-compat") => Mode::Compat,
+        Ok("iommufd") => Mode::Iommufd,
+        Ok(other) => panic!("VFIO_TEST_IOMMU={other:?}: expected type1, iommufd-compat or iommufd"),
+    }
+}
+
+/// A container of the suite's backend, serving the hypervisor device `device_fd`.
+fn container_with(device_fd: Option<vfio_ioctls::VfioContainerDeviceHandle>) -> Arc<VfioContainer> {
+    let m = mode();
+    let c = match m {
+        Mode::Type1 => VfioContainer::new(device_fd),
+        Mode::Compat => VfioContainer::open(Path::new("/dev/iommu"), device_fd),
+        #[cfg(feature = "vfio_cdev")]
+        Mode::Iommufd => VfioContainer::new_iommufd(device_fd),
+        #[cfg(not(feature = "vfio_cdev"))]
+        Mode::Iommufd => panic!("VFIO_TEST_IOMMU=iommufd needs the vfio_cdev feature: build with --features vfio_cdev"),
+    };
+    let c = c.unwrap_or_else(|e| panic!("opening the {m:?} container: {e}"));
+    let want = match m {
+        Mode::Type1 => vfio_ioctls::IommuBackend::Type1,
+        Mode::Compat => vfio_ioctls::IommuBackend::IommufdCompat,
+        Mode::Iommufd => vfio_ioctls::IommuBackend::Iommufd,
+    };
+    assert_eq!(c.backend(), want);
+    Arc::new(c)
+}
+
 fn container() -> Arc<VfioContainer> {
-    Arc::new(VfioContainer::new(None).unwrap_or_else(|e| panic!("opening the container: {e}")))
+    container_with(None)
+}
+
+/// What `group_ids()` shows while devices of `groups` are open: a native iommufd
+/// container holds no groups.
+fn held(groups: &[u32]) -> Vec<u32> {
+    match mode() {
+        Mode::Iommufd => Vec::new(),
+        _ => groups.to_vec(),
+    }
+}
+
+/// Whether the IOMMU (and its mappings) outlives the last device: iommufd's IOAS does.
+fn iommu_outlives_devices() -> bool {
+    mode() != Mode::Type1
 }
 
 fn open(dev: &str, c: &Arc<VfioContainer>) -> Arc<VfioDevice> {
@@ -209,17 +267,28 @@ fn container_open() {
     let c = container();
     assert_eq!(c.api_version().unwrap(), 0);
     assert!(c.check_extension(VFIO_TYPE1v2_IOMMU).unwrap());
-    // No group yet: no IOMMU, so no info and no DMA.
-    assert_kind(
-        c.iommu_info(),
-        ErrorKind::InvalidArgument,
-        "iommu_info without a group",
-    );
-    assert_kind(
-        c.allocate_dma(4096, 0x10_0000),
-        ErrorKind::InvalidArgument,
-        "allocate_dma without a group",
-    );
+    if mode() == Mode::Iommufd {
+        // The IOAS exists from the start: info and DMA work before any device.
+        let info = c.iommu_info().unwrap();
+        println!("IOAS info before any device: {info:?}");
+        assert!(!info.iova_ranges.is_empty());
+        let dma = c.allocate_dma(4096, 0x10_0000).unwrap();
+        assert_eq!(c.dma_mappings(), vec![(0x10_0000, 4096)]);
+        drop(dma);
+    } else {
+        // No group yet: no IOMMU, so no info and no DMA.
+        assert_kind(
+            c.iommu_info(),
+            ErrorKind::InvalidArgument,
+            "iommu_info without a group",
+        );
+        assert_kind(
+            c.allocate_dma(4096, 0x10_0000),
+            ErrorKind::InvalidArgument,
+            "allocate_dma without a group",
+        );
+    }
+    assert!(c.dma_mappings().is_empty());
     assert!(c.group_ids().is_empty());
 }
 
@@ -227,6 +296,17 @@ fn container_open() {
 fn group_viability_and_attach() {
     let _g = setup(&[EDU]);
     let c = container();
+    if mode() == Mode::Iommufd {
+        // A native iommufd container has no groups at all.
+        let e = assert_kind(
+            c.group(EDU_GROUP),
+            ErrorKind::Unsupported,
+            "a group in a native iommufd container",
+        );
+        assert!(e.to_string().contains("cdev"), "{e}");
+        assert!(c.group_ids().is_empty());
+        return;
+    }
     let group = c.group(EDU_GROUP).unwrap();
     assert_eq!(group.id(), EDU_GROUP);
     let status = group.status().unwrap();
@@ -242,11 +322,16 @@ fn group_viability_and_attach() {
     assert!(c.iommu_info().is_ok());
     drop(group);
     assert!(c.group_ids().is_empty());
-    assert_kind(
-        c.iommu_info(),
-        ErrorKind::InvalidArgument,
-        "iommu_info after the group left",
-    );
+    if iommu_outlives_devices() {
+        // iommufd's compatibility IOAS stays after the last group left.
+        c.iommu_info().unwrap();
+    } else {
+        assert_kind(
+            c.iommu_info(),
+            ErrorKind::InvalidArgument,
+            "iommu_info after the group left",
+        );
+    }
     // Attaching again works (the kernel released the group).
     let group = c.group(EDU_GROUP).unwrap();
     assert_eq!(c.group_ids(), vec![EDU_GROUP]);
@@ -288,14 +373,24 @@ fn check_edu_info(dev: &VfioDevice) {
 fn device_open_by_path_and_address() {
     let _g = setup(&[EDU]);
     let c = container();
-    let by_path = VfioDevice::new(Path::new(EDU_SYSFS), c.clone()).unwrap();
+    let by_path = VfioDevice::new(Path::new(EDU_SYSFS), c.clone(), true).unwrap();
     assert_eq!(by_path.name(), EDU);
     assert!(
         by_path.sysfs_path().ends_with(EDU),
         "{}",
         by_path.sysfs_path().display()
     );
-    assert_eq!(by_path.group().id(), EDU_GROUP);
+    match mode() {
+        Mode::Iommufd => {
+            assert!(by_path.group().is_none());
+            let id = by_path.iommufd_dev_id().expect("a cdev bound to iommufd has a device id");
+            println!("edu iommufd device id {id}");
+        }
+        _ => {
+            assert_eq!(by_path.group().map(|g| g.id()), Some(EDU_GROUP));
+            assert_eq!(by_path.iommufd_dev_id(), None);
+        }
+    }
     check_edu_info(&by_path);
     drop(by_path);
     assert!(c.group_ids().is_empty());
@@ -303,11 +398,11 @@ fn device_open_by_path_and_address() {
     let by_bdf = VfioDevice::open("00:03.0", c.clone()).unwrap();
     assert_eq!(by_bdf.name(), EDU);
     check_edu_info(&by_bdf);
-    assert_eq!(c.group_ids(), vec![EDU_GROUP]);
+    assert_eq!(c.group_ids(), held(&[EDU_GROUP]));
     // The canonical sysfs directory works too.
     let canonical = by_bdf.sysfs_path().to_path_buf();
     drop(by_bdf);
-    assert_eq!(VfioDevice::new(&canonical, c.clone()).unwrap().name(), EDU);
+    assert_eq!(VfioDevice::new(&canonical, c.clone(), true).unwrap().name(), EDU);
 
     // Devices that cannot be opened.
     assert_kind(
@@ -506,11 +601,11 @@ fn dma_buffers_follow_the_iommu_context() {
     let c = container();
     let edu = open(EDU, &c);
     let nvme = open(NVME, &c);
-    assert_eq!(c.group_ids(), vec![EDU_GROUP, NVME_GROUP]);
+    assert_eq!(c.group_ids(), held(&[EDU_GROUP, NVME_GROUP]));
     let old = c.allocate_dma(4096, 0x10_0000).unwrap();
     // One group leaving keeps the IOMMU context and its mappings.
     drop(nvme);
-    assert_eq!(c.group_ids(), vec![EDU_GROUP]);
+    assert_eq!(c.group_ids(), held(&[EDU_GROUP]));
     assert!(old.is_mapped());
     assert_eq!(c.dma_mappings(), vec![(0x10_0000, 4096)]);
     let bar = map_bar0(&edu);
@@ -519,9 +614,26 @@ fn dma_buffers_follow_the_iommu_context() {
     old.write_bytes(0, &pattern).unwrap();
     edu_dma(&bar, old.iova(), EDU_DMA_BUF, EDU_DMA_LEN, false);
     drop(bar);
-    // The last group leaving: the kernel drops the context and every mapping with it.
     drop(edu);
     assert!(c.group_ids().is_empty());
+    if iommu_outlives_devices() {
+        // iommufd's IOAS (native, or the compatibility one) keeps its mappings when the
+        // last device leaves: the buffer stays mapped, and a device opened again uses it.
+        assert!(old.is_mapped());
+        assert_eq!(c.dma_mappings(), vec![(0x10_0000, 4096)]);
+        let edu = open(EDU, &c);
+        let bar = map_bar0(&edu);
+        enable_bus_master(&edu);
+        old.write_bytes(0, &vec![0u8; EDU_DMA_LEN]).unwrap();
+        edu_dma(&bar, EDU_DMA_BUF, old.iova(), EDU_DMA_LEN, true);
+        let mut out = vec![0u8; EDU_DMA_LEN];
+        old.read_bytes(0, &mut out).unwrap();
+        assert_eq!(out, pattern, "DMA into the kept mapping failed");
+        drop(old);
+        assert!(c.dma_mappings().is_empty());
+        return;
+    }
+    // The last group leaving: the kernel drops the context and every mapping with it.
     assert!(c.dma_mappings().is_empty());
     assert!(
         !old.is_mapped(),
@@ -912,6 +1024,7 @@ fn close_and_reopen() {
     drop(dev);
     assert!(c.group_ids().is_empty());
     let dev = open(EDU, &c);
+    assert_eq!(c.group_ids(), held(&[EDU_GROUP]));
     let bar = map_bar0(&dev);
     assert_eq!(bar.read_u32(EDU_ID).unwrap(), 0x0100_00ed);
 
@@ -932,7 +1045,18 @@ fn close_and_reopen() {
                 e.errno()
             );
             assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+            if mode() == Mode::Iommufd {
+                // A cdev opens once at a time: the second bind is refused (EINVAL).
+                assert!(matches!(e, VfioError::VfioDeviceBindIommufd { .. }), "{e:?}");
+                assert_eq!(e.errno(), Some(libc::EINVAL));
+            }
         }
+    }
+    if mode() == Mode::Iommufd {
+        assert!(
+            VfioDevice::open(EDU, c.clone()).is_err(),
+            "a cdev's device opened twice"
+        );
     }
 }
 
@@ -947,11 +1071,14 @@ fn two_containers() {
         ErrorKind::Busy,
         "edu in a second container",
     );
-    assert_eq!(e.errno(), Some(libc::EBUSY));
+    // The group is in the other container (EBUSY), or the cdev is open already (the
+    // second bind says EINVAL).
+    let errno = if mode() == Mode::Iommufd { libc::EINVAL } else { libc::EBUSY };
+    assert_eq!(e.errno(), Some(errno), "{e}");
     assert!(c2.group_ids().is_empty());
     let nvme = open(NVME, &c2);
-    assert_eq!(c1.group_ids(), vec![EDU_GROUP]);
-    assert_eq!(c2.group_ids(), vec![NVME_GROUP]);
+    assert_eq!(c1.group_ids(), held(&[EDU_GROUP]));
+    assert_eq!(c2.group_ids(), held(&[NVME_GROUP]));
     let edu_bar = map_bar0(&edu);
     let nvme_bar = map_bar0(&nvme);
     assert_eq!(edu_bar.read_u32(EDU_ID).unwrap(), 0x0100_00ed);
@@ -1113,7 +1240,7 @@ fn group_not_viable() {
     assert!(sysfs.pci_device(&addr(SATA)).unwrap().driver.is_none());
     assert!(sysfs.pci_device(&addr(SMBUS)).unwrap().vfio_usable);
     let dev = VfioDevice::open(SMBUS, c.clone()).unwrap();
-    assert_eq!(c.group_ids(), vec![4]);
+    assert_eq!(c.group_ids(), held(&[4]));
     drop(dev);
     assert_eq!(sysfs.unbind_vfio(&addr(SMBUS), None).unwrap(), None);
 }
@@ -1139,12 +1266,16 @@ fn kvm_vfio_device_registration() {
         .unwrap_or_else(|e| panic!("creating a KVM VM: {e}"));
     let vm = kvm.vm;
     let probe = kvm.device.try_clone().unwrap().to_kvm().unwrap();
-    let c = Arc::new(VfioContainer::new(Some(Arc::new(kvm.device))).unwrap());
+    let c = container_with(Some(Arc::new(kvm.device)));
     assert!(c.device_fd().is_some());
     let dev = open(EDU, &c);
 
-    // The crate registered the group: adding the same file again is EEXIST.
-    let group_fd = dev.group().as_raw_fd();
+    // The crate registered the group (native iommufd: the device cdev): adding the same
+    // file again is EEXIST.
+    let group_fd = match dev.group() {
+        Some(g) => g.as_raw_fd(),
+        None => dev.as_raw_fd(),
+    };
     let e = probe
         .set_device_attr(&attr(KVM_DEV_VFIO_FILE_ADD, &group_fd))
         .unwrap_err();
@@ -1164,8 +1295,16 @@ fn kvm_vfio_device_registration() {
     assert!(c.group_ids().is_empty());
     // The crate removed the group from KVM on the way out: otherwise KVM would still hold
     // the group's file and /dev/vfio/1 could not be opened again (EBUSY).
-    let fresh = OpenOptions::new().read(true).write(true).open("/dev/vfio/1").unwrap_or_else(|e| {
-        panic!("reopening /dev/vfio/1 after the device was dropped: {e} (group still registered with KVM?)")
+    let node = match mode() {
+        #[cfg(feature = "vfio_cdev")]
+        Mode::Iommufd => {
+            let cdev = VfioDevice::open_cdev(Path::new(EDU_SYSFS)).unwrap();
+            std::fs::read_link(format!("/proc/self/fd/{}", cdev.as_raw_fd())).unwrap()
+        }
+        _ => "/dev/vfio/1".into(),
+    };
+    let fresh = OpenOptions::new().read(true).write(true).open(&node).unwrap_or_else(|e| {
+        panic!("reopening {} after the device was dropped: {e} (still registered with KVM?)", node.display())
     });
     let fresh_fd = fresh.as_raw_fd();
     let e = probe
@@ -1187,7 +1326,7 @@ fn kvm_vfio_device_registration() {
 
     // And the container can take the group again.
     let dev = open(EDU, &c);
-    assert_eq!(c.group_ids(), vec![EDU_GROUP]);
+    assert_eq!(c.group_ids(), held(&[EDU_GROUP]));
     drop(dev);
     drop(c);
     drop(vm);
@@ -1276,4 +1415,225 @@ fn guest_memory_mapped_at_guest_physical_addresses() {
         ErrorKind::InvalidArgument,
         "unmap guest memory twice",
     );
+}
+
+/// The running kernel's (major, minor), from /proc/sys/kernel/osrelease.
+fn kernel_version() -> (u32, u32, String) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let release = release.trim().to_string();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().unwrap().parse().unwrap();
+    let minor = parts.next().unwrap().parse().unwrap();
+    (major, minor, release)
+}
+
+/// A native iommufd container on a kernel with iommufd (6.2+); on older kernels asserts
+/// the refusal (NotFound, naming /dev/iommu and the kernel it needs) and gives `None`.
+#[cfg(feature = "vfio_cdev")]
+fn iommufd_container_or_refusal() -> Option<Arc<VfioContainer>> {
+    let (major, minor, release) = kernel_version();
+    let result = VfioContainer::new_iommufd(None);
+    if (major, minor) < (6, 2) {
+        let e = assert_kind(result, ErrorKind::NotFound, "iommufd before Linux 6.2");
+        println!("kernel {release}: {e}");
+        assert!(matches!(e, VfioError::NewVfioIommufd { .. }), "{e:?}");
+        assert_eq!(e.path().as_deref(), Some("/dev/iommu"));
+        assert!(e.to_string().contains("CONFIG_IOMMUFD"), "{e}");
+        return None;
+    }
+    let c = result.unwrap_or_else(|e| panic!("kernel {release}: opening /dev/iommu: {e}"));
+    assert_eq!(c.backend(), vfio_ioctls::IommuBackend::Iommufd);
+    Some(Arc::new(c))
+}
+
+/// edu through a native iommufd container and its cdev, whatever VFIO_TEST_IOMMU says:
+/// DMA both ways, MSI, reset, and the IOAS's ranges.
+#[cfg(feature = "vfio_cdev")]
+#[test]
+fn iommufd_cdev_edu_dma_msi_reset() {
+    let _g = setup(&[EDU]);
+    let Some(c) = iommufd_container_or_refusal() else { return };
+    let dev = open(EDU, &c);
+    assert!(dev.group().is_none());
+    assert!(dev.iommufd_dev_id().is_some());
+    assert!(c.group_ids().is_empty());
+    let info = c.iommu_info().unwrap();
+    println!("IOAS ranges with edu attached: {:x?}", info.iova_ranges);
+    assert!(
+        !info.iova_ranges.iter().any(|r| r.start <= 0xfee0_0000 && 0xfee0_0000 <= r.end),
+        "the MSI window is usable"
+    );
+    let bar = map_bar0(&dev);
+    enable_bus_master(&dev);
+    let src = c.allocate_dma(4096, 0x10_0000).unwrap();
+    let dst = c.allocate_dma(4096, 0x20_0000).unwrap();
+    let pattern: Vec<u8> = (0..EDU_DMA_LEN).map(|i| (i * 13 + 1) as u8).collect();
+    src.write_bytes(0, &pattern).unwrap();
+    edu_dma(&bar, src.iova(), EDU_DMA_BUF, EDU_DMA_LEN, false);
+    edu_dma(&bar, EDU_DMA_BUF, dst.iova(), EDU_DMA_LEN, true);
+    let mut out = vec![0u8; EDU_DMA_LEN];
+    dst.read_bytes(0, &mut out).unwrap();
+    assert_eq!(out, pattern, "edu DMA through the IOAS");
+
+    let efd = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    dev.enable_msi(vec![&efd]).unwrap();
+    bar.write_u32(EDU_IRQ_RAISE, 1).unwrap();
+    wait_event(&efd, Duration::from_secs(2)).expect("no MSI through the cdev within 2 s");
+    bar.write_u32(EDU_IRQ_ACK, 1).unwrap();
+    dev.disable_msi().unwrap();
+
+    if dev.info().can_reset() {
+        dev.reset().unwrap();
+    } else {
+        assert_kind(dev.reset(), ErrorKind::Unsupported, "edu has no reset method");
+    }
+    assert_eq!(bar.read_u32(EDU_ID).unwrap(), 0x0100_00ed);
+}
+
+/// NVMe through a native iommufd container: BAR0's CAP and VS, and a DMA buffer mapped.
+#[cfg(feature = "vfio_cdev")]
+#[test]
+fn iommufd_cdev_nvme() {
+    let _g = setup(&[NVME]);
+    let Some(c) = iommufd_container_or_refusal() else { return };
+    let dev = open(NVME, &c);
+    assert!(dev.iommufd_dev_id().is_some());
+    let bar = map_bar0(&dev);
+    let cap = bar.read_u64(0).unwrap();
+    let vs = bar.read_u32(8).unwrap();
+    println!("nvme CAP {cap:#x} VS {vs:#x}");
+    assert_ne!(cap, 0);
+    assert!(vs >> 16 >= 1, "NVMe version {vs:#x}");
+    let queue = c.allocate_dma(4096, 0x10_0000).unwrap();
+    assert!(queue.is_mapped());
+    assert_eq!(c.dma_mappings(), vec![(0x10_0000, 4096)]);
+}
+
+/// A HWPT of its own on the IOAS: edu DMA still works attached to it, is blocked once
+/// detached, and works again back on the IOAS.
+#[cfg(feature = "vfio_cdev")]
+#[test]
+fn iommufd_hwpt_attach_and_detach() {
+    let _g = setup(&[EDU]);
+    let Some(c) = iommufd_container_or_refusal() else { return };
+    let dev = open(EDU, &c);
+    let bar = map_bar0(&dev);
+    enable_bus_master(&dev);
+    let buf = c.allocate_dma(4096, 0x10_0000).unwrap();
+    let pattern: Vec<u8> = (0..EDU_DMA_LEN).map(|i| (i % 241) as u8).collect();
+    buf.write_bytes(0, &pattern).unwrap();
+    edu_dma(&bar, buf.iova(), EDU_DMA_BUF, EDU_DMA_LEN, false);
+
+    let dev_id = dev.iommufd_dev_id().unwrap();
+    let hwpt = c.alloc_hwpt(dev_id).unwrap();
+    println!("HWPT {hwpt} for device {dev_id}");
+    dev.attach_hwpt(hwpt).unwrap();
+    let mut out = vec![0u8; EDU_DMA_LEN];
+    buf.write_bytes(0, &vec![0u8; EDU_DMA_LEN]).unwrap();
+    edu_dma(&bar, EDU_DMA_BUF, buf.iova(), EDU_DMA_LEN, true);
+    buf.read_bytes(0, &mut out).unwrap();
+    assert_eq!(out, pattern, "edu DMA through the HWPT");
+    // The HWPT is in use: it cannot be destroyed.
+    let e = assert_kind(
+        c.destroy_iommufd_object(hwpt),
+        ErrorKind::Busy,
+        "destroying an attached HWPT",
+    );
+    assert!(matches!(e, VfioError::IommufdIoctlError { op: "IOMMU_DESTROY", .. }), "{e:?}");
+
+    // Detached: the device is blocked from DMA.
+    dev.detach_hwpt().unwrap();
+    buf.write_bytes(0, &vec![0u8; EDU_DMA_LEN]).unwrap();
+    edu_dma(&bar, EDU_DMA_BUF, buf.iova(), EDU_DMA_LEN, true);
+    buf.read_bytes(0, &mut out).unwrap();
+    assert!(out.iter().all(|&b| b == 0), "a detached device wrote by DMA");
+    c.destroy_iommufd_object(hwpt).unwrap();
+
+    // Back on the IOAS (its id is what the device was attached to at open).
+    let e = assert_kind(dev.attach_hwpt(hwpt), ErrorKind::NotFound, "a destroyed HWPT");
+    assert!(matches!(e, VfioError::VfioDeviceAttachIommufdPt { .. }), "{e:?}");
+    let ioas = vfio_ioctls_ioas_id(&c, &dev);
+    dev.attach_hwpt(ioas).unwrap();
+    edu_dma(&bar, EDU_DMA_BUF, buf.iova(), EDU_DMA_LEN, true);
+    buf.read_bytes(0, &mut out).unwrap();
+    assert_eq!(out, pattern, "edu DMA back on the IOAS");
+}
+
+/// The IOAS id of a native container, through upstream's `VfioIommufd` view of it: the
+/// crate gives it as `VfioIommufd::ioas().id()`; a container made by `new_iommufd`
+/// attached the device to it, so re-attaching to the id the kernel knows works.
+#[cfg(feature = "vfio_cdev")]
+fn vfio_ioctls_ioas_id(c: &VfioContainer, _dev: &VfioDevice) -> u32 {
+    c.iommufd_ioas_id().expect("a native iommufd container has an IOAS")
+}
+
+/// PASID attach needs Linux 6.13: on older kernels a clear Unsupported naming it.
+#[cfg(feature = "vfio_cdev")]
+#[test]
+fn iommufd_pasid_attach() {
+    let _g = setup(&[EDU]);
+    let Some(c) = iommufd_container_or_refusal() else { return };
+    let dev = open(EDU, &c);
+    let ioas = c.iommufd_ioas_id().unwrap();
+    let (major, minor, release) = kernel_version();
+    let attach = dev.attach_iommufd_pt_pasid(ioas, 1);
+    let detach = dev.detach_iommufd_pt_pasid(1);
+    if (major, minor) < (6, 13) {
+        for (what, r) in [("attach", attach), ("detach", detach)] {
+            let e = assert_kind(r, ErrorKind::Unsupported, what);
+            println!("kernel {release}: PASID {what}: {e}");
+            assert!(e.to_string().contains("6.13"), "{e}");
+            assert!(e.to_string().contains(&release), "{e}");
+        }
+    } else {
+        // edu has no PASID capability: the kernel refuses with its errno.
+        assert!(attach.is_err() && detach.is_err(), "PASID on edu");
+    }
+    // A device opened through a group has no iommufd page table.
+    drop(dev);
+    let t1 = Arc::new(VfioContainer::open(Path::new("/dev/iommu"), None).unwrap());
+    let dev = open(EDU, &t1);
+    for r in [dev.attach_iommufd_pt_pasid(ioas, 1), dev.attach_hwpt(ioas), dev.detach_hwpt()] {
+        let e = assert_kind(r, ErrorKind::Unsupported, "iommufd page tables of a group's device");
+        assert!(e.to_string().contains("group"), "{e}");
+    }
+}
+
+/// Upstream 0.10's iommufd API: `VfioIommufd`, `VfioDevice::new` with it,
+/// `open_cdev` + `new_from_fd`, `new_from_bound_fd`, its `VfioOps`.
+#[cfg(feature = "vfio_cdev")]
+#[test]
+fn iommufd_upstream_api() {
+    use vfio_ioctls::{IommuFd, VfioIommufd, VfioOps};
+    let _g = setup(&[EDU]);
+    if iommufd_container_or_refusal().is_none() {
+        return;
+    }
+    let iommufd = Arc::new(IommuFd::new().unwrap());
+    let ops = Arc::new(VfioIommufd::new(iommufd.clone(), None, None).unwrap());
+    println!("{ops:?}");
+    let dyn_ops: Arc<dyn VfioOps> = ops.clone();
+    let dev = VfioDevice::new(Path::new(EDU_SYSFS), dyn_ops, true).unwrap();
+    assert_eq!(dev.name(), EDU);
+    let bar = map_bar0(&Arc::new(dev));
+    assert_eq!(bar.read_u32(EDU_ID).unwrap(), 0x0100_00ed);
+    drop(bar);
+
+    // The raw map of upstream's trait lands in the crate's table.
+    let page = ops.container().allocate_dma(4096, 0x40_0000).unwrap();
+    assert_eq!(ops.container().dma_mappings(), vec![(0x40_0000, 4096)]);
+    drop(page);
+
+    let cdev = VfioDevice::open_cdev(Path::new(EDU_SYSFS)).unwrap();
+    let same = cdev.try_clone().unwrap();
+    let dev = VfioDevice::new_from_fd(cdev, ops.clone(), true).unwrap();
+    assert_eq!(dev.name(), EDU, "the PCI address is found from the cdev");
+    let id = dev.iommufd_dev_id().unwrap();
+    // The binding lives on the open file: a dup of it is bound already.
+    let bound = VfioDevice::new_from_bound_fd(same, ops.clone(), false).unwrap();
+    assert_eq!(bound.iommufd_dev_id(), None);
+    println!("edu device id {id}");
+    drop(bound);
+    drop(dev);
+    assert_eq!(ops.ioas().id(), ops.container().iommufd_ioas_id().unwrap());
 }

@@ -1,0 +1,365 @@
+//! VFIO device cdevs (`/dev/vfio/devices/vfioN`, `CONFIG_VFIO_DEVICE_CDEV`, Linux 6.6+):
+//! opening a device without its group, binding it to an iommufd and attaching it to an
+//! IOAS or HWPT (`VFIO_DEVICE_BIND_IOMMUFD`, `VFIO_DEVICE_[AT|DE]TACH_IOMMUFD_PT`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vfio_ioctls::{VfioContainer, VfioDevice};
+//!
+//! let container = Arc::new(VfioContainer::new_iommufd(None)?);
+//! let device = VfioDevice::open("0000:00:03.0", container.clone())?;
+//! let dev_id = device.iommufd_dev_id().unwrap_or_default();
+//! // Move the device from the IOAS to a HWPT of its own (same mappings), and back.
+//! let hwpt = container.alloc_hwpt(dev_id)?;
+//! device.attach_hwpt(hwpt)?;
+//! device.detach_hwpt()?;
+//! container.destroy_iommufd_object(hwpt)?;
+//! # Ok::<(), vfio_ioctls::VfioError>(())
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vfio_bindings::bindings::vfio::{VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_DETACH_PASID};
+
+use crate::container::VfioContainer;
+use crate::device::VfioDevice;
+use crate::error::{Result, VfioError};
+use crate::ioctls;
+use crate::iommufd::VfioIommufd;
+
+/// Where the kernel creates device cdevs.
+const CDEV_DIR: &str = "/dev/vfio/devices";
+
+/// The first kernel with `VFIO_DEVICE_ATTACH_PASID` / `VFIO_DEVICE_DETACH_PASID`.
+const PASID_KERNEL: (u32, u32) = (6, 13);
+
+/// The name of the one cdev in `<sysfs_path>/vfio-dev/` (`vfioN`).
+pub(crate) fn cdev_name(sysfs_path: &Path) -> Result<String> {
+    let dir = sysfs_path.join("vfio-dev");
+    let invalid = |reason: String| VfioError::InvalidVfioDev {
+        path: dir.clone(),
+        reason,
+    };
+    let entries = std::fs::read_dir(&dir).map_err(|e| invalid(format!("cannot read it ({e})")))?;
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("vfio"))
+        .collect();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(invalid("it lists no vfioN".into())),
+        many => Err(invalid(format!("it lists {} cdevs ({})", many.len(), many.join(", ")))),
+    }
+}
+
+/// The release of the running kernel as (major, minor), when `uname` can tell.
+fn kernel_version() -> Option<(u32, u32, String)> {
+    // SAFETY: `utsname` is plain old data; all-zero is a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a live struct we own; uname writes only inside it.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    let release = String::from_utf8_lossy(&bytes).into_owned();
+    let (major, minor) = parse_release(&release)?;
+    Some((major, minor, release))
+}
+
+/// `6.12.5-amd64` → (6, 12).
+pub(crate) fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The `Unsupported` error for PASID attach on a kernel older than 6.13, when the
+/// kernel refused with EINVAL (6.12 rejects any flag).
+fn pasid_unsupported(op: &'static str, errno: Option<i32>) -> Option<VfioError> {
+    let (major, minor, release) = kernel_version()?;
+    ((major, minor) < PASID_KERNEL && errno == Some(libc::EINVAL)).then(|| {
+        VfioError::unsupported(
+            op,
+            format!(
+                "the kernel ({release}) has no VFIO_DEVICE_ATTACH_PASID / \
+                 VFIO_DEVICE_DETACH_PASID: attaching a PASID of a device needs Linux {}.{}",
+                PASID_KERNEL.0, PASID_KERNEL.1
+            ),
+        )
+    })
+}
+
+impl VfioDevice {
+    /// Opens the cdev of the device at `sysfspath` (`/dev/vfio/devices/vfioN`, found
+    /// through `<sysfspath>/vfio-dev/`), unbound (upstream's function).
+    ///
+    /// # Errors
+    /// [`VfioError::InvalidVfioDev`] (`NotFound`) when sysfs lists no single cdev (the
+    /// device is not bound to vfio-pci, or the kernel lacks `CONFIG_VFIO_DEVICE_CDEV`);
+    /// [`VfioError::OpenDeviceCdev`] with the errno (`Busy` when the device is open
+    /// through its group).
+    pub fn open_cdev(sysfspath: &Path) -> Result<File> {
+        let path = Path::new(CDEV_DIR).join(cdev_name(sysfspath)?);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| VfioError::OpenDeviceCdev { path, source })
+    }
+
+    /// A device from an open cdev, which is bound to `vfio_iommufd`'s iommufd and, with
+    /// `attach_ioas`, attached to its IOAS (upstream's function).
+    ///
+    /// # Errors
+    /// [`VfioError::VfioDeviceBindIommufd`], [`VfioError::VfioDeviceAttachIommufdPt`]
+    /// with the kernel's errno; the errors of reading the device's info.
+    pub fn new_from_fd(
+        device: File,
+        vfio_iommufd: Arc<VfioIommufd>,
+        attach_ioas: bool,
+    ) -> Result<Self> {
+        Self::from_cdev(device, vfio_iommufd.container().clone(), true, attach_ioas)
+    }
+
+    /// Like [`VfioDevice::new_from_fd`] for a cdev already bound to `vfio_iommufd`'s
+    /// iommufd (the binding lives as long as the open cdev): no bind, so no device id
+    /// is known ([`VfioDevice::iommufd_dev_id`] is `None`).
+    pub fn new_from_bound_fd(
+        device: File,
+        vfio_iommufd: Arc<VfioIommufd>,
+        attach_ioas: bool,
+    ) -> Result<Self> {
+        Self::from_cdev(device, vfio_iommufd.container().clone(), false, attach_ioas)
+    }
+
+    fn from_cdev(
+        device: File,
+        container: Arc<VfioContainer>,
+        bind: bool,
+        attach_ioas: bool,
+    ) -> Result<Self> {
+        let (name, sysfs_path) = describe_cdev(&device);
+        let mut dev = VfioDevice::from_file(device, name, sysfs_path, None, container, None)?;
+        dev.join_iommufd(bind, attach_ioas)?;
+        Ok(dev)
+    }
+
+    /// Registers the cdev with the hypervisor (before the bind, so the device sees the
+    /// VM), binds it to the container's iommufd and attaches it to the IOAS.
+    pub(crate) fn join_iommufd(&mut self, bind: bool, attach_ioas: bool) -> Result<()> {
+        let container = self.container().clone();
+        let ioas = container.ioas().ok_or_else(|| {
+            VfioError::unsupported(
+                "VFIO_DEVICE_BIND_IOMMUFD",
+                "the container is not native iommufd: a cdev binds to an iommufd only",
+            )
+        })?;
+        if let Some(hv) = container.device_fd() {
+            hv.add_group(self.file())?;
+            self.hypervisor_registered = true;
+        }
+        if bind {
+            let id = ioctls::device_bind_iommufd(self.file(), ioas.iommufd_fd())
+                .map_err(|source| self.bind_error(source))?;
+            self.iommufd_dev_id = Some(id);
+        }
+        if attach_ioas {
+            self.attach_pt(ioas.id())?;
+        }
+        Ok(())
+    }
+
+    /// The bind's error: EBUSY with devices of the group bound to host drivers is the
+    /// group's viability, as the group flow reports it.
+    fn bind_error(&self, source: std::io::Error) -> VfioError {
+        if source.raw_os_error() == Some(libc::EBUSY) {
+            let sysfs = crate::sysfs::Sysfs::new();
+            if let Ok(group) = sysfs.iommu_group(self.sysfs_path()) {
+                let blockers = sysfs.group_blockers(group).unwrap_or_default();
+                if !blockers.is_empty() {
+                    return VfioError::GroupNotViable { group, blockers };
+                }
+            }
+        }
+        VfioError::VfioDeviceBindIommufd {
+            device: self.name().to_string(),
+            source,
+        }
+    }
+
+    fn attach_pt(&self, pt_id: u32) -> Result<()> {
+        ioctls::device_attach_iommufd_pt(self.file(), 0, pt_id, 0).map_err(|source| {
+            VfioError::VfioDeviceAttachIommufdPt {
+                device: self.name().to_string(),
+                pt_id,
+                source,
+            }
+        })?;
+        self.container().ranges_changed();
+        Ok(())
+    }
+
+    fn require_cdev(&self, op: &'static str) -> Result<()> {
+        if self.container().ioas().is_none() {
+            return Err(VfioError::unsupported(
+                op,
+                format!(
+                    "{} was opened through its group ({} container): only a device cdev of a \
+                     native iommufd container attaches to iommufd page tables",
+                    self.name(),
+                    self.container().backend().as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Attaches the device to the IOAS or HWPT `pt_id` of its iommufd, replacing the
+    /// page table it is attached to (upstream's function).
+    ///
+    /// # Errors
+    /// `Unsupported` for a device opened through a group;
+    /// [`VfioError::VfioDeviceAttachIommufdPt`] with the kernel's errno otherwise.
+    pub fn attach_hwpt(&self, pt_id: u32) -> Result<()> {
+        self.require_cdev("VFIO_DEVICE_ATTACH_IOMMUFD_PT")?;
+        self.attach_pt(pt_id)
+    }
+
+    /// Detaches the device from its page table: it is then blocked from DMA (upstream's
+    /// function).
+    ///
+    /// # Errors
+    /// `Unsupported` for a device opened through a group;
+    /// [`VfioError::VfioDeviceDetachIommufdPt`] with the kernel's errno otherwise.
+    pub fn detach_hwpt(&self) -> Result<()> {
+        self.require_cdev("VFIO_DEVICE_DETACH_IOMMUFD_PT")?;
+        ioctls::device_detach_iommufd_pt(self.file(), 0, 0).map_err(|source| {
+            VfioError::VfioDeviceDetachIommufdPt {
+                device: self.name().to_string(),
+                source,
+            }
+        })?;
+        self.container().ranges_changed();
+        Ok(())
+    }
+
+    /// Attaches PASID `pasid` of the device to the IOAS or HWPT `pt_id` (upstream's
+    /// function; `VFIO_DEVICE_ATTACH_PASID`, Linux 6.13+). The page table the device
+    /// itself is attached to must be PASID-compatible.
+    ///
+    /// # Errors
+    /// `Unsupported` for a device opened through a group, and on kernels before 6.13
+    /// (saying so); [`VfioError::VfioDeviceAttachIommufdPt`] with the errno otherwise.
+    pub fn attach_iommufd_pt_pasid(&self, pt_id: u32, pasid: u32) -> Result<()> {
+        const OP: &str = "VFIO_DEVICE_ATTACH_IOMMUFD_PT";
+        self.require_cdev(OP)?;
+        ioctls::device_attach_iommufd_pt(self.file(), VFIO_DEVICE_ATTACH_PASID, pt_id, pasid)
+            .map(drop)
+            .map_err(|source| {
+                pasid_unsupported(OP, source.raw_os_error()).unwrap_or(
+                    VfioError::VfioDeviceAttachIommufdPt {
+                        device: format!("{} pasid {pasid}", self.name()),
+                        pt_id,
+                        source,
+                    },
+                )
+            })
+    }
+
+    /// Detaches PASID `pasid` of the device from its page table (upstream's function;
+    /// Linux 6.13+).
+    ///
+    /// # Errors
+    /// As [`VfioDevice::attach_iommufd_pt_pasid`].
+    pub fn detach_iommufd_pt_pasid(&self, pasid: u32) -> Result<()> {
+        const OP: &str = "VFIO_DEVICE_DETACH_IOMMUFD_PT";
+        self.require_cdev(OP)?;
+        ioctls::device_detach_iommufd_pt(self.file(), VFIO_DEVICE_DETACH_PASID, pasid).map_err(
+            |source| {
+                pasid_unsupported(OP, source.raw_os_error()).unwrap_or(
+                    VfioError::VfioDeviceDetachIommufdPt {
+                        device: format!("{} pasid {pasid}", self.name()),
+                        source,
+                    },
+                )
+            },
+        )
+    }
+}
+
+/// The name (PCI address when sysfs tells it, else the cdev path) and sysfs directory of
+/// an open cdev, found through `/proc/self/fd` and `/sys/class/vfio-dev/vfioN/device`.
+fn describe_cdev(device: &File) -> (String, PathBuf) {
+    let fd = device.as_raw_fd();
+    let node = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+    let cdev = node
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .map(str::to_string);
+    let sysfs = cdev
+        .as_ref()
+        .and_then(|n| std::fs::canonicalize(format!("/sys/class/vfio-dev/{n}/device")).ok());
+    let name = sysfs
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .or_else(|| node.as_ref().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| format!("cdev fd {fd}"));
+    (name, sysfs.unwrap_or_default())
+}
+
+impl iommufd_ioctls::AttachHwpt for VfioDevice {
+    fn attach_hwpt(&self, pt_id: u32) -> std::io::Result<()> {
+        VfioDevice::attach_hwpt(self, pt_id).map_err(std::io::Error::other)
+    }
+
+    fn detach_hwpt(&self) -> std::io::Result<()> {
+        VfioDevice::detach_hwpt(self).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn releases_parse_to_major_and_minor() {
+        assert_eq!(parse_release("6.12.5-amd64"), Some((6, 12)));
+        assert_eq!(parse_release("6.1.0-48-amd64"), Some((6, 1)));
+        assert_eq!(parse_release("6.13"), Some((6, 13)));
+        assert_eq!(parse_release("x"), None);
+        assert!((6, 12) < PASID_KERNEL && (6, 13) >= PASID_KERNEL);
+    }
+
+    #[test]
+    fn a_device_without_a_cdev_is_invalid_vfio_dev_with_the_kernel_hint() {
+        let dir = vmm_sys_util::tempdir::TempDir::new().unwrap();
+        let e = VfioDevice::open_cdev(dir.as_path()).unwrap_err();
+        assert!(matches!(e, VfioError::InvalidVfioDev { .. }), "{e}");
+        assert_eq!((e.kind(), e.op()), (ErrorKind::NotFound, "open"));
+        assert_eq!(
+            e.path(),
+            Some(dir.as_path().join("vfio-dev").display().to_string())
+        );
+        crate::error::assert_mentions(&e, &["CONFIG_VFIO_DEVICE_CDEV", "vfio-pci"]);
+        std::fs::create_dir_all(dir.as_path().join("vfio-dev/vfio0")).unwrap();
+        std::fs::create_dir_all(dir.as_path().join("vfio-dev/vfio1")).unwrap();
+        let e = cdev_name(dir.as_path()).unwrap_err();
+        crate::error::assert_mentions(&e, &["2 cdevs", "vfio0", "vfio1"]);
+        std::fs::remove_dir(dir.as_path().join("vfio-dev/vfio1")).unwrap();
+        assert_eq!(cdev_name(dir.as_path()).unwrap(), "vfio0");
+    }
+}
