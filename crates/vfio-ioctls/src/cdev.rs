@@ -149,62 +149,65 @@ impl VfioDevice {
         attach_ioas: bool,
     ) -> Result<Self> {
         let (name, sysfs_path) = describe_cdev(&device);
-        let mut dev = VfioDevice::from_file(device, name, sysfs_path, None, container, None)?;
-        dev.join_iommufd(bind, attach_ioas)?;
-        Ok(dev)
+        Self::from_cdev_parts(device, name, sysfs_path, container, None, bind, attach_ioas)
     }
 
-    /// Registers the cdev with the hypervisor (before the bind, so the device sees the
-    /// VM), binds it to the container's iommufd and attaches it to the IOAS.
-    pub(crate) fn join_iommufd(&mut self, bind: bool, attach_ioas: bool) -> Result<()> {
-        let container = self.container().clone();
+    /// A device of a cdev: registered with the hypervisor (before the bind, so the device
+    /// sees the VM), bound to the container's iommufd (the kernel answers nothing else
+    /// on an unbound cdev), attached to the IOAS, and then read.
+    pub(crate) fn from_cdev_parts(
+        file: File,
+        name: String,
+        sysfs_path: PathBuf,
+        container: Arc<VfioContainer>,
+        held: Option<crate::held::OpenGuard>,
+        bind: bool,
+        attach_ioas: bool,
+    ) -> Result<Self> {
         let ioas = container.ioas().ok_or_else(|| {
             VfioError::unsupported(
                 "VFIO_DEVICE_BIND_IOMMUFD",
                 "the container is not native iommufd: a cdev binds to an iommufd only",
             )
         })?;
-        if let Some(hv) = container.device_fd() {
-            hv.add_group(self.file())?;
-            self.hypervisor_registered = true;
+        let hypervisor = container.device_fd().cloned();
+        if let Some(hv) = &hypervisor {
+            hv.add_group(&file)?;
         }
-        if bind {
-            let id = ioctls::device_bind_iommufd(self.file(), ioas.iommufd_fd())
-                .map_err(|source| self.bind_error(source))?;
-            self.iommufd_dev_id = Some(id);
-        }
-        if attach_ioas {
-            self.attach_pt(ioas.id())?;
-        }
-        Ok(())
-    }
-
-    /// The bind's error: EBUSY with devices of the group bound to host drivers is the
-    /// group's viability, as the group flow reports it.
-    fn bind_error(&self, source: std::io::Error) -> VfioError {
-        if source.raw_os_error() == Some(libc::EBUSY) {
-            let sysfs = crate::sysfs::Sysfs::new();
-            if let Ok(group) = sysfs.iommu_group(self.sysfs_path()) {
-                let blockers = sysfs.group_blockers(group).unwrap_or_default();
-                if !blockers.is_empty() {
-                    return VfioError::GroupNotViable { group, blockers };
-                }
+        let joined = (|| {
+            let id = match bind {
+                true => Some(
+                    ioctls::device_bind_iommufd(&file, ioas.iommufd_fd())
+                        .map_err(|source| bind_error(&name, &sysfs_path, source))?,
+                ),
+                false => None,
+            };
+            if attach_ioas {
+                attach_pt(&file, &name, ioas.id())?;
             }
-        }
-        VfioError::VfioDeviceBindIommufd {
-            device: self.name().to_string(),
-            source,
-        }
+            Ok(id)
+        })();
+        let id = match joined {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(hv) = &hypervisor {
+                    if let Err(e) = hv.remove_group(&file) {
+                        log::warn!("removing VFIO device {name} from the hypervisor: {e}");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        container.ranges_changed();
+        let mut device =
+            VfioDevice::from_file(file, name, sysfs_path, None, container.clone(), held)?;
+        device.iommufd_dev_id = id;
+        device.hypervisor_registered = hypervisor.is_some();
+        Ok(device)
     }
 
     fn attach_pt(&self, pt_id: u32) -> Result<()> {
-        ioctls::device_attach_iommufd_pt(self.file(), 0, pt_id, 0).map_err(|source| {
-            VfioError::VfioDeviceAttachIommufdPt {
-                device: self.name().to_string(),
-                pt_id,
-                source,
-            }
-        })?;
+        attach_pt(self.file(), self.name(), pt_id)?;
         self.container().ranges_changed();
         Ok(())
     }
@@ -294,6 +297,35 @@ impl VfioDevice {
                 )
             },
         )
+    }
+}
+
+/// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` of `file` to `pt_id`.
+fn attach_pt(file: &File, name: &str, pt_id: u32) -> Result<()> {
+    ioctls::device_attach_iommufd_pt(file, 0, pt_id, 0)
+        .map(drop)
+        .map_err(|source| VfioError::VfioDeviceAttachIommufdPt {
+            device: name.to_string(),
+            pt_id,
+            source,
+        })
+}
+
+/// The bind's error: EBUSY with devices of the group bound to host drivers is the
+/// group's viability, as the group flow reports it.
+fn bind_error(name: &str, sysfs_path: &Path, source: std::io::Error) -> VfioError {
+    if source.raw_os_error() == Some(libc::EBUSY) {
+        let sysfs = crate::sysfs::Sysfs::new();
+        if let Ok(group) = sysfs.iommu_group(sysfs_path) {
+            let blockers = sysfs.group_blockers(group).unwrap_or_default();
+            if !blockers.is_empty() {
+                return VfioError::GroupNotViable { group, blockers };
+            }
+        }
+    }
+    VfioError::VfioDeviceBindIommufd {
+        device: name.to_string(),
+        source,
     }
 }
 

@@ -153,16 +153,15 @@ impl VfioDevice {
             #[cfg(feature = "vfio_cdev")]
             {
                 let file = Self::open_cdev(&location.sysfs_path)?;
-                let mut device = VfioDevice::from_file(
+                return VfioDevice::from_cdev_parts(
                     file,
                     location.name,
                     location.sysfs_path,
-                    None,
                     container,
                     held,
-                )?;
-                device.join_iommufd(true, attach_ioas)?;
-                return Ok(device);
+                    true,
+                    attach_ioas,
+                );
             }
         }
         let group = container.group(location.group)?;
