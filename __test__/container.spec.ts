@@ -44,3 +44,34 @@ test('features and page size come from the binary', (t) => {
   t.deepEqual(features(), ['kvm', 'mshv'])
   t.is(pageSize(), 4096)
 })
+
+test('the iommu option is checked before any system call', (t) => {
+  for (const iommu of ['vfio', '', 'IOMMUFD', 3, null]) {
+    const err = t.throws(() => new Container({ iommu: iommu as never }), { instanceOf: TypeError })
+    t.regex(err?.message ?? '', /iommu must be/)
+  }
+})
+
+test('the iommufd backends open /dev/iommu or the given node, with errno, syscall and path', (t) => {
+  for (const iommu of ['iommufd', 'iommufd-compat'] as const) {
+    const err = throwsCode(t, () => new Container({ iommu, path: '/nonexistent/iommu' }), 'ERR_VFIO_NOT_FOUND') as unknown as {
+      errno: number
+      syscall: string
+      path: string
+    }
+    t.is(err.errno, 2)
+    t.is(err.syscall, 'open')
+    t.is(err.path, '/nonexistent/iommu')
+  }
+  // A node that is no iommufd: the IOAS allocation (native) or the API version (compat) is refused.
+  const native = throwsCode(t, () => new Container({ iommu: 'iommufd', path: '/dev/null' }), 'ERR_VFIO_UNSUPPORTED') as unknown as {
+    errno: number
+    syscall: string
+  }
+  t.is(native.errno, 25)
+  t.is(native.syscall, 'IOMMU_IOAS_ALLOC')
+  const compat = throwsCode(t, () => new Container({ iommu: 'iommufd-compat', path: '/dev/null' }), 'ERR_VFIO_UNSUPPORTED') as unknown as {
+    syscall: string
+  }
+  t.is(compat.syscall, 'VFIO_GET_API_VERSION')
+})

@@ -58,6 +58,9 @@ export function fakeDevice() {
     disableIrq: (i: number) => rec.record('disableIrq', i),
     capabilities: () => (rec.record('capabilities'), fakeCapabilities),
     bars: () => (rec.record('bars'), fakeBars),
+    iommufdDevId: 1,
+    attachHwpt: (pt: number) => rec.record('attachHwpt', pt),
+    detachHwpt: () => rec.record('detachHwpt'),
     close: () => {
       closed = true
       rec.record('close')
@@ -258,6 +261,10 @@ export function fakeContainer(rec = recorder()) {
   const allocations: [number, Binding.DmaOptions | null | undefined][] = []
   const n: Native<Binding.Container> = {
     hasHypervisorDevice: false,
+    iommu: 'iommufd',
+    ioasId: 2,
+    allocHwpt: (devId: number) => (rec.record('allocHwpt', devId), 3),
+    destroyHwpt: (id: number) => rec.record('destroyHwpt', id),
     apiVersion: () => 0,
     checkExtension: () => true,
     groupIds: () => [1],

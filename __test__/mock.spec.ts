@@ -267,6 +267,21 @@ test.serial('mock: hot reset: ENODEV as ERR_VFIO_UNSUPPORTED on the root bus; be
   d.close()
 })
 
+test.serial('mock: only the type1 backend is modelled; iommufd is refused as unsupported', (t) => {
+  for (const iommu of ['iommufd', 'iommufd-compat'] as const) {
+    const err = throwsCode(t, () => new Container({ iommu }), 'ERR_VFIO_UNSUPPORTED')
+    t.regex(err.message, /real binding/)
+  }
+  using c = new Container({ iommu: 'auto' })
+  t.is(c.iommu, 'type1')
+  t.is(c.ioasId, null)
+  throwsCode(t, () => c.allocHwpt(1), 'ERR_VFIO_UNSUPPORTED')
+  using d = c.openDevice(edu.address)
+  t.is(d.iommufdDevId, null)
+  throwsCode(t, () => d.attachHwpt(1), 'ERR_VFIO_UNSUPPORTED')
+  throwsCode(t, () => d.detachHwpt(), 'ERR_VFIO_UNSUPPORTED')
+})
+
 test.serial('mock: installing twice is refused; uninstalling restores the real binding', (t) => {
   throwsCode(t, () => MockSystem.install(), ErrorCode.BUSY)
   t.is(MockSystem.current, sys)

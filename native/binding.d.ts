@@ -15,6 +15,14 @@ export declare class Container {
   constructor(options?: ContainerOptions | undefined | null)
   /** Whether `close()` was called. */
   get closed(): boolean
+  /** The IOMMU backend in use: `type1`, `iommufd-compat` or `iommufd`. */
+  get iommu(): string
+  /** The IOAS id of a native iommufd container, `null` for the other backends. */
+  get ioasId(): number | null
+  /** `IOMMU_HWPT_ALLOC`: a HWPT on the IOAS for the device with iommufd id `devId`. */
+  allocHwpt(devId: number): number
+  /** `IOMMU_DESTROY` of a HWPT nothing is attached to any more. */
+  destroyHwpt(hwptId: number): void
   /** Whether a hypervisor VFIO device is attached. */
   get hasHypervisorDevice(): boolean
   /** `VFIO_GET_API_VERSION`. */
@@ -42,6 +50,21 @@ export declare class Container {
 export declare class Device {
   /** Whether `close()` was called. */
   get closed(): boolean
+  /**
+   * The device's id in the iommufd its cdev is bound to; `null` for a device opened
+   * through a group.
+   */
+  get iommufdDevId(): number | null
+  /**
+   * `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches the device (a cdev of an iommufd
+   * container) to the IOAS or HWPT `ptId`.
+   */
+  attachHwpt(ptId: number): void
+  /**
+   * `VFIO_DEVICE_DETACH_IOMMUFD_PT`: detaches the device from its page table (it is
+   * then blocked from DMA).
+   */
+  detachHwpt(): void
   /** Device-wide info. */
   info(): DeviceInfo
   /** Every region, by VFIO index. */
@@ -328,8 +351,10 @@ export interface ContainerOptions {
   mshvDeviceFd?: number
   /** Create a KVM VM and its VFIO device for this container (for tools and tests). */
   createKvmVm?: boolean
-  /** Open this node instead of `/dev/vfio/vfio`. */
+  /** Open this node instead of `/dev/vfio/vfio` (or `/dev/iommu` for the iommufd backends). */
   path?: string
+  /** The IOMMU backend: `type1` (the default), `iommufd-compat`, `iommufd` or `auto`. */
+  iommu?: string
 }
 
 /** Device-wide info. */

@@ -21,8 +21,10 @@ pub struct ContainerOptions {
     pub mshv_device_fd: Option<f64>,
     /// Create a KVM VM and its VFIO device for this container (for tools and tests).
     pub create_kvm_vm: Option<bool>,
-    /// Open this node instead of `/dev/vfio/vfio`.
+    /// Open this node instead of `/dev/vfio/vfio` (or `/dev/iommu` for the iommufd backends).
     pub path: Option<String>,
+    /// The IOMMU backend: `type1` (the default), `iommufd-compat`, `iommufd` or `auto`.
+    pub iommu: Option<String>,
 }
 
 /// An IOMMU range that can be mapped, inclusive.
@@ -87,6 +89,7 @@ impl Container {
             mshv_device_fd: None,
             create_kvm_vm: None,
             path: None,
+            iommu: None,
         });
         let create_vm = options.create_kvm_vm.unwrap_or(false);
         let choices = [
@@ -114,10 +117,9 @@ impl Container {
         } else {
             None
         };
-        let path = to_opt_text("new Container", "path", options.path)?
-            .unwrap_or_else(|| vfio_ioctls::VFIO_CONTAINER_PATH.to_string());
-        let inner =
-            VfioContainer::open(std::path::Path::new(&path), device_fd.map(Arc::new)).js()?;
+        let path = to_opt_text("new Container", "path", options.path)?;
+        let iommu = to_opt_text("new Container", "iommu", options.iommu)?;
+        let inner = open_backend(iommu.as_deref(), path, device_fd.map(Arc::new)).js()?;
         Ok(Container {
             inner: Some(Arc::new(inner)),
             _vm: vm,
@@ -132,6 +134,32 @@ impl Container {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// The IOMMU backend in use: `type1`, `iommufd-compat` or `iommufd`.
+    #[napi(getter)]
+    pub fn iommu(&self) -> Result<String> {
+        Ok(self.get()?.backend().as_str().to_string())
+    }
+
+    /// The IOAS id of a native iommufd container, `null` for the other backends.
+    #[napi(getter)]
+    pub fn ioas_id(&self) -> Result<Option<u32>> {
+        Ok(self.get()?.iommufd_ioas_id())
+    }
+
+    /// `IOMMU_HWPT_ALLOC`: a HWPT on the IOAS for the device with iommufd id `devId`.
+    #[napi]
+    pub fn alloc_hwpt(&self, dev_id: f64) -> Result<u32> {
+        let dev_id = to_u32("allocHwpt", "devId", dev_id)?;
+        self.get()?.alloc_hwpt(dev_id).js()
+    }
+
+    /// `IOMMU_DESTROY` of a HWPT nothing is attached to any more.
+    #[napi]
+    pub fn destroy_hwpt(&self, hwpt_id: f64) -> Result<()> {
+        let hwpt_id = to_u32("destroyHwpt", "hwptId", hwpt_id)?;
+        self.get()?.destroy_iommufd_object(hwpt_id).js()
     }
 
     /// Whether a hypervisor VFIO device is attached.
@@ -229,5 +257,65 @@ impl Container {
     pub fn close(&mut self) {
         self.inner = None;
         self._vm = None;
+    }
+}
+
+/// Opens the container of the backend `iommu` names (`type1` when `None`).
+fn open_backend(
+    iommu: Option<&str>,
+    path: Option<String>,
+    device_fd: Option<Arc<vfio_ioctls::VfioDeviceFd>>,
+) -> vfio_ioctls::Result<VfioContainer> {
+    use std::path::Path;
+    use vfio_ioctls::{IommuBackend, VfioError, IOMMUFD_PATH, VFIO_CONTAINER_PATH};
+    let choice = match iommu.unwrap_or("type1") {
+        "type1" => IommuBackend::Type1,
+        "iommufd-compat" => IommuBackend::IommufdCompat,
+        "iommufd" => IommuBackend::Iommufd,
+        // As libvfn: iommufd when the kernel has it and device cdevs exist.
+        "auto" if Path::new(IOMMUFD_PATH).exists() && Path::new("/dev/vfio/devices").exists() => {
+            IommuBackend::Iommufd
+        }
+        "auto" => IommuBackend::Type1,
+        other => {
+            return Err(VfioError::invalid(
+                "new Container",
+                format!("iommu {other:?} is none of 'type1', 'iommufd-compat', 'iommufd', 'auto'"),
+            ))
+        }
+    };
+    let default = match choice {
+        IommuBackend::Type1 => VFIO_CONTAINER_PATH,
+        _ => IOMMUFD_PATH,
+    };
+    let path = path.unwrap_or_else(|| default.to_string());
+    let path = Path::new(&path);
+    match choice {
+        IommuBackend::Type1 => VfioContainer::open(path, device_fd),
+        IommuBackend::IommufdCompat => {
+            let c = VfioContainer::open(path, device_fd)?;
+            if c.backend() != IommuBackend::IommufdCompat {
+                return Err(VfioError::unsupported(
+                    "new Container",
+                    format!(
+                        "{} is a VFIO container, not an iommufd: iommufd-compat needs /dev/iommu \
+                         (CONFIG_IOMMUFD, Linux 6.2+)",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(c)
+        }
+        IommuBackend::Iommufd => {
+            let c = VfioContainer::open_iommufd(path, device_fd)?;
+            if !Path::new("/sys/class/vfio-dev").exists() {
+                return Err(VfioError::unsupported(
+                    "new Container",
+                    "the kernel has iommufd but no VFIO device cdevs (/sys/class/vfio-dev is \
+                     missing: CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+): use iommu 'iommufd-compat'",
+                ));
+            }
+            Ok(c)
+        }
     }
 }

@@ -192,6 +192,28 @@ impl Device {
         self.inner.is_none()
     }
 
+    /// The device's id in the iommufd its cdev is bound to; `null` for a device opened
+    /// through a group.
+    #[napi(getter)]
+    pub fn iommufd_dev_id(&self) -> Result<Option<u32>> {
+        Ok(self.get()?.iommufd_dev_id())
+    }
+
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches the device (a cdev of an iommufd
+    /// container) to the IOAS or HWPT `ptId`.
+    #[napi]
+    pub fn attach_hwpt(&self, pt_id: f64) -> Result<()> {
+        let pt_id = to_u32("attachHwpt", "ptId", pt_id)?;
+        self.get()?.attach_hwpt(pt_id).js()
+    }
+
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: detaches the device from its page table (it is
+    /// then blocked from DMA).
+    #[napi]
+    pub fn detach_hwpt(&self) -> Result<()> {
+        self.get()?.detach_hwpt().js()
+    }
+
     /// Device-wide info.
     #[napi]
     pub fn info(&self) -> Result<DeviceInfo> {

@@ -2,19 +2,38 @@
 import type * as Binding from '../native/binding'
 import { Device } from './device'
 import { DmaBuffer } from './dma'
+import { VfioTypeError } from './errors'
 import { Handle } from './handle'
 import { externalBuffersAllowed, native } from './native'
 import { num, optBool, optStr, options, str, u64 } from './validate'
 
+/**
+ * An IOMMU backend: VFIO's `type1` container (`/dev/vfio/vfio`), iommufd's container
+ * compatibility (`iommufd-compat`: the same group flow with `/dev/iommu` as the
+ * container), or native `iommufd` (an IOAS; devices are opened through their cdev,
+ * `/dev/vfio/devices/vfioN`). The iommufd backends need Linux 6.2+ built with
+ * `CONFIG_IOMMUFD` (native also `CONFIG_VFIO_DEVICE_CDEV`, 6.6+).
+ */
+export type IommuBackend = 'type1' | 'iommufd-compat' | 'iommufd'
+
+const IOMMU_CHOICES: readonly string[] = ['type1', 'iommufd-compat', 'iommufd', 'auto']
+
 /** Options of `new Container()`. */
 export interface ContainerOptions {
+  /**
+   * The IOMMU backend (default `type1`). `auto` picks `iommufd` when `/dev/iommu` and
+   * `/dev/vfio/devices` exist (as libvfn does), else `type1`. A backend the kernel lacks
+   * throws `ERR_VFIO_NOT_FOUND` (no `/dev/iommu`) or `ERR_VFIO_UNSUPPORTED` (no cdevs).
+   */
+  iommu?: IommuBackend | 'auto'
+
   /** A KVM VFIO device fd from your VMM; it is duplicated, yours stays yours. */
   kvmDeviceFd?: number
   /** An MSHV VFIO device fd from your VMM on Microsoft Hypervisor; it is duplicated. */
   mshvDeviceFd?: number
   /** Create a KVM VM and its VFIO device, so groups are registered with KVM. */
   createKvmVm?: boolean
-  /** Another container node than `/dev/vfio/vfio`. */
+  /** Another container node than `/dev/vfio/vfio` (or `/dev/iommu` for the iommufd backends). */
   path?: string
 }
 
@@ -60,7 +79,7 @@ export interface DmaMapping {
   size: number
 }
 
-/** A VFIO container (`/dev/vfio/vfio`). */
+/** A VFIO container: an IOMMU context of one of the backends (`IommuBackend`). */
 export class Container extends Handle<Binding.Container> {
   /** Whether its DMA buffers get zero-copy views: the environment is read once, here, not per buffer. */
   readonly #external = externalBuffersAllowed()
@@ -78,6 +97,11 @@ export class Container extends Handle<Binding.Container> {
     if (createKvmVm !== undefined) opts.createKvmVm = createKvmVm
     const path = optStr('path', o.path)
     if (path !== undefined) opts.path = path
+    const iommu = optStr('iommu', o.iommu)
+    if (iommu !== undefined && !IOMMU_CHOICES.includes(iommu)) {
+      throw new VfioTypeError(`iommu must be one of ${IOMMU_CHOICES.map((c) => `'${c}'`).join(', ')}, got ${JSON.stringify(iommu)}`)
+    }
+    if (iommu !== undefined) opts.iommu = iommu
     const n = new (native().Container)(opts)
     super(n, 'container')
   }
@@ -91,6 +115,31 @@ export class Container extends Handle<Binding.Container> {
   checkExtension(extension: number): boolean {
     const e = num('extension', extension)
     return this.native.checkExtension(e)
+  }
+
+  /** The IOMMU backend in use (what `auto` chose). */
+  get iommu(): IommuBackend {
+    return this.native.iommu as IommuBackend
+  }
+
+  /** The IOAS id of a native `iommufd` container; `null` for the other backends. */
+  get ioasId(): number | null {
+    return this.native.ioasId
+  }
+
+  /**
+   * Allocates a HWPT (hardware page table, `IOMMU_HWPT_ALLOC`) on this `iommufd`
+   * container's IOAS for the device whose `iommufdDevId` is `devId`; it holds the
+   * IOAS's mappings. Attach it with `device.attachHwpt()`, free it with `destroyHwpt()`.
+   * Throws `ERR_VFIO_UNSUPPORTED` for the other backends.
+   */
+  allocHwpt(devId: number): number {
+    return this.native.allocHwpt(num('devId', devId))
+  }
+
+  /** Destroys a HWPT (`IOMMU_DESTROY`); `ERR_VFIO_BUSY` while a device is attached to it. */
+  destroyHwpt(hwptId: number): void {
+    this.native.destroyHwpt(num('hwptId', hwptId))
   }
 
   /** Whether a hypervisor (KVM/MSHV) VFIO device is attached. */

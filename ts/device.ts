@@ -142,6 +142,27 @@ export class Device extends EventEmitter<DeviceEvents> {
     return this.#slot.closed
   }
 
+  /**
+   * The device's id in the iommufd its cdev is bound to (native `iommufd` containers);
+   * `null` for a device opened through a group.
+   */
+  get iommufdDevId(): number | null {
+    return this.native.iommufdDevId
+  }
+
+  /**
+   * Attaches the device to the IOAS or HWPT `ptId` (`VFIO_DEVICE_ATTACH_IOMMUFD_PT`),
+   * replacing its page table. Needs a native `iommufd` container, else `ERR_VFIO_UNSUPPORTED`.
+   */
+  attachHwpt(ptId: number): void {
+    this.native.attachHwpt(num('ptId', ptId))
+  }
+
+  /** Detaches the device from its page table: DMA is then blocked until the next attach. */
+  detachHwpt(): void {
+    this.native.detachHwpt()
+  }
+
   /** Whether the kernel's device requests reach this object as `'request'` events. */
   get watchesRequests(): boolean {
     return this.#request !== undefined

@@ -14,7 +14,7 @@
  */
 import { native } from './native'
 
-export { Container, type ContainerOptions, type IommuInfo, type DmaOptions, type DmaMapping, type HugePageSize } from './container'
+export { Container, type ContainerOptions, type IommuBackend, type IommuInfo, type DmaOptions, type DmaMapping, type HugePageSize } from './container'
 export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type HotResetDevice, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer, DmaSlice } from './dma'
 export {

@@ -906,6 +906,17 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     get closed(): boolean {
       return this.#open === undefined
     }
+    get iommufdDevId(): number | null {
+      this.#get()
+      return null
+    }
+    attachHwpt(ptId: number): void {
+      toU32('attachHwpt', 'ptId', ptId)
+      throw unsupported('VFIO_DEVICE_ATTACH_IOMMUFD_PT', `${this.#get().dev.address} was opened through its group (type1 container): only a device cdev of a native iommufd container attaches to iommufd page tables`)
+    }
+    detachHwpt(): void {
+      throw unsupported('VFIO_DEVICE_DETACH_IOMMUFD_PT', `${this.#get().dev.address} was opened through its group (type1 container): only a device cdev of a native iommufd container attaches to iommufd page tables`)
+    }
     info(): Binding.DeviceInfo {
       const dev = this.#get().dev
       const count = (i: number): number => dev.irqs[i]?.count ?? 0
@@ -1087,6 +1098,13 @@ export function createMockBinding(sys: SystemState): NativeBinding {
         throw unsupported('new Container', 'the mock backend models no hypervisor: kvmDeviceFd, mshvDeviceFd and createKvmVm need the real binding')
       }
       toOptText('new Container', 'path', o.path)
+      const iommu = toOptText('new Container', 'iommu', o.iommu) ?? 'type1'
+      if (!['type1', 'iommufd-compat', 'iommufd', 'auto'].includes(iommu)) {
+        throw invalid('new Container', `iommu ${JSON.stringify(iommu)} is none of 'type1', 'iommufd-compat', 'iommufd', 'auto'`)
+      }
+      if (iommu === 'iommufd-compat' || iommu === 'iommufd') {
+        throw unsupported('new Container', `the mock backend models the type1 container only: iommu '${iommu}' needs the real binding and a kernel with iommufd`)
+      }
       this.#state = { id: sys.nextContainer++, groups: new Map(), mappings: [] }
       sys.containers.add(this.#state)
     }
@@ -1100,6 +1118,24 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     get hasHypervisorDevice(): boolean {
       this.#get()
       return false
+    }
+    get iommu(): string {
+      this.#get()
+      return 'type1'
+    }
+    get ioasId(): number | null {
+      this.#get()
+      return null
+    }
+    allocHwpt(devId: number): number {
+      toU32('allocHwpt', 'devId', devId)
+      this.#get()
+      throw unsupported('IOMMU_HWPT_ALLOC', 'the container is type1, not native iommufd: open it with iommu: \'iommufd\'')
+    }
+    destroyHwpt(hwptId: number): void {
+      toU32('destroyHwpt', 'hwptId', hwptId)
+      this.#get()
+      throw unsupported('IOMMU_DESTROY', 'the container is type1, not native iommufd: open it with iommu: \'iommufd\'')
     }
     apiVersion(): number {
       this.#get()
