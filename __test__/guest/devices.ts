@@ -1,6 +1,6 @@
 /** What the guest suites share: the emulated devices, their registers, and small checks. */
 import type { ExecutionContext } from 'ava'
-import { Container, PciConfig, RegionIndex, type Device, type Interrupts, type MappedRegion } from '../../ts/index'
+import { Container, PciConfig, RegionIndex, type ContainerOptions, type Device, type IommuBackend, type Interrupts, type MappedRegion } from '../../ts/index'
 
 /** QEMU's edu device, and the NVMe controller beside it (see guest/README.md). */
 export const EDU = '0000:00:03.0'
@@ -43,14 +43,36 @@ export async function eduDma(bar: MappedRegion, src: bigint | number, dst: bigin
   bar.writeU32(REG.IRQ_ACK, status)
 }
 
+/**
+ * The IOMMU backend the guest suites run on, from `VFIO_TEST_IOMMU` (as the kernel
+ * tests): `type1` (the default), `iommufd-compat` or `iommufd`.
+ */
+export function testIommu(): IommuBackend {
+  const mode = process.env.VFIO_TEST_IOMMU ?? ''
+  if (mode === '' || mode === 'type1') return 'type1'
+  if (mode === 'iommufd-compat' || mode === 'iommufd') return mode
+  throw new Error(`VFIO_TEST_IOMMU=${JSON.stringify(mode)}: expected type1, iommufd-compat or iommufd`)
+}
+
+/** A container of the suite's backend (`testIommu()`), with `options` besides. */
+export function newContainer(options: ContainerOptions = {}): Container {
+  return new Container({ iommu: testIommu(), ...options })
+}
+
+/** What `groupIds()` shows while devices of `groups` are open: none on native iommufd. */
+export function heldGroups(groups: number[]): number[] {
+  return testIommu() === 'iommufd' ? [] : groups
+}
+
 /** A container with edu open, bus mastering on, BAR0 mapped and MSI enabled. */
-export function openEdu(c = new Container()) {
+export function openEdu(c = newContainer()) {
   const d = c.openDevice(EDU)
   enableBusMaster(d)
   const bar = d.regions[RegionIndex.BAR0].map()
   const irq = d.enableMsi(1)
   return {
     c,
+    device: d,
     bar,
     irq,
     [Symbol.dispose]() {

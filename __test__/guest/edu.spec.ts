@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import { ErrorCode, Extension, IrqIndex, PciConfig, RegionIndex } from '../../ts/index'
 import { main } from '../../ts/cli'
 import { coveredList, instrument, missing, tracked } from './coverage'
-import { code, DMA, DMA_LEN, EDU, eduDma, enableBusMaster, NVME, openEdu, REG } from './devices'
+import { code, DMA, DMA_LEN, EDU, eduDma, enableBusMaster, heldGroups, NVME, openEdu, REG, newContainer, testIommu } from './devices'
 
 instrument()
 const { Container, sysfs, barrier, features, pageSize } = tracked()
@@ -50,14 +50,21 @@ test.serial('sysfs: lists edu, binds it to vfio-pci, and reads it back', (t) => 
 })
 
 test.serial('container: API version, extensions, no IOMMU before a group', (t) => {
-  using c = new Container()
+  using c = new Container({ iommu: testIommu() })
+  t.is(c.iommu, testIommu())
   t.is(c.apiVersion(), 0)
   t.true(c.checkExtension(Extension.TYPE1v2_IOMMU))
   t.false(c.checkExtension(Extension.SPAPR_TCE_IOMMU))
   t.deepEqual(c.groupIds(), [])
   t.false(c.hasHypervisorDevice)
-  code(t, () => c.iommuInfo(), ErrorCode.INVALID_ARGUMENT)
-  code(t, () => c.allocateDma(4096, { iova: 0x100000 }), ErrorCode.INVALID_ARGUMENT)
+  if (testIommu() === 'iommufd') {
+    // A native iommufd container's IOAS exists before any device.
+    t.true(c.iommuInfo().iovaRanges.length > 0)
+    c.allocateDma(4096, { iova: 0x100000 }).close()
+  } else {
+    code(t, () => c.iommuInfo(), ErrorCode.INVALID_ARGUMENT)
+    code(t, () => c.allocateDma(4096, { iova: 0x100000 }), ErrorCode.INVALID_ARGUMENT)
+  }
   // Argument checks of the facade, before the kernel.
   code(t, () => c.checkExtension(-1), ErrorCode.OUT_OF_RANGE)
   code(t, () => c.allocateDma('4096' as never, { iova: 0 }), ErrorCode.INVALID_ARGUMENT)
@@ -69,7 +76,7 @@ test.serial('container: API version, extensions, no IOMMU before a group', (t) =
 })
 
 test.serial('bad device paths and addresses are refused', (t) => {
-  using c = new Container()
+  using c = newContainer()
   code(t, () => c.openDevice('../../etc'), ErrorCode.INVALID_ARGUMENT)
   code(t, () => c.openDevice('/sys/bus/pci/devices/../../../../etc'), ErrorCode.INVALID_ARGUMENT)
   code(t, () => c.openDevice('/sys/bus/pci/devices/../../../etc'), ErrorCode.NOT_FOUND)
@@ -85,7 +92,7 @@ test.serial('bad device paths and addresses are refused', (t) => {
 })
 
 test.serial('device: info, regions by index, IRQs, config space', (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(`/sys/bus/pci/devices/${EDU}`)
   t.is(d.name, EDU)
   t.true(d.info.pci)
@@ -107,7 +114,7 @@ test.serial('device: info, regions by index, IRQs, config space', (t) => {
   t.true(d.irqs[IrqIndex.MSI].count >= 1)
   t.true(d.irqs[IrqIndex.INTX].maskable)
   t.is(d.maxInterrupts, Math.max(d.irqs[0].count, d.irqs[1].count, d.irqs[2]?.count ?? 0))
-  t.deepEqual(c.groupIds(), [1])
+  t.deepEqual(c.groupIds(), heldGroups([1]))
   const id = d.regionRead(RegionIndex.CONFIG, PciConfig.VENDOR_ID, 4)
   t.is(id.readUInt16LE(0), 0x1234)
   t.is(id.readUInt16LE(2), 0x11e8)
@@ -121,7 +128,7 @@ test.serial('device: info, regions by index, IRQs, config space', (t) => {
 })
 
 test.serial('device: out-of-range region access is refused', (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice('00:03.0')
   code(t, () => d.regionRead(99, 0, 4), ErrorCode.OUT_OF_RANGE)
   code(t, () => d.regionRead(RegionIndex.BAR0, (1 << 20) - 2, 4), ErrorCode.OUT_OF_RANGE)
@@ -138,7 +145,7 @@ test.serial('device: out-of-range region access is refused', (t) => {
 })
 
 test.serial('mmap: id, liveness and factorial through volatile access', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   using bar = d.regions[RegionIndex.BAR0].map()
   t.is(bar.index, 0)
@@ -184,7 +191,7 @@ test.serial('mmap: id, liveness and factorial through volatile access', async (t
 })
 
 test.serial('waitU32: a register wait ends when edu finishes, times out with the last value, aborts, and ends on close', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   using bar = d.regions[RegionIndex.BAR0].map()
   bar.writeU32(REG.FACTORIAL, 12)
@@ -210,7 +217,7 @@ test.serial('waitU32: a register wait ends when edu finishes, times out with the
 })
 
 test.serial('DMA: a round trip through the IOMMU and edu, compared byte for byte, with MSI completion', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   enableBusMaster(d)
   using bar = d.regions[RegionIndex.BAR0].map()
@@ -271,7 +278,7 @@ test.serial('DMA: a round trip through the IOMMU and edu, compared byte for byte
 })
 
 test.serial('DMA slices: every member against the device (dma.spec.ts tests them in depth)', async (t) => {
-  using e = openEdu(new Container())
+  using e = openEdu(newContainer())
   const { c, bar, irq } = e
   using buffer = c.allocateDma(2 * 4096, { dmaMask: 0x0fffffff })
   using s = buffer.slice(4096, 4096)
@@ -316,7 +323,7 @@ test.serial('DMA slices: every member against the device (dma.spec.ts tests them
 test.serial('DMA without external buffers: the copying path works against the device', async (t) => {
   process.env.VFIO_IOCTLS_NO_EXTERNAL_BUFFERS = '1'
   try {
-    using c = new Container()
+    using c = newContainer()
     using d = c.openDevice(EDU)
     enableBusMaster(d)
     using bar = d.regions[RegionIndex.BAR0].map()
@@ -336,7 +343,7 @@ test.serial('DMA without external buffers: the copying path works against the de
 })
 
 test.serial('MSI: device-raised and user-triggered interrupts, as events, promises and async iteration', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   enableBusMaster(d)
   using bar = d.regions[RegionIndex.BAR0].map()
@@ -383,7 +390,7 @@ test.serial('MSI: device-raised and user-triggered interrupts, as events, promis
 })
 
 test.serial('MSI without bus mastering: the device cannot signal, and the aborted wait says so; with it, the wait ends', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   d.setBusMaster(false)
   using bar = d.regions[RegionIndex.BAR0].map()
@@ -405,7 +412,7 @@ test.serial('MSI without bus mastering: the device cannot signal, and the aborte
 
 test.serial('MSI-X vectors apart (NVMe): next({ vector }), takePending without waiting, events({ vector, signal })', async (t) => {
   sysfs.bind(NVME) // an earlier test leaves it unbound
-  using c = new Container()
+  using c = newContainer()
   using nvme = c.openDevice(NVME)
   nvme.setBusMaster(true)
   using msix = nvme.enableMsix(4)
@@ -440,7 +447,7 @@ test.serial('MSI-X vectors apart (NVMe): next({ vector }), takePending without w
 })
 
 test.serial('INTx: raised by the device, automasked, unmasked by the driver', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   using bar = d.regions[RegionIndex.BAR0].map()
   using irq = d.enableIntx()
@@ -460,7 +467,7 @@ test.serial('INTx: raised by the device, automasked, unmasked by the driver', as
 })
 
 test.serial('reset, close and reopen, and a device open twice', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   const d = c.openDevice(EDU)
   if (d.info.canReset) {
     d.reset()
@@ -475,10 +482,15 @@ test.serial('reset, close and reopen, and a device open twice', async (t) => {
   code(t, () => d.hotResetInfo(), ErrorCode.UNSUPPORTED)
   code(t, () => d.hotReset(), ErrorCode.UNSUPPORTED)
   t.is(((await t.throwsAsync(d.hotResetAsync())) as Error & { code?: string }).code, ErrorCode.UNSUPPORTED)
-  // The kernel lets one container open a device twice; both handles work.
-  using twice = c.openDevice(EDU)
-  t.is(twice.regionRead(RegionIndex.CONFIG, 0, 2).readUInt16LE(0), 0x1234)
-  twice.close()
+  if (testIommu() === 'iommufd') {
+    // A cdev opens once at a time.
+    code(t, () => c.openDevice(EDU), ErrorCode.BUSY)
+  } else {
+    // The kernel lets one container open a device twice through its group; both handles work.
+    using twice = c.openDevice(EDU)
+    t.is(twice.regionRead(RegionIndex.CONFIG, 0, 2).readUInt16LE(0), 0x1234)
+    twice.close()
+  }
   d.close()
   d.close()
   t.true(d.closed)
@@ -493,13 +505,13 @@ test.serial('reset, close and reopen, and a device open twice', async (t) => {
 })
 
 test.serial('two containers: a held group is busy; a second group works beside it (NVMe, MSI-X, region caps)', async (t) => {
-  using c1 = new Container()
+  using c1 = newContainer()
   using edu = c1.openDevice(EDU)
-  using c2 = new Container()
+  using c2 = newContainer()
   code(t, () => c2.openDevice(EDU), ErrorCode.BUSY)
   sysfs.bind(NVME)
   using nvme = c2.openDevice(NVME)
-  t.deepEqual(c2.groupIds(), [2])
+  t.deepEqual(c2.groupIds(), heldGroups([2]))
   const bar0 = nvme.regions[RegionIndex.BAR0]
   t.true(bar0.size >= 0x4000)
   t.true(bar0.caps.length > 0, JSON.stringify(bar0.caps))
@@ -520,11 +532,11 @@ test.serial('two containers: a held group is busy; a second group works beside i
 })
 
 test.serial('KVM: a container with a KVM VFIO device registers its group', (t) => {
-  using c = new Container({ createKvmVm: true })
+  using c = newContainer({ createKvmVm: true })
   t.true(c.hasHypervisorDevice)
   using d = c.openDevice(EDU)
   t.is(d.regionRead(RegionIndex.CONFIG, 0, 2).readUInt16LE(0), 0x1234)
-  t.deepEqual(c.groupIds(), [1])
+  t.deepEqual(c.groupIds(), heldGroups([1]))
 })
 
 test.serial('sysfs: unbind restores no driver, bind again (also as Promises)', async (t) => {
@@ -570,6 +582,37 @@ test.serial('CLI: list, info, bind, unbind against the real devices', async (t) 
   t.is((await run('frobnicate')).rc, 2)
   // The installed bin runs as a program too.
   t.is(execFileSync(process.execPath, ['dist/cli.js', '--version'], { encoding: 'utf8' }).trim(), '0.1.0')
+})
+
+test.serial('the IOMMU backend: ioasId, iommufdDevId, and a HWPT of its own (iommufd) or the refusal', async (t) => {
+  using e = openEdu()
+  const d = e.device
+  t.is(e.c.iommu, testIommu())
+  if (testIommu() !== 'iommufd') {
+    t.is(e.c.ioasId, null)
+    t.is(d.iommufdDevId, null)
+    t.deepEqual(e.c.groupIds(), heldGroups([1]))
+    for (const fn of [() => e.c.allocHwpt(1), () => e.c.destroyHwpt(1), () => d.attachHwpt(1), () => d.detachHwpt()]) {
+      code(t, fn, ErrorCode.UNSUPPORTED)
+    }
+    return
+  }
+  const ioas = e.c.ioasId
+  const devId = d.iommufdDevId
+  if (ioas === null || devId === null) throw new Error(`iommufd ids missing: IOAS ${ioas}, device ${devId}`)
+  using buf = e.c.allocateDma(4096)
+  buf.write(0, Buffer.alloc(DMA_LEN, 0x5a))
+  const hwpt = e.c.allocHwpt(devId)
+  d.attachHwpt(hwpt)
+  await eduDma(e.bar, buf.iova, DMA.BUFFER, false, e.irq)
+  code(t, () => e.c.destroyHwpt(hwpt), ErrorCode.BUSY)
+  d.detachHwpt()
+  e.c.destroyHwpt(hwpt)
+  d.attachHwpt(ioas)
+  buf.write(0, Buffer.alloc(DMA_LEN))
+  await eduDma(e.bar, DMA.BUFFER, buf.iova, true, e.irq)
+  t.deepEqual(buf.read(0, DMA_LEN), Buffer.alloc(DMA_LEN, 0x5a), 'DMA through the HWPT, then back on the IOAS')
+  code(t, () => e.c.allocHwpt(-1), ErrorCode.OUT_OF_RANGE)
 })
 
 test.serial('every public method was called in this suite', (t) => {

@@ -6,7 +6,7 @@
 import test from 'ava'
 import fs from 'node:fs'
 import { Container, IrqIndex, PciConfig, RegionIndex, sysfs, type Device, type PciCapability } from '../../ts/index'
-import { EDU, NVME } from './devices'
+import { EDU, NVME, newContainer } from './devices'
 
 test.before(() => {
   if (process.env.VFIO_GUEST !== '1' || !fs.existsSync('/dev/vfio/vfio')) {
@@ -17,7 +17,7 @@ test.before(() => {
 })
 
 function open(address: string): { device: Device; [Symbol.dispose](): void } {
-  const container = new Container()
+  const container = newContainer()
   const device = container.openDevice(address)
   return {
     device,

@@ -7,7 +7,7 @@ import test from 'ava'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import { Container, ErrorCode, PciConfig, RegionIndex, sysfs, type Device, type InterruptEvent, type Interrupts, type MappedRegion } from '../../ts/index'
-import { code, EDU, enableBusMaster, NVME, REG } from './devices'
+import { code, EDU, enableBusMaster, NVME, REG, newContainer } from './devices'
 import { Qmp } from './qmp'
 
 const HOT = process.env.VFIO_GUEST_HOTPLUG_ADDR ?? ''
@@ -54,7 +54,7 @@ for (const [name, address] of [
   ['NVMe', NVME],
 ] as const) {
   test.serial(`the ${name} on the root bus cannot be hot reset: ERR_VFIO_UNSUPPORTED with ENODEV and what to do`, async (t) => {
-    using c = new Container()
+    using c = newContainer()
     using d = c.openDevice(address)
     for (const call of [() => d.hotResetInfo(), () => d.hotReset()]) {
       const err = code(t, call, ErrorCode.UNSUPPORTED) as Error & { errno?: number; syscall?: string }
@@ -72,7 +72,7 @@ for (const [name, address] of [
 }
 
 test.serial('the edu behind the root port: the info lists it alone, with its IOMMU group', (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(HOT)
   const group = sysfs.getDevice(HOT).iommuGroup
   t.is(typeof group, 'number')
@@ -82,7 +82,7 @@ test.serial('the edu behind the root port: the info lists it alone, with its IOM
 })
 
 test.serial('a secondary bus reset clears the INTx the edu asserts; edu keeps its own registers; INTx works after it', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(HOT)
   using bar = d.regions[RegionIndex.BAR0].map()
   t.is(await factorial(bar, 5), FACTORIAL_OF_5)
@@ -114,7 +114,7 @@ test.serial('a secondary bus reset clears the INTx the edu asserts; edu keeps it
 })
 
 test.serial('after a hot reset MSI is still enabled and delivered to the same Interrupts (hotResetAsync)', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(HOT)
   enableBusMaster(d)
   using bar = d.regions[RegionIndex.BAR0].map()
@@ -129,7 +129,7 @@ test.serial('after a hot reset MSI is still enabled and delivered to the same In
 
 test.serial("after a hot reset the kernel's device request still arrives as 'request'", async (t) => {
   using qmp = await Qmp.open()
-  const c = new Container()
+  const c = newContainer()
   const d = c.openDevice(HOT)
   d.hotReset()
   t.true(d.watchesRequests)

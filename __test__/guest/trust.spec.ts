@@ -12,7 +12,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Container, ErrorCode, IrqIndex, RegionIndex, sysfs } from '../../ts/index'
 import { collectUntil } from '../helpers'
-import { code, DMA, EDU, enableBusMaster, NVME, REG } from './devices'
+import { code, DMA, EDU, enableBusMaster, NVME, REG, newContainer } from './devices'
 import { Qmp } from './qmp'
 
 const NINEP = '0000:00:05.0' // virtio-9p: the guest's root file system; bound to virtio-pci
@@ -58,7 +58,7 @@ test.serial('hostile lengths and 32-bit truncations give coded errors, in a chil
 })
 
 test.serial('IRQ indices have one owner: a second enable is busy and steals nothing', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   enableBusMaster(d)
   using bar = d.regions[RegionIndex.BAR0].map()
@@ -84,7 +84,7 @@ test.serial('IRQ indices have one owner: a second enable is busy and steals noth
 })
 
 test.serial('MSI-X: vectors are checked before any eventfd is made; no resize of live vectors', async (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(NVME)
   const before = openFds()
   code(t, () => d.enableIrq(IrqIndex.MSIX, { count: 2 ** 32 - 1 }), ErrorCode.OUT_OF_RANGE)
@@ -102,7 +102,7 @@ test.serial('MSI-X: vectors are checked before any eventfd is made; no resize of
 test.serial('DMA: the MSI window and the mapping limit are named, not bare errnos', (t) => {
   const saved = fs.readFileSync(DMA_LIMIT, 'utf8').trim()
   try {
-    using c = new Container()
+    using c = newContainer()
     using d = c.openDevice(EDU)
     t.truthy(d)
     const hole = code(t, () => c.allocateDma(4096, { iova: 0xfee0_0000 }), ErrorCode.INVALID_ARGUMENT)
@@ -112,7 +112,7 @@ test.serial('DMA: the MSI window and the mapping limit are named, not bare errno
     d.close()
     // The limit is read when a container's IOMMU is set up: lower it first.
     fs.writeFileSync(DMA_LIMIT, '3')
-    using c2 = new Container()
+    using c2 = newContainer()
     using d2 = c2.openDevice(EDU)
     t.truthy(d2)
     const buffers = [0, 1, 2].map((i) => c2.allocateDma(4096, { iova: 0x100000 + i * 0x1000 }))
@@ -134,7 +134,7 @@ test.serial('DMA: the MSI window and the mapping limit are named, not bare errno
 })
 
 test.serial('bind and unbind of a device this process holds are refused, never a hang', (t) => {
-  using c = new Container()
+  using c = newContainer()
   using d = c.openDevice(EDU)
   t.truthy(d)
   const unbind = code(t, () => sysfs.unbind(EDU), ErrorCode.BUSY)
@@ -159,7 +159,7 @@ test.serial('unbind of a device bound to another driver changes nothing', (t) =>
 })
 
 test.serial("a device request from another process arrives as 'request'; closing lets the unbind complete", async (t) => {
-  const c = new Container()
+  const c = newContainer()
   const d = c.openDevice(EDU)
   const bar = d.regions[RegionIndex.BAR0].map()
   const irq = d.enableMsi(1)
@@ -185,7 +185,7 @@ test.serial('surprise removal: QEMU removes a held device; request arrives, late
   t.truthy(hot && id, 'guest/run.sh exports the hot-pluggable device')
   sysfs.bind(hot)
   using qmp = await Qmp.open()
-  using c = new Container()
+  using c = newContainer()
   const d = c.openDevice(hot)
   enableBusMaster(d)
   const bar = d.regions[RegionIndex.BAR0].map()
@@ -222,14 +222,14 @@ test.serial('forgotten objects are reclaimed by GC: descriptors back to baseline
     let gone = false
     const registry = new FinalizationRegistry(() => (gone = true))
     ;(() => {
-      const irq = new Container().openDevice(EDU).enableMsi(1)
+      const irq = newContainer().openDevice(EDU).enableMsi(1)
       irq.on('interrupt', () => {})
       irq.removeAllListeners()
       registry.register(irq, i)
     })()
     t.true(await collectUntil(() => gone, 50), `round ${i}: the Interrupts was collected`)
     t.true(await collectUntil(() => openFds() <= baseline, 50), `round ${i}: fds ${openFds()} vs ${baseline}`)
-    using c = new Container()
+    using c = newContainer()
     using d = c.openDevice(EDU) // ERR_VFIO_BUSY here if the forgotten one still held the group
     t.is(d.regionRead(RegionIndex.CONFIG, 0, 2).readUInt16LE(0), 0x1234)
   }
@@ -270,7 +270,7 @@ test.serial('soak: 2,000 cycles of open → map → read → DMA → MSI → clo
   for (let i = 0; i < CYCLES; i++) {
     if (i === WARMUP) baselineFds = openFds()
     if (i >= WARMUP && (i - WARMUP) % SAMPLE_EVERY === 0) rss.push(await rssMb())
-    using c = new Container()
+    using c = newContainer()
     using d = c.openDevice(EDU)
     enableBusMaster(d)
     using bar = d.regions[RegionIndex.BAR0].map()
@@ -317,7 +317,7 @@ test.serial('GC-only soak: 100 forgotten devices with listening interrupts, neve
     if (i >= WARMUP && (i - WARMUP) % 25 === 0) rss.push(await rssMb())
     const fdsBefore = openFds()
     ;(() => {
-      const c = new Container()
+      const c = newContainer()
       const d = c.openDevice(EDU) // throws ERR_VFIO_BUSY if an earlier round was not reclaimed
       const irq = d.enableMsi(1)
       irq.on('interrupt', () => {})
