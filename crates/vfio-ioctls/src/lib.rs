@@ -9,6 +9,13 @@
 //! [`DmaBuffer`]s are memory the crate owns, mapped into the IOMMU.
 //! [`sysfs`] finds devices and binds them to vfio-pci.
 //!
+//! A container drives one of three IOMMU backends ([`IommuBackend`]): VFIO's type1
+//! container (`/dev/vfio/vfio`, [`VfioContainer::new`]), iommufd's container
+//! compatibility (the same group flow with `/dev/iommu`: `VfioContainer::open`), or,
+//! with the `vfio_cdev` feature, native iommufd (`VfioContainer::new_iommufd`, or
+//! upstream's `VfioIommufd`): an IOAS, in which devices are opened through their cdev.
+//! Everything above the container (devices, DMA buffers, interrupts) is the same.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use vfio_ioctls::{VfioContainer, VfioDevice, VolatileAccess, pci_region};
