@@ -7,7 +7,7 @@ import test from 'ava'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import { Container, ErrorCode, PciConfig, RegionIndex, sysfs, type Device, type InterruptEvent, type Interrupts, type MappedRegion } from '../../ts/index'
-import { code, EDU, enableBusMaster, NVME, REG, newContainer } from './devices'
+import { code, EDU, enableBusMaster, heldGroups, NVME, REG, newContainer } from './devices'
 import { Qmp } from './qmp'
 
 const HOT = process.env.VFIO_GUEST_HOTPLUG_ADDR ?? ''
@@ -77,7 +77,7 @@ test.serial('the edu behind the root port: the info lists it alone, with its IOM
   const group = sysfs.getDevice(HOT).iommuGroup
   t.is(typeof group, 'number')
   t.deepEqual(d.hotResetInfo(), [{ address: HOT, group }])
-  t.deepEqual(c.groupIds(), [group], 'the info opens no group')
+  t.deepEqual(c.groupIds(), heldGroups([group ?? -1]), 'the info opens no group')
   t.log(`${HOT}: hotResetInfo() = ${JSON.stringify(d.hotResetInfo())}`)
 })
 

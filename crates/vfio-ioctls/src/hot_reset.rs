@@ -73,8 +73,44 @@ impl fmt::Display for PciHotResetDevice {
 }
 
 /// The devices a hot reset of the device `file` (named `name`) would reset, itself
-/// included, in the kernel's order.
+/// included, in the kernel's order. For a device cdev the kernel lists iommufd device
+/// ids instead of groups: each group is then read from sysfs.
 pub(crate) fn hot_reset_info(file: &File, name: &str) -> Result<Vec<PciHotResetDevice>> {
+    Ok(affected_devices(file, name)?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect())
+}
+
+/// The iommufd device id the kernel gives an affected device no one here owns.
+const DEVID_NOT_OWNED: u32 = u32::MAX;
+
+/// As [`hot_reset_info`], each with its iommufd device id when the kernel lists by id.
+fn affected_devices(file: &File, name: &str) -> Result<Vec<(PciHotResetDevice, Option<u32>)>> {
+    let (devices, by_id) = hot_reset_info_raw(file, name)?;
+    if !by_id {
+        return Ok(devices.into_iter().map(|d| (d, None)).collect());
+    }
+    let sysfs = crate::sysfs::Sysfs::new();
+    Ok(devices
+        .into_iter()
+        .map(|d| {
+            let dir = std::path::Path::new("/sys/bus/pci/devices").join(d.address());
+            let group = sysfs.iommu_group(&dir).unwrap_or(u32::MAX);
+            (
+                PciHotResetDevice {
+                    group_id: group,
+                    ..d
+                },
+                Some(d.group_id),
+            )
+        })
+        .collect())
+}
+
+/// The kernel's list as it gives it (first word: group, or device id when the flag says
+/// so), and whether it is by device id.
+fn hot_reset_info_raw(file: &File, name: &str) -> Result<(Vec<PciHotResetDevice>, bool)> {
     let mut room = 0u32;
     for _ in 0..INFO_ATTEMPTS {
         let len = HEADER + ENTRY * room as usize;
@@ -102,16 +138,7 @@ pub(crate) fn hot_reset_info(file: &File, name: &str) -> Result<Vec<PciHotResetD
             Err(e) => return Err(VfioError::os(INFO_OP, name.to_string(), e)),
             Ok(()) => {}
         }
-        if get_u32(&buf, 4) & VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0 {
-            return Err(VfioError::unsupported(
-                INFO_OP,
-                format!(
-                    "{name}: the kernel lists the affected devices by iommufd device id \
-                     (VFIO_PCI_HOT_RESET_FLAG_DEV_ID), not by group; this library opens \
-                     devices through groups and cannot use that list"
-                ),
-            ));
-        }
+        let by_id = get_u32(&buf, 4) & VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0;
         let filled = get_u32(&buf, 8);
         if filled > room {
             return Err(VfioError::out_of_range(
@@ -119,7 +146,7 @@ pub(crate) fn hot_reset_info(file: &File, name: &str) -> Result<Vec<PciHotResetD
                 format!("{name}: the kernel reports {filled} devices in room for {room}"),
             ));
         }
-        return Ok(parse_devices(&as_bytes(&buf)[HEADER..], filled as usize));
+        return Ok((parse_devices(&as_bytes(&buf)[HEADER..], filled as usize), by_id));
     }
     Err(VfioError::invalid(
         INFO_OP,
@@ -170,7 +197,25 @@ pub(crate) fn pci_hot_reset(
     name: &str,
     container: &VfioContainer,
 ) -> Result<Vec<PciHotResetDevice>> {
-    let affected = hot_reset_info(file, name)?;
+    let listed = affected_devices(file, name)?;
+    let affected: Vec<PciHotResetDevice> = listed.iter().map(|(d, _)| *d).collect();
+    if listed.iter().any(|(_, id)| id.is_some()) {
+        // A cdev: ownership is the iommufd's; the reset takes no group fds.
+        let missing: Vec<PciHotResetDevice> = listed
+            .iter()
+            .filter(|(_, id)| *id == Some(DEVID_NOT_OWNED))
+            .map(|(d, _)| *d)
+            .collect();
+        if !missing.is_empty() {
+            return Err(VfioError::HotResetNotOwned {
+                device: name.to_string(),
+                missing,
+            });
+        }
+        ioctls::device_pci_hot_reset(file, &pack_hot_reset(&[]))
+            .map_err(|e| VfioError::os(RESET_OP, name.to_string(), e))?;
+        return Ok(affected);
+    }
     let held = container.held_groups();
     let missing = not_held(&affected, &held);
     if !missing.is_empty() {
@@ -276,15 +321,19 @@ mod tests {
     }
 
     #[test]
-    fn device_ids_instead_of_groups_are_unsupported() {
-        let (kernel, file, index) = setup(&[dev(6, 0)]);
+    fn device_ids_of_a_cdev_take_ownership_from_the_iommufd() {
+        // The first word is an iommufd device id: 5 (bound), DEVID_NOT_OWNED.
+        let (kernel, file, index) = setup(&[dev(5, 0), dev(DEVID_NOT_OWNED, 1)]);
         kernel.state().devices[index].flags = VFIO_PCI_HOT_RESET_FLAG_DEV_ID;
-        let e = hot_reset_info(&file, HOT).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(
-            e.to_string().contains("VFIO_PCI_HOT_RESET_FLAG_DEV_ID"),
-            "{e}"
+        let listed = affected_devices(&file, HOT).unwrap();
+        assert_eq!(
+            listed.iter().map(|(d, id)| (d.devfn, *id)).collect::<Vec<_>>(),
+            [(0, Some(5)), (1, Some(DEVID_NOT_OWNED))]
         );
+        let c = kernel.container();
+        let e = pci_hot_reset(&file, HOT, &c).unwrap_err();
+        assert!(matches!(&e, VfioError::HotResetNotOwned { missing, .. } if missing.len() == 1 && missing[0].devfn == 1), "{e:?}");
+        assert_eq!(kernel.calls(RESET_OP), 0, "refused before the kernel");
     }
 
     #[test]
