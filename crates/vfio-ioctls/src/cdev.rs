@@ -52,7 +52,11 @@ pub(crate) fn cdev_name(sysfs_path: &Path) -> Result<String> {
     match names.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(invalid("it lists no vfioN".into())),
-        many => Err(invalid(format!("it lists {} cdevs ({})", many.len(), many.join(", ")))),
+        many => Err(invalid(format!(
+            "it lists {} cdevs ({})",
+            many.len(),
+            many.join(", ")
+        ))),
     }
 }
 
@@ -311,10 +315,10 @@ fn attach_pt(file: &File, name: &str, pt_id: u32) -> Result<()> {
         })
 }
 
-/// The bind's error: EBUSY with devices of the group bound to host drivers is the
-/// group's viability, as the group flow reports it.
+/// The bind's error: EBUSY or EPERM (what 6.12 answers) with devices of the group bound
+/// to host drivers is the group's viability, as the group flow reports it.
 fn bind_error(name: &str, sysfs_path: &Path, source: std::io::Error) -> VfioError {
-    if source.raw_os_error() == Some(libc::EBUSY) {
+    if matches!(source.raw_os_error(), Some(libc::EBUSY | libc::EPERM)) {
         let sysfs = crate::sysfs::Sysfs::new();
         if let Ok(group) = sysfs.iommu_group(sysfs_path) {
             let blockers = sysfs.group_blockers(group).unwrap_or_default();

@@ -468,7 +468,10 @@ impl Drop for VfioDevice {
         if self.hypervisor_registered {
             if let Some(dev) = self.container.device_fd() {
                 if let Err(e) = dev.remove_group(&self.file) {
-                    log::warn!("removing VFIO device {} from the hypervisor: {e}", self.name);
+                    log::warn!(
+                        "removing VFIO device {} from the hypervisor: {e}",
+                        self.name
+                    );
                 }
             }
         }

@@ -346,7 +346,9 @@ impl VfioError {
             VfioError::Os { op, source, .. } | VfioError::IommufdIoctlError { op, source, .. } => {
                 kind_of_errno(op, source.raw_os_error())
             }
-            VfioError::NewVfioIommufd { op, source, .. } => kind_of_errno(op, source.raw_os_error()),
+            VfioError::NewVfioIommufd { op, source, .. } => {
+                kind_of_errno(op, source.raw_os_error())
+            }
             VfioError::VfioDeviceBindIommufd { source, .. } => {
                 kind_of_errno("VFIO_DEVICE_BIND_IOMMUFD", source.raw_os_error())
             }
@@ -356,7 +358,9 @@ impl VfioError {
             VfioError::VfioDeviceDetachIommufdPt { source, .. } => {
                 kind_of_errno("VFIO_DEVICE_DETACH_IOMMUFD_PT", source.raw_os_error())
             }
-            VfioError::OpenDeviceCdev { source, .. } => kind_of_errno("open", source.raw_os_error()),
+            VfioError::OpenDeviceCdev { source, .. } => {
+                kind_of_errno("open", source.raw_os_error())
+            }
             VfioError::InvalidVfioDev { .. } => ErrorKind::NotFound,
             VfioError::NotFound { .. } => ErrorKind::NotFound,
             VfioError::GroupNotViable { .. } => ErrorKind::GroupNotViable,

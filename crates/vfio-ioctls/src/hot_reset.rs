@@ -146,7 +146,10 @@ fn hot_reset_info_raw(file: &File, name: &str) -> Result<(Vec<PciHotResetDevice>
                 format!("{name}: the kernel reports {filled} devices in room for {room}"),
             ));
         }
-        return Ok((parse_devices(&as_bytes(&buf)[HEADER..], filled as usize), by_id));
+        return Ok((
+            parse_devices(&as_bytes(&buf)[HEADER..], filled as usize),
+            by_id,
+        ));
     }
     Err(VfioError::invalid(
         INFO_OP,
@@ -327,12 +330,18 @@ mod tests {
         kernel.state().devices[index].flags = VFIO_PCI_HOT_RESET_FLAG_DEV_ID;
         let listed = affected_devices(&file, HOT).unwrap();
         assert_eq!(
-            listed.iter().map(|(d, id)| (d.devfn, *id)).collect::<Vec<_>>(),
+            listed
+                .iter()
+                .map(|(d, id)| (d.devfn, *id))
+                .collect::<Vec<_>>(),
             [(0, Some(5)), (1, Some(DEVID_NOT_OWNED))]
         );
         let c = kernel.container();
         let e = pci_hot_reset(&file, HOT, &c).unwrap_err();
-        assert!(matches!(&e, VfioError::HotResetNotOwned { missing, .. } if missing.len() == 1 && missing[0].devfn == 1), "{e:?}");
+        assert!(
+            matches!(&e, VfioError::HotResetNotOwned { missing, .. } if missing.len() == 1 && missing[0].devfn == 1),
+            "{e:?}"
+        );
         assert_eq!(kernel.calls(RESET_OP), 0, "refused before the kernel");
     }
 

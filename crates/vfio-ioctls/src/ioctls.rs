@@ -323,16 +323,18 @@ mod sys {
         };
         // SAFETY: `device` is a VFIO device cdev fd; `attach` is a correctly sized struct we own
         // (6.12 reads up to `pt_id`, later kernels `pasid` too) and the kernel writes `pt_id`.
-        check(unsafe {
-            ioctl_with_mut_ref(device, VFIO_DEVICE_ATTACH_IOMMUFD_PT(), &mut attach)
-        })?;
+        check(unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_ATTACH_IOMMUFD_PT(), &mut attach) })?;
         Ok(attach.pt_id)
     }
 
     /// Detaches a device cdev (or a PASID of it) from its page table
     /// (`VFIO_DEVICE_DETACH_IOMMUFD_PT`).
     #[cfg_attr(not(feature = "vfio_cdev"), allow(dead_code))]
-    pub(crate) fn device_detach_iommufd_pt(device: &File, flags: u32, pasid: u32) -> io::Result<()> {
+    pub(crate) fn device_detach_iommufd_pt(
+        device: &File,
+        flags: u32,
+        pasid: u32,
+    ) -> io::Result<()> {
         let detach = vfio_device_detach_iommufd_pt {
             argsz: argsz::<vfio_device_detach_iommufd_pt>(),
             flags,
@@ -340,15 +342,17 @@ mod sys {
         };
         // SAFETY: `device` is a VFIO device cdev fd; `detach` is a correctly sized struct the
         // kernel only reads.
-        check(unsafe { ioctl_with_ref(device, VFIO_DEVICE_DETACH_IOMMUFD_PT(), &detach) })
-            .map(drop)
+        check(unsafe { ioctl_with_ref(device, VFIO_DEVICE_DETACH_IOMMUFD_PT(), &detach) }).map(drop)
     }
 
     /// The allowed IOVA ranges of IOAS `ioas_id` as (start, last) pairs, and the IOVA
     /// alignment it requires (`IOMMU_IOAS_IOVA_RANGES`). Asks again with a larger array
     /// while the kernel says it is too small (EMSGSIZE), a few times at most.
     #[cfg(feature = "vfio_cdev")]
-    pub(crate) fn ioas_iova_ranges(iommufd: &File, ioas_id: u32) -> io::Result<(Vec<(u64, u64)>, u64)> {
+    pub(crate) fn ioas_iova_ranges(
+        iommufd: &File,
+        ioas_id: u32,
+    ) -> io::Result<(Vec<(u64, u64)>, u64)> {
         use iommufd_bindings::iommufd::{iommu_ioas_iova_ranges, iommu_iova_range};
         let mut ranges: Vec<iommu_iova_range> = Vec::new();
         for _ in 0..4 {
@@ -363,7 +367,8 @@ mod sys {
             // SAFETY: `iommufd` is an iommufd; `query` is a correctly sized struct we own and
             // `allowed_iovas` points at `num_iovas` ranges we own, which is all the kernel
             // writes there (it answers EMSGSIZE, writing none, when they are too few).
-            let ret = check(unsafe { ioctl_with_mut_ref(iommufd, IOMMU_IOAS_IOVA_RANGES(), &mut query) });
+            let ret =
+                check(unsafe { ioctl_with_mut_ref(iommufd, IOMMU_IOAS_IOVA_RANGES(), &mut query) });
             match ret {
                 Ok(_) => {
                     let n = (query.num_iovas as usize).min(ranges.len());
@@ -380,7 +385,6 @@ mod sys {
         }
         Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
     }
-
 }
 
 /// A fake VFIO kernel for unit tests, so that the bookkeeping above the ioctls runs on

@@ -41,10 +41,19 @@ pub(crate) fn iommufd_errno(e: &IommufdError) -> io::Error {
     match e {
         OpenIommufd(e) => io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
         AttachHwpt(e) => io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-        IommuDestroy(e) | IommuIoasAlloc(e) | IommuIoasMap(e) | IommuIoasMapFile(e)
-        | IommuIoasUnmap(e) | IommuHwptAlloc(e) | IommuViommuAlloc(e) | IommuVdeviceAlloc(e)
-        | IommuGetHwInfo(e) | IommuHwptInvalidate(e) | IommuVeventqAlloc(e)
-        | VeventqNonBlocking(e) | IommuHwQueueAlloc(e) => io::Error::from_raw_os_error(e.errno()),
+        IommuDestroy(e)
+        | IommuIoasAlloc(e)
+        | IommuIoasMap(e)
+        | IommuIoasMapFile(e)
+        | IommuIoasUnmap(e)
+        | IommuHwptAlloc(e)
+        | IommuViommuAlloc(e)
+        | IommuVdeviceAlloc(e)
+        | IommuGetHwInfo(e)
+        | IommuHwptInvalidate(e)
+        | IommuVeventqAlloc(e)
+        | VeventqNonBlocking(e)
+        | IommuHwQueueAlloc(e) => io::Error::from_raw_os_error(e.errno()),
         _ => io::Error::other(e.to_string()),
     }
 }
@@ -219,7 +228,9 @@ impl VfioContainer {
         if id == ioas.id() {
             return Err(VfioError::invalid(
                 OP,
-                format!("object {id} is the container's own IOAS, which lives as long as the container"),
+                format!(
+                    "object {id} is the container's own IOAS, which lives as long as the container"
+                ),
             ));
         }
         ioas.iommufd

@@ -71,11 +71,6 @@ pub mod sysfs;
 mod volatile;
 
 pub use container::{page_size, IommuBackend, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
-#[cfg(feature = "vfio_cdev")]
-pub use iommufd::{VfioIommufd, IOMMUFD_PATH};
-/// The iommufd-ioctls types upstream's [`VfioIommufd`] takes and gives.
-#[cfg(feature = "vfio_cdev")]
-pub use iommufd_ioctls::{IommuFd, IommufdIoas};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
 pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
 pub use dma_slice::DmaSlice;
@@ -85,6 +80,11 @@ pub use hot_reset::PciHotResetDevice;
 pub use huge_pages::HugePageSize;
 pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
+#[cfg(feature = "vfio_cdev")]
+pub use iommufd::{VfioIommufd, IOMMUFD_PATH};
+/// The iommufd-ioctls types upstream's [`VfioIommufd`] takes and gives.
+#[cfg(feature = "vfio_cdev")]
+pub use iommufd_ioctls::{IommuFd, IommufdIoas};
 pub use irq::{pci_irq, VfioIrq};
 pub use irq_claim::{irq_index_name, IrqClaim};
 pub use mmap::MappedRegion;
