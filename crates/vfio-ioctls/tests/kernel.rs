@@ -5,8 +5,8 @@
 //! Build on the host, run in the guest, one test at a time (devices are exclusive):
 //!
 //! ```sh
-//! cargo test -p vfio-ioctls --test kernel --no-run
-//! guest/run.sh --timeout 300 -- target/debug/deps/kernel-XXXX --test-threads=1
+//! cargo test -p vfio-ioctls --features vm-memory,vfio_cdev --test kernel --no-run
+//! VFIO_TEST_IOMMU=iommufd guest/run.sh --kernel 6.12 --timeout 300 -- target/debug/deps/kernel-XXXX --test-threads=1
 //! ```
 //!
 //! `VFIO_TEST_IOMMU` picks the IOMMU backend every test's `container()` uses: `type1`
