@@ -175,6 +175,15 @@ impl VfioDevice {
             )
         })?;
         let hypervisor = container.device_fd().cloned();
+        // A second fd of the cdev, to take it out of the hypervisor again if reading the
+        // device fails (which consumes `file`).
+        let undo = match &hypervisor {
+            Some(_) => Some(
+                file.try_clone()
+                    .map_err(|e| VfioError::os("dup", name.clone(), e))?,
+            ),
+            None => None,
+        };
         if let Some(hv) = &hypervisor {
             hv.add_group(&file)?;
         }
@@ -203,8 +212,17 @@ impl VfioDevice {
             }
         };
         container.ranges_changed();
-        let mut device =
-            VfioDevice::from_file(file, name, sysfs_path, None, container.clone(), held)?;
+        let read = VfioDevice::from_file(file, name, sysfs_path, None, container.clone(), held);
+        let mut device = match (read, &hypervisor, undo) {
+            (Ok(device), _, _) => device,
+            (Err(e), Some(hv), Some(undo)) => {
+                if let Err(err) = hv.remove_group(&undo) {
+                    log::warn!("removing a VFIO device cdev from the hypervisor: {err}");
+                }
+                return Err(e);
+            }
+            (Err(e), _, _) => return Err(e),
+        };
         device.iommufd_dev_id = id;
         device.hypervisor_registered = hypervisor.is_some();
         Ok(device)
