@@ -33,7 +33,6 @@ mod dma;
 mod dma_slice;
 mod error;
 mod group;
-#[cfg(feature = "vm-memory")]
 mod guest_memory;
 pub mod held;
 mod hot_reset;
@@ -57,6 +56,7 @@ mod region;
 pub mod register_wait;
 mod sync;
 pub mod sysfs;
+mod upstream_error;
 mod volatile;
 
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
@@ -77,7 +77,8 @@ pub use pci_config::{
 };
 pub use region::{
     VfioRegion, VfioRegionInfoCap, VfioRegionInfoCapNvlink2Lnkspd, VfioRegionInfoCapNvlink2Ssatgt,
-    VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType, VfioRegionSparseMmapArea,
+    VfioRegionInfoCapRaw, VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType,
+    VfioRegionSparseMmapArea,
 };
 pub use vmm_sys_util::eventfd::EventFd;
 pub use volatile::VolatileAccess;
