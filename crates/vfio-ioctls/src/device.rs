@@ -59,6 +59,32 @@ impl VfioDeviceInfo {
     pub fn can_reset(&self) -> bool {
         self.flags & VFIO_DEVICE_FLAGS_RESET != 0
     }
+
+    /// Upstream's check of the device type in `VfioDevice::new`: a platform device, or a
+    /// PCI device with vfio-pci's regions (through config space) and IRQ indices
+    /// (through MSI-X).
+    ///
+    /// # Errors
+    /// `VfioDeviceGetInfoPCI` for a PCI device with fewer, `VfioDeviceGetInfoOther` for
+    /// any other type.
+    pub(crate) fn check_upstream_type(&self) -> Result<()> {
+        let types = VFIO_DEVICE_FLAGS_PCI
+            | VFIO_DEVICE_FLAGS_PLATFORM
+            | VFIO_DEVICE_FLAGS_AMBA
+            | VFIO_DEVICE_FLAGS_CCW
+            | VFIO_DEVICE_FLAGS_AP;
+        match self.flags & types {
+            VFIO_DEVICE_FLAGS_PLATFORM => Ok(()),
+            VFIO_DEVICE_FLAGS_PCI
+                if self.num_regions > VFIO_PCI_CONFIG_REGION_INDEX
+                    && self.num_irqs > VFIO_PCI_MSIX_IRQ_INDEX =>
+            {
+                Ok(())
+            }
+            VFIO_DEVICE_FLAGS_PCI => Err(VfioError::VfioDeviceGetInfoPCI),
+            _ => Err(VfioError::VfioDeviceGetInfoOther),
+        }
+    }
 }
 
 /// An open VFIO device. Dropping it closes the device and, if it was the group's
@@ -103,8 +129,11 @@ impl VfioDevice {
                 format!("path {} is not UTF-8", sysfs_path.display()),
             )
         });
-        path.and_then(|path| Self::open(path, container))
-            .map_err(VfioError::into_upstream)
+        let device = path
+            .and_then(|path| Self::open(path, container))
+            .map_err(VfioError::into_upstream)?;
+        device.info.check_upstream_type()?;
+        Ok(device)
     }
 
     /// Opens a device by PCI address (`0000:00:03.0`, `00:03.0`) or sysfs path.
@@ -500,5 +529,37 @@ impl VfioDevice {
                     .unwrap_or(false)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod upstream_type_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_device_type_check() {
+        let info = |flags, num_regions, num_irqs| VfioDeviceInfo {
+            flags,
+            num_regions,
+            num_irqs,
+        };
+        assert!(info(VFIO_DEVICE_FLAGS_PCI, 9, 5)
+            .check_upstream_type()
+            .is_ok());
+        assert!(info(VFIO_DEVICE_FLAGS_PLATFORM, 1, 0)
+            .check_upstream_type()
+            .is_ok());
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_PCI, 7, 5).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoPCI)
+        ));
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_PCI, 9, 2).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoPCI)
+        ));
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_CCW, 9, 5).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoOther)
+        ));
     }
 }
