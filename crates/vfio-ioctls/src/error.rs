@@ -7,6 +7,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use vmm_sys_util::errno::Error as SysError;
+
+use crate::device_feature::{feature_hint, DeviceOpError};
 use crate::huge_pages::HugePageSize;
 
 /// Coarse classes of failure; each maps to a stable error code.
@@ -191,6 +194,31 @@ pub enum VfioError {
         /// What the library speaks.
         expected: u32,
     },
+    /// A `VFIO_DEVICE_FEATURE` call failed (upstream's variant), with the feature, the
+    /// device and the errno. (ENOTTY, a feature the driver lacks, is `Unsupported`.)
+    #[error("{}{}", .0, opt_hint_str(feature_hint(.0.op, .0.errno())))]
+    VfioDeviceFeature(#[source] DeviceOpError<SysError>),
+    /// dma-buf export was asked for no range (upstream's variant).
+    #[error("VFIO_DEVICE_FEATURE_DMA_BUF: no range to export (give at least one offset and length inside the region)")]
+    VfioDmaBufNoRange,
+    /// `VFIO_MIG_GET_PRECOPY_INFO` failed on the data fd (upstream's variant).
+    #[error("{}{}", .0, opt_hint_str(feature_hint(.0.op, .0.errno())))]
+    VfioMigGetPrecopyInfo(#[source] DeviceOpError<SysError>),
+    /// No migration data fd: the device has no data transfer session (upstream's variant).
+    #[error("migration data fd: the device has no data transfer session (set PRE_COPY or STOP_COPY to save its state, RESUMING to load one, first)")]
+    NoMigrationDataFd,
+    /// Reading or writing the migration data fd failed (upstream's variant).
+    #[error("{}{}", .0, data_io_hint(.0.op))]
+    VfioMigrationDataIo(#[source] DeviceOpError<io::Error>),
+    /// DMA logging was not started on this device (upstream's variant).
+    #[error("DMA logging is not started on this device: start it first (start_dma_logging)")]
+    DmaLoggingNotStarted,
+    /// DMA logging already runs on this device (upstream's variant).
+    #[error("DMA logging already runs on this device: stop it (stop_dma_logging) before starting it again")]
+    DmaLoggingAlreadyStarted,
+    /// A DMA logging argument is invalid (upstream's variant); says which and why.
+    #[error("DMA logging: {0}")]
+    DmaLoggingInvalidArgument(&'static str),
 }
 
 /// Shorthand for results of this crate.
@@ -284,6 +312,15 @@ impl VfioError {
             VfioError::HotResetNotOwned { .. } => ErrorKind::Permission,
             // Like ENOSPC of MAP_DMA: a count (of free pages) is below what is asked.
             VfioError::HugePages { .. } => ErrorKind::OutOfRange,
+            VfioError::VfioDeviceFeature(e) | VfioError::VfioMigGetPrecopyInfo(e) => {
+                kind_of_errno(e.op, Some(e.errno()))
+            }
+            VfioError::VfioMigrationDataIo(e) => kind_of_errno(e.op, e.raw_os_error()),
+            VfioError::DmaLoggingAlreadyStarted => ErrorKind::Busy,
+            VfioError::VfioDmaBufNoRange
+            | VfioError::NoMigrationDataFd
+            | VfioError::DmaLoggingNotStarted
+            | VfioError::DmaLoggingInvalidArgument(_) => ErrorKind::InvalidArgument,
         }
     }
 
@@ -298,6 +335,10 @@ impl VfioError {
             VfioError::Os { source, .. } | VfioError::HugePages { source, .. } => {
                 source.raw_os_error()
             }
+            VfioError::VfioDeviceFeature(e) | VfioError::VfioMigGetPrecopyInfo(e) => {
+                Some(e.errno())
+            }
+            VfioError::VfioMigrationDataIo(e) => e.raw_os_error(),
             _ => None,
         }
     }
@@ -317,6 +358,14 @@ impl VfioError {
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
             VfioError::ApiVersion { .. } => "VFIO_GET_API_VERSION",
             VfioError::HotResetNotOwned { .. } => "VFIO_DEVICE_PCI_HOT_RESET",
+            VfioError::VfioDeviceFeature(e) | VfioError::VfioMigGetPrecopyInfo(e) => e.op,
+            VfioError::VfioMigrationDataIo(e) => e.op,
+            VfioError::VfioDmaBufNoRange => "VFIO_DEVICE_FEATURE_DMA_BUF",
+            VfioError::NoMigrationDataFd => "migration data fd",
+            VfioError::DmaLoggingAlreadyStarted => "VFIO_DEVICE_FEATURE_DMA_LOGGING_START",
+            VfioError::DmaLoggingNotStarted | VfioError::DmaLoggingInvalidArgument(_) => {
+                "DMA logging"
+            }
         }
     }
 
@@ -413,6 +462,24 @@ fn not_owned_hint(missing: &[crate::PciHotResetDevice]) -> String {
          the group; a group that another container or process holds must be closed there",
         names.join(", ")
     )
+}
+
+fn opt_hint_str(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!(" ({hint})")
+    }
+}
+
+fn data_io_hint(op: &str) -> &'static str {
+    if op == "write" {
+        " (the device refused the stream: give it the bytes a device of the same type and \
+         version saved, in order, and nothing more)"
+    } else {
+        " (the session may have ended: the state changed, or the device failed; read the \
+         migration state)"
+    }
 }
 
 fn opt_hint(hint: &Option<String>) -> String {

@@ -29,6 +29,10 @@ mod alloc;
 pub mod barrier;
 mod container;
 mod device;
+mod device_feature;
+#[cfg(feature = "vfio_cdev")]
+mod dma_buf;
+mod dma_logging;
 mod dma;
 mod dma_slice;
 mod error;
@@ -46,6 +50,7 @@ mod irq;
 mod irq_claim;
 #[cfg(feature = "kvm")]
 pub mod kvm;
+mod migration;
 mod mmap;
 #[cfg(feature = "mshv")]
 pub mod mshv;
@@ -61,7 +66,11 @@ mod volatile;
 
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
+pub use device_feature::DeviceOpError;
 pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
+#[cfg(feature = "vfio_cdev")]
+pub use dma_buf::VfioRegionDmaRange;
+pub use dma_logging::DmaLoggingRange;
 pub use dma_slice::DmaSlice;
 pub use error::{closed_message, ErrorKind, Result, VfioError};
 pub use group::VfioGroup;
@@ -71,6 +80,7 @@ pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
 pub use irq::{pci_irq, VfioIrq};
 pub use irq_claim::{irq_index_name, IrqClaim};
+pub use migration::{MigrationState, MigrationSupport, PrecopyInfo};
 pub use mmap::MappedRegion;
 pub use pci_config::{
     parse_bars, parse_capabilities, PciBar, PciCapabilities, PciCapability, PciExtCapability,
