@@ -203,7 +203,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       size: fc.integer({ min: 256, max: 2 ** 28 }).map((pages) => pages * 4096),
       accel: fc.constantFrom('auto', 'kvm', 'tcg') as fc.Arbitrary<'auto' | 'kvm' | 'tcg'>,
       timeout: fc.option(fc.integer({ min: 1, max: 9_999_999 }), { nil: undefined }),
-      kernel: fc.option(fc.stringMatching(/^linux-image-[0-9][0-9a-z.+~-]{0,20}$/), { nil: undefined }),
+      kernel: fc.option(fc.oneof(fc.constant('6.12'), fc.stringMatching(/^linux-image-[0-9][0-9a-z.+~-]{0,20}$/)), { nil: undefined }),
       verbose: fc.boolean(),
       argv: fc.array(fc.string(), { minLength: 1, maxLength: 4 }),
     })

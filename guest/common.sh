@@ -25,10 +25,11 @@ recipe_hash() {
         sha256sum | cut -c1-16
 }
 
-# Reads $CACHE/current (written by setup.sh) into KVER, KPKG, VMLINUZ, INITRD,
-# RECIPE. Returns non-zero if the cache is not ready for the current recipe.
+# Reads $CACHE/current (written by setup.sh), or the record FILE given (build-kernel.sh
+# writes $CACHE/built/SERIES/current), into KVER, KPKG, VMLINUZ, INITRD, RECIPE.
+# Returns non-zero if the cache is not ready for the current recipe.
 cache_ready() {
-    local f="$CACHE/current" key val
+    local f="${1:-$CACHE/current}" key val
     [[ -r "$f" ]] || return 1
     KVER='' KPKG='' VMLINUZ='' INITRD='' RECIPE=''
     while IFS='=' read -r key val; do

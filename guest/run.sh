@@ -30,7 +30,9 @@
 #   --probe-accel    print what --accel auto would start with, and why; exit 0
 #   --kernel PKG     the Debian kernel package to boot, e.g.
 #                    linux-image-6.1.0-48-amd64 (env VFIO_GUEST_KERNEL_PKG;
-#                    switching runs setup.sh --update, which drops the other one)
+#                    switching runs setup.sh --update, which drops the other one),
+#                    or 6.12: the kernel guest/build-kernel.sh builds (iommufd,
+#                    VFIO device cdevs, the mtty mdev sample; built once, ~10 min)
 #   --tmpfs-tmp      mount a private tmpfs on /tmp (default: /tmp is the host's
 #                    /tmp over 9p and TMPDIR=/run/tmp, a guest tmpfs)
 #                    (env VFIO_GUEST_TMP=tmpfs)
@@ -230,7 +232,22 @@ P9CACHE="${VFIO_GUEST_9P_CACHE:-loose}"
 
 # ------------------------------------------------------------ prerequisites --
 SETUP_ARGS=()
-if ! cache_ready; then
+BUILT_KERNEL=''
+if [[ "${VFIO_GUEST_KERNEL_PKG:-}" =~ ^[0-9]+\.[0-9]+$ ]]; then
+    BUILT_KERNEL="$VFIO_GUEST_KERNEL_PKG"
+    [[ "$BUILT_KERNEL" == 6.12 ]] || die "$EXIT_USAGE" "--kernel $BUILT_KERNEL: the kernel series built here is 6.12 (or give a Debian package name)"
+    unset VFIO_GUEST_KERNEL_PKG
+fi
+if [[ -n "$BUILT_KERNEL" ]]; then
+    # The packages (qemu, busybox) come from setup.sh; the kernel from build-kernel.sh.
+    if ! cache_ready "$CACHE/built/$BUILT_KERNEL/current"; then
+        [[ "${VFIO_GUEST_NO_SETUP:-0}" != 1 ]] || die "$EXIT_MISSING" "kernel $BUILT_KERNEL not built (run guest/build-kernel.sh)"
+        cache_ready || bash "$GUEST_DIR/setup.sh" -q || die "$EXIT_MISSING" "guest/setup.sh failed; the guest cannot run"
+        log "kernel $BUILT_KERNEL not built yet: running guest/build-kernel.sh -q"
+        bash "$GUEST_DIR/build-kernel.sh" -q || die "$EXIT_MISSING" "guest/build-kernel.sh failed; the guest cannot run"
+    fi
+    cache_ready "$CACHE/built/$BUILT_KERNEL/current" || die "$EXIT_MISSING" "guest/build-kernel.sh ran but kernel $BUILT_KERNEL is still not ready"
+elif ! cache_ready; then
     SETUP_ARGS=(-q)
     SETUP_WHY="guest cache $CACHE not ready"
 elif [[ -n "${VFIO_GUEST_KERNEL_PKG:-}" && "$KPKG" != "$VFIO_GUEST_KERNEL_PKG" ]]; then

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Runs the kernel suites in the QEMU guest: the core crate's kernel tests (built here,
-# run there), the ava guest suite against the built addon, and the NVMe example driver
-# (examples/nvme-driver.ts, one test). One boot for all three.
-# Prints each suite's output and ends with `guest: N passed, N failed`.
+# run there), the ava guest suite against the built addon, the NVMe example driver
+# (examples/nvme-driver.ts, one test) and the quick bench. One boot per configuration,
+# KERNEL:IOMMU (env VFIO_GUEST_CONFIGS, space separated; default all four):
+#   6.1:type1             Debian's kernel, the type1 container (/dev/vfio/vfio)
+#   6.12:type1            the kernel guest/build-kernel.sh builds (iommufd, cdevs, mtty)
+#   6.12:iommufd-compat   the group/container flow on iommufd's compatibility (/dev/iommu)
+#   6.12:iommufd          native iommufd: /dev/iommu and the device cdev
+# The suites read the mode from VFIO_TEST_IOMMU. The example and the bench run in the
+# first configuration only (they measure nothing mode-specific).
+# Prints each suite's output, a `guest KERNEL:IOMMU: N passed, N failed` line per
+# configuration, and ends with `guest: N passed, N failed`.
 # Exit codes: 0 all passed; 1 a test failed; 3 the guest could not run (says why).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +29,27 @@ fi
 bench_built=0
 cargo build --release --manifest-path crates/vfio-bench/Cargo.toml --target-dir target/bench && bench_built=1
 
+CONFIGS=${VFIO_GUEST_CONFIGS:-6.1:type1 6.12:type1 6.12:iommufd-compat 6.12:iommufd}
+total_passed=0
+total_failed=0
+could_not_run=0
+first=1
+for config in $CONFIGS; do
+kernel=${config%%:*}
+mode=${config#*:}
+case "$kernel" in
+  6.1) kernel_args=() ;;
+  *) kernel_args=(--kernel "$kernel") ;;
+esac
+extras=$first
+first=0
+echo "== guest $config: kernel $kernel, VFIO_TEST_IOMMU=$mode"
 log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
 # libtest's --logfile: a line per test (`ok NAME`, `failed NAME`, `ignored NAME`), written
 # by the guest through the shared root (the same path there).
 kernel_log=$(mktemp /tmp/vfio-guest-XXXXXX.kernel)
 # The inner script runs in the guest; ${...} inside it expand there.
-bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
+VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   status=0
   echo "== kernel: cargo kernel tests"
   "$0" --test-threads=1 --logfile "$1" || status=1
@@ -42,6 +65,7 @@ bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   elif [ "$rc" -ne 0 ]; then
     status=1
   fi
+  if [ "$3" = 0 ]; then exit $status; fi
   # The NVMe example driver, counted as one test: `example: ok NAME` when it exits 0,
   # `example: failed NAME` otherwise (with the same rerun for a signal before its first step).
   echo "== example: examples/nvme-driver.ts"
@@ -55,14 +79,14 @@ bash guest/run.sh --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   if [ "$rc" -eq 0 ]; then echo "example: ok nvme-driver"; else echo "example: failed nvme-driver (exit $rc)"; status=1; fi
   # The benchmark in its short mode: it runs and prints its table; no timing is asserted.
   echo "== bench: bench/perf.ts --quick"
-  if [ "$2" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
+  if [ "$4" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
     echo "bench: ok quick"
   else
     echo "bench: failed quick"; status=1
   fi
   rm -f "$out"
   exit $status
-' "$kernel_bin" "$kernel_log" "$bench_built" 2>&1 | tee "$log"
+' "$kernel_bin" "$kernel_log" "$extras" "$bench_built" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 
 passed=0
@@ -75,9 +99,18 @@ while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
 )
 rm -f "$log" "$kernel_log"
 if [ "$rc" -ge 2 ] && [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
-  echo "guest: could not run (harness exit $rc); see the [guest] lines above" >&2
-  exit 3
+  echo "guest $config: could not run (harness exit $rc); see the [guest] lines above" >&2
+  could_not_run=1
+  failed=1
 fi
 [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1 # a suite died without reporting
-echo "guest: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+echo "guest $config: $passed passed, $failed failed"
+total_passed=$((total_passed + passed))
+total_failed=$((total_failed + failed))
+done
+if [ "$could_not_run" = 1 ] && [ "$total_passed" -eq 0 ]; then
+  echo "guest: could not run; see the [guest] lines above" >&2
+  exit 3
+fi
+echo "guest: $total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

@@ -69,7 +69,7 @@ export interface SandboxCommand {
   command: 'sandbox'
   devices: SandboxDevice[]
   accel: SandboxAccel
-  /** The Debian kernel package (`linux-image-…`); the cached one when absent. */
+  /** `6.12` (the kernel built here) or a Debian kernel package (`linux-image-…`); the cached one when absent. */
   kernel?: string
   /** Seconds; the harness's default (600) when absent. */
   timeout?: number
@@ -106,7 +106,8 @@ Options:
   --device SPEC    sandbox: edu (0000:00:03.0) or nvme[,size=SIZE] (0000:00:04.0, scratch drive,
                    64M by default; K, M, G); repeatable or a comma list (edu,nvme,size=1G);
                    default: both
-  --kernel PKG     sandbox: the Debian kernel package to boot (linux-image-6.1.0-48-amd64)
+  --kernel K       sandbox: 6.12 (built here once: iommufd, cdevs, mtty) or a Debian
+                   kernel package to boot (linux-image-6.1.0-48-amd64)
   --timeout S      sandbox: stop the guest after S seconds (default 600), exit 124
   --accel MODE     sandbox: auto (default: KVM when /dev/kvm works, else TCG), kvm, tcg
   --verbose        sandbox: kernel messages and the guest's progress
@@ -795,10 +796,15 @@ export function parseDevices(specs: readonly string[]): SandboxDevice[] {
   return devices
 }
 
-/** The Debian kernel package `--kernel` names: `linux-image-6.1.0-48-amd64`, or the part after `linux-image-`. */
+/**
+ * The kernel `--kernel` names: `6.12` (the one guest/build-kernel.sh builds, with iommufd,
+ * VFIO device cdevs and the mtty mdev sample), or a Debian kernel package:
+ * `linux-image-6.1.0-48-amd64`, or the part after `linux-image-`.
+ */
 function parseKernel(text: string): string {
+  if (text === '6.12') return text
   const pkg = text.startsWith('linux-image-') ? text : `linux-image-${text}`
-  if (!/^linux-image-[0-9][0-9a-z.+~-]*$/.test(pkg)) throw new UsageError(`bad --kernel ${JSON.stringify(text)} (a Debian kernel package: linux-image-6.1.0-48-amd64)`)
+  if (!/^linux-image-[0-9][0-9a-z.+~-]*$/.test(pkg)) throw new UsageError(`bad --kernel ${JSON.stringify(text)} (6.12, or a Debian kernel package: linux-image-6.1.0-48-amd64)`)
   return pkg
 }
 
