@@ -1506,10 +1506,15 @@ function resolveDevice(sys: SystemState, text: string): DeviceState {
     if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device ${address} not found at /sys/bus/pci/devices/${address}${NOT_FOUND_HINT}`, { path: `/sys/bus/pci/devices/${address}` })
     return dev
   }
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text)) {
+    // An mdev UUID: the mock has no mediated devices.
+    const path = `/sys/bus/mdev/devices/${text}`
+    throw new VfioError(ErrorCode.NOT_FOUND, `device not found at ${path}${NOT_FOUND_HINT}`, { path })
+  }
   if (!text.startsWith('/')) {
     throw invalid(
       op,
-      `${JSON.stringify(text)} is neither a PCI address (DDDD:BB:DD.F or BB:DD.F, e.g. 0000:00:03.0) nor an absolute sysfs path (e.g. /sys/bus/pci/devices/0000:00:03.0)`,
+      `${JSON.stringify(text)} is neither a PCI address (DDDD:BB:DD.F or BB:DD.F, e.g. 0000:00:03.0), an mdev UUID, nor an absolute sysfs path (e.g. /sys/bus/pci/devices/0000:00:03.0)`,
     )
   }
   const path = normalize(text)

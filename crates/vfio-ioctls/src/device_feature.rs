@@ -234,7 +234,11 @@ mod tests {
             source: SysError::new(libc::EINVAL),
         });
         if let VfioError::VfioDeviceFeature(inner) = &e {
-            assert_eq!(inner.errno(), libc::EINVAL, "upstream's e.errno() still works");
+            assert_eq!(
+                inner.errno(),
+                libc::EINVAL,
+                "upstream's e.errno() still works"
+            );
         }
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(e.errno(), Some(libc::EINVAL));

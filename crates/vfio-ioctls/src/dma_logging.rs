@@ -52,8 +52,7 @@ pub(crate) fn check_start(page_size: u64, ranges: &[DmaLoggingRange]) -> Result<
             "every range needs a non-zero length that does not wrap past 2^64",
         ));
     }
-    u32::try_from(ranges.len())
-        .map_err(|_| VfioError::DmaLoggingInvalidArgument("too many ranges"))
+    u32::try_from(ranges.len()).map_err(|_| VfioError::DmaLoggingInvalidArgument("too many ranges"))
 }
 
 /// Checks the arguments of a report and returns the bitmap's length in u64 words (one
@@ -194,7 +193,10 @@ mod tests {
 
     #[test]
     fn start_arguments_are_checked() {
-        assert_eq!(check_start(4096, &[r(0, 4096), r(1 << 20, 8192)]).unwrap(), 2);
+        assert_eq!(
+            check_start(4096, &[r(0, 4096), r(1 << 20, 8192)]).unwrap(),
+            2
+        );
         for (page, ranges, why) in [
             (4096, vec![], "empty"),
             (3000, vec![r(0, 4096)], "power of two"),

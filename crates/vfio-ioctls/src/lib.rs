@@ -30,10 +30,10 @@ pub mod barrier;
 mod container;
 mod device;
 mod device_feature;
+mod dma;
 #[cfg(feature = "vfio_cdev")]
 mod dma_buf;
 mod dma_logging;
-mod dma;
 mod dma_slice;
 mod error;
 mod group;

@@ -143,9 +143,7 @@ impl MigrationState {
         );
         match self {
             MigrationState::Error | MigrationState::Running => 0,
-            MigrationState::Stop | MigrationState::StopCopy | MigrationState::Resuming => {
-                stop_copy
-            }
+            MigrationState::Stop | MigrationState::StopCopy | MigrationState::Resuming => stop_copy,
             MigrationState::RunningP2p => stop_copy | p2p,
             MigrationState::PreCopy => stop_copy | pre_copy,
             MigrationState::PreCopyP2p => stop_copy | p2p | pre_copy,
@@ -372,7 +370,8 @@ impl VfioDevice {
     pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
         let mut slot = lock(&self.features.data_fd);
         let fd = slot.as_mut().ok_or(VfioError::NoMigrationDataFd)?;
-        fd.write_all(data).map_err(|e| self.data_io_error("write", e))
+        fd.write_all(data)
+            .map_err(|e| self.data_io_error("write", e))
     }
 
     fn data_io_error(&self, op: &'static str, source: std::io::Error) -> VfioError {
@@ -543,14 +542,22 @@ mod tests {
     #[test]
     fn the_data_fd_lives_as_long_as_its_session() {
         let mut slot = None;
-        update_data_fd(&mut slot, MigrationState::PreCopy as u32, Some(temp_file("a")));
+        update_data_fd(
+            &mut slot,
+            MigrationState::PreCopy as u32,
+            Some(temp_file("a")),
+        );
         assert!(slot.is_some(), "PRE_COPY opens a session");
         // PRE_COPY_P2P -> STOP_COPY gives no new fd: the precopy fd carries on.
         update_data_fd(&mut slot, MigrationState::StopCopy as u32, None);
         assert!(slot.is_some());
         update_data_fd(&mut slot, MigrationState::Stop as u32, None);
         assert!(slot.is_none(), "STOP ends it");
-        update_data_fd(&mut slot, MigrationState::Resuming as u32, Some(temp_file("b")));
+        update_data_fd(
+            &mut slot,
+            MigrationState::Resuming as u32,
+            Some(temp_file("b")),
+        );
         update_data_fd(&mut slot, MigrationState::Running as u32, None);
         assert!(slot.is_none(), "RUNNING ends it");
         // A number the crate does not know has no session.
