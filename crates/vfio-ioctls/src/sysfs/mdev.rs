@@ -287,7 +287,10 @@ mod tests {
         assert_eq!(dir, sysfs.mdev_dir(U));
         assert_eq!(read_type_file(&sysfs, "mtty", "mtty-2", "create"), U);
         sysfs.remove_mdev(U).unwrap();
-        assert_eq!(super::super::files::read_file(&sysfs.mdev_dir(U).join("remove")).unwrap(), "1");
+        assert_eq!(
+            super::super::files::read_file(&sysfs.mdev_dir(U).join("remove")).unwrap(),
+            "1"
+        );
     }
 
     #[test]
