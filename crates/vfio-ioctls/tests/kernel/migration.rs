@@ -74,15 +74,17 @@ fn write_reg(dev: &VfioDevice, offset: u64, value: u8) {
         .unwrap_or_else(|e| panic!("writing port register {offset}: {e}"));
 }
 
-/// Two mtty mdevs open in one container (each its own group), or on 6.1 the assertion
-/// that there is no mtty to create.
-fn two_mtty() -> Option<(
-    Mdev,
-    Mdev,
-    Arc<VfioContainer>,
-    Arc<VfioDevice>,
-    Arc<VfioDevice>,
-)> {
+/// Two mtty mdevs open in one container. Fields drop in order: the devices close
+/// before the container, and both before the mdevs are removed.
+struct MttyPair {
+    src: Arc<VfioDevice>,
+    dst: Arc<VfioDevice>,
+    _container: Arc<VfioContainer>,
+    _mdevs: (Mdev, Mdev),
+}
+
+/// Two mtty mdevs (each its own group), or on 6.1 the assertion that there is no mtty.
+fn two_mtty() -> Option<MttyPair> {
     let types = Sysfs::new().mdev_types().expect("listing mdev types");
     if !kernel_has_mtty() {
         assert!(
@@ -113,27 +115,33 @@ fn two_mtty() -> Option<(
         dst.group().id(),
         "each mdev has its own group"
     );
-    Some((a, b, c, src, dst))
+    Some(MttyPair {
+        src,
+        dst,
+        _container: c,
+        _mdevs: (a, b),
+    })
 }
 
 #[test]
 fn mtty_state_migrates_between_two_mdevs() {
     let _guard = setup(&[]);
-    let Some((_a, _b, _c, src, dst)) = two_mtty() else {
+    let Some(pair) = two_mtty() else {
         return;
     };
+    let (src, dst) = (&pair.src, &pair.dst);
     // mtty: STOP_COPY | P2P | PRE_COPY.
     assert_eq!(src.query_migration_support().unwrap(), Some(7));
     assert_eq!(src.migration_state().unwrap(), MigrationState::Running);
     assert_eq!(src.get_mig_data_size().unwrap(), MTTY_1_DATA_SIZE as u64);
 
     // The source port: line control, scratch, three bytes in its loopback FIFO.
-    write_reg(&src, UART_LCR, 0x03);
-    write_reg(&src, UART_SCR, 0x5a);
+    write_reg(src, UART_LCR, 0x03);
+    write_reg(src, UART_SCR, 0x5a);
     for byte in *b"vm!" {
-        write_reg(&src, UART_TX_RX, byte);
+        write_reg(src, UART_TX_RX, byte);
     }
-    assert_eq!(read_reg(&dst, UART_SCR), 0, "the target starts blank");
+    assert_eq!(read_reg(dst, UART_SCR), 0, "the target starts blank");
 
     let state = src.save_device_state().unwrap();
     assert_eq!(state.len(), MTTY_1_DATA_SIZE);
@@ -148,13 +156,13 @@ fn mtty_state_migrates_between_two_mdevs() {
     dst.load_device_state(&state).unwrap();
     assert_eq!(dst.migration_state().unwrap(), MigrationState::Stop);
     dst.set_migration(MigrationState::Running).unwrap();
-    assert_eq!(read_reg(&dst, UART_LCR), 0x03);
-    assert_eq!(read_reg(&dst, UART_SCR), 0x5a);
-    assert_ne!(read_reg(&dst, UART_LSR) & UART_LSR_DR, 0, "data ready");
-    let fifo: Vec<u8> = (0..3).map(|_| read_reg(&dst, UART_TX_RX)).collect();
+    assert_eq!(read_reg(dst, UART_LCR), 0x03);
+    assert_eq!(read_reg(dst, UART_SCR), 0x5a);
+    assert_ne!(read_reg(dst, UART_LSR) & UART_LSR_DR, 0, "data ready");
+    let fifo: Vec<u8> = (0..3).map(|_| read_reg(dst, UART_TX_RX)).collect();
     assert_eq!(fifo, b"vm!");
     assert_eq!(
-        read_reg(&dst, UART_LSR) & UART_LSR_DR,
+        read_reg(dst, UART_LSR) & UART_LSR_DR,
         0,
         "the FIFO is drained"
     );
@@ -164,10 +172,11 @@ fn mtty_state_migrates_between_two_mdevs() {
 #[test]
 fn mtty_precopy_then_stop_copy_is_one_stream() {
     let _guard = setup(&[]);
-    let Some((_a, _b, _c, src, dst)) = two_mtty() else {
+    let Some(pair) = two_mtty() else {
         return;
     };
-    write_reg(&src, UART_SCR, 0xc3);
+    let (src, dst) = (&pair.src, &pair.dst);
+    write_reg(src, UART_SCR, 0xc3);
     // Upstream's raw form: the kernel's numbers.
     src.set_migration_state(MigrationState::PreCopy as u32)
         .unwrap();
@@ -210,15 +219,16 @@ fn mtty_precopy_then_stop_copy_is_one_stream() {
         .unwrap();
     dst.set_migration_state(MigrationState::Running as u32)
         .unwrap();
-    assert_eq!(read_reg(&dst, UART_SCR), 0xc3);
+    assert_eq!(read_reg(dst, UART_SCR), 0xc3);
 }
 
 #[test]
 fn mtty_refuses_a_bad_stream_and_bad_arcs() {
     let _guard = setup(&[]);
-    let Some((_a, _b, _c, src, dst)) = two_mtty() else {
+    let Some(pair) = two_mtty() else {
         return;
     };
+    let (src, dst) = (&pair.src, &pair.dst);
     let mut state = src.save_device_state().unwrap();
     state[0] ^= 0xff; // the magic
     dst.set_migration(MigrationState::Resuming).unwrap();
@@ -263,9 +273,10 @@ fn mtty_refuses_a_bad_stream_and_bad_arcs() {
 #[test]
 fn mtty_dma_logging_starts_reports_and_stops() {
     let _guard = setup(&[]);
-    let Some((_a, _b, _c, src, _dst)) = two_mtty() else {
+    let Some(pair) = two_mtty() else {
         return;
     };
+    let src = &pair.src;
     // mtty's logging ops accept everything and never report a dirty page.
     assert!(src.dma_logging_supported().unwrap());
     let range = DmaLoggingRange {
