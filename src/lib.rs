@@ -7,6 +7,7 @@ mod device;
 mod dma;
 mod error;
 mod irq;
+mod migration;
 mod region;
 mod sysfs;
 mod task;

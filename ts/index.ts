@@ -18,6 +18,16 @@ export { Container, type ContainerOptions, type IommuInfo, type DmaOptions, type
 export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type HotResetDevice, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer, DmaSlice } from './dma'
 export {
+  MIGRATION_STATES,
+  type MigrationState,
+  type MigrationSupport,
+  type PrecopyInfo,
+  type DmaLoggingRange,
+  type RegionRange,
+  type MigrationReadOptions,
+  type MigrationSource,
+} from './migration'
+export {
   type PciConfigSpace,
   type PciCapability,
   type MsiCapability,

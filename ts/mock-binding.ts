@@ -60,6 +60,25 @@ function coreOp(op: string): string {
 
 const NOT_FOUND_HINT = ' (check `vfio-ioctls list` or `lspci -D` for the devices present)'
 
+/** `VfioError::NoMigrationDataFd`'s message. */
+const NO_DATA_FD =
+  'migration data fd: the device has no data transfer session (set PRE_COPY or STOP_COPY to save its state, RESUMING to load one, first)'
+
+/** The migration states by name (the core's `MigrationState::name`, by kernel number). */
+export const MIGRATION_STATES = ['error', 'stop', 'running', 'stop-copy', 'resuming', 'running-p2p', 'pre-copy', 'pre-copy-p2p'] as const
+
+/** The binding's conversion of a range's two u64 fields (`first`, then `length`). */
+function u64Fields(op: string, first: number, length: number, firstName: string): void {
+  toU64(op, firstName, first)
+  toU64(op, 'length', length)
+}
+
+/** The binding's `state_of`: a state name, or its `ERR_VFIO_INVALID_ARGUMENT`. */
+function migrationStateName(op: string, name: string): string {
+  if (!(MIGRATION_STATES as readonly string[]).includes(name)) throw invalid(op, `${JSON.stringify(name)} is not a migration state; expected one of ${MIGRATION_STATES.join(', ')}`)
+  return name
+}
+
 /** One region of a declared device. */
 export interface RegionState {
   info: Binding.RegionInfo
@@ -989,6 +1008,102 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     hotResetAsync(): Promise<Binding.HotResetDevice[]> {
       const open = this.#get()
       return later(() => hotReset(open))
+    }
+    // Migration, DMA logging and dma-buf export: a mock device is a vfio-pci device
+    // without a variant driver, which has none of them (the core's messages).
+    #noMigration(): VfioError {
+      return unsupported(
+        'VFIO_DEVICE_FEATURE_MIGRATION',
+        `${this.#get().dev.address} has no migration driver: the kernel (mock) or its VFIO driver implements no VFIO migration v2 (VFIO_DEVICE_FEATURE_MIGRATION answered ENOTTY)`,
+      )
+    }
+    #noFeature(op: string): VfioError {
+      return unsupported(op, `the kernel (mock) or the driver of ${this.#get().dev.address} does not implement ${op} (VFIO_DEVICE_FEATURE answered ENOTTY)`)
+    }
+    migrationSupport(): Binding.MigrationSupport | null {
+      this.#get()
+      return null
+    }
+    migrationState(): string {
+      throw this.#noFeature('VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE')
+    }
+    setMigrationState(state: string): Promise<void> {
+      migrationStateName('setMigrationState', state)
+      const error = this.#noMigration()
+      return later(() => {
+        throw error
+      })
+    }
+    migrationDataSize(): number {
+      throw this.#noFeature('VFIO_DEVICE_FEATURE_MIG_DATA_SIZE')
+    }
+    precopyInfo(): Binding.PrecopyInfo {
+      this.#get()
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, NO_DATA_FD, { syscall: 'migration data fd' })
+    }
+    readMigrationData(length: number): Promise<Buffer> {
+      toU64('readMigrationData', 'length', length)
+      this.#get()
+      return later(() => {
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, NO_DATA_FD, { syscall: 'migration data fd' })
+      })
+    }
+    writeMigrationData(_data: Uint8Array): Promise<void> {
+      this.#get()
+      return later(() => {
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, NO_DATA_FD, { syscall: 'migration data fd' })
+      })
+    }
+    saveState(): Promise<Buffer> {
+      const error = this.#noMigration()
+      return later(() => {
+        throw error
+      })
+    }
+    loadState(_data: Uint8Array): Promise<void> {
+      const error = this.#noMigration()
+      return later(() => {
+        throw error
+      })
+    }
+    startDmaLogging(pageSize: number, ranges: Binding.DmaLoggingRange[]): number {
+      const op = 'startDmaLogging'
+      const page = toU64(op, 'pageSize', pageSize)
+      for (const r of ranges) u64Fields(op, r.iova, r.length, 'iova')
+      const logging = (m: string): VfioError => new VfioError(ErrorCode.INVALID_ARGUMENT, `DMA logging: ${m}`, { syscall: 'DMA logging' })
+      if (ranges.length === 0) throw logging('ranges must not be empty')
+      if (page <= 0 || (page & (page - 1)) !== 0) throw logging('page_size must be a power of two')
+      if (ranges.some((r) => r.length === 0 || BigInt(r.iova) + BigInt(r.length) > 2n ** 64n)) throw logging('every range needs a non-zero length that does not wrap past 2^64')
+      throw unsupported(
+        'VFIO_DEVICE_FEATURE_DMA_LOGGING_START',
+        `${this.#get().dev.address} cannot log its DMA: its driver has no DMA logging (the probe of VFIO_DEVICE_FEATURE_DMA_LOGGING_START answered ENOTTY; vfio-pci offers it only through variant drivers such as mlx5_vfio_pci)`,
+      )
+    }
+    stopDmaLogging(): void {
+      this.#get()
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'DMA logging is not started on this device: start it first (start_dma_logging)', { syscall: 'DMA logging' })
+    }
+    reportDmaLogging(range: Binding.DmaLoggingRange, pageSize: number): Buffer {
+      const op = 'reportDmaLogging'
+      u64Fields(op, range.iova, range.length, 'iova')
+      toU64(op, 'pageSize', pageSize)
+      this.#get()
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'DMA logging is not started on this device: start it first (start_dma_logging)', { syscall: 'DMA logging' })
+    }
+    exportDmaBuf(index: number, ranges: Binding.RegionRange[]): number {
+      const op = 'exportDmaBuf'
+      const i = toU32(op, 'index', index)
+      for (const r of ranges) u64Fields(op, r.offset, r.length, 'offset')
+      if (ranges.length === 0) {
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'VFIO_DEVICE_FEATURE_DMA_BUF: no range to export (give at least one offset and length inside the region)', {
+          syscall: 'VFIO_DEVICE_FEATURE_DMA_BUF',
+        })
+      }
+      this.#region(i)
+      throw unsupported(
+        'VFIO_DEVICE_FEATURE_DMA_BUF',
+        `the kernel (mock) has no VFIO_DEVICE_FEATURE_DMA_BUF (it came after 6.12), or the driver of ${this.#get().dev.address} cannot export dma-bufs (the probe answered ENOTTY)`,
+      )
     }
     enableIrq(index: number, start: number, count: number): Binding.Interrupts {
       const op = 'enableIrq'
