@@ -358,6 +358,9 @@ export interface ContainerOptions {
   path?: string
 }
 
+/** Creates an mdev of `type_id` under `parent` named `uuid`; resolves with its sysfs path. */
+export declare function createMdev(parent: string, typeId: string, uuid: string, root?: string | undefined | null): Promise<string>
+
 /** Device-wide info. */
 export interface DeviceInfo {
   /** PCI address / name in the group. */
@@ -472,6 +475,28 @@ export declare function listPciDevicesAsync(root?: string | undefined | null): P
 
 /** A full barrier: loads and stores before it complete before any after it. */
 export declare function mb(): void
+
+/** The UUIDs of the mdevs that exist. */
+export declare function mdevDevices(root?: string | undefined | null): Array<string>
+
+/** One type of mdev a parent can create. */
+export interface MdevType {
+  /** The parent device (`mtty`, or a PCI address). */
+  parent: string
+  /** The type's id (`mtty-1`). */
+  id: string
+  /** Its name, if the parent gives one. */
+  name?: string
+  /** Its description, if any. */
+  description?: string
+  /** The VFIO device API of its devices (`vfio-pci`). */
+  deviceApi?: string
+  /** How many more can be created now. */
+  availableInstances?: number
+}
+
+/** Every mdev type of every parent. `root` replaces `/sys` (for tests). */
+export declare function mdevTypes(root?: string | undefined | null): Array<MdevType>
 
 /** What a device's migration driver supports (`VFIO_DEVICE_FEATURE_MIGRATION`). */
 export interface MigrationSupport {
@@ -641,6 +666,9 @@ export interface RegionRange {
   /** Length in bytes. */
   length: number
 }
+
+/** Removes the mdev `uuid` (it must not be open). */
+export declare function removeMdev(uuid: string, root?: string | undefined | null): Promise<void>
 
 /** A read barrier: loads before it complete before loads after it. */
 export declare function rmb(): void

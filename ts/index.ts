@@ -46,7 +46,7 @@ export * as barrier from './barrier'
 export { VfioError, VfioTypeError, VfioAbortError, ErrorCode, type ErrorCodeValue } from './errors'
 export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, PciConfig } from './constants'
 export * as sysfs from './sysfs'
-export type { PciDevice } from './sysfs'
+export type { PciDevice, MdevType } from './sysfs'
 
 /** A hypervisor integration the native binary can be built with. */
 export type Feature = 'kvm' | 'mshv'

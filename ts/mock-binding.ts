@@ -1465,6 +1465,25 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       return later(() => listDevices(root, 'listDevicesAsync'))
     },
     mb: nothing,
+    // The mock has no mdev parent, so no mdev types or devices (the core's answers).
+    mdevTypes: (root) => (noRoot('mdevTypes', root), []),
+    mdevDevices: (root) => (noRoot('mdevDevices', root), []),
+    createMdev: (parent, type, uuid, root) => {
+      for (const [name, v] of [['parent', parent], ['type', type], ['uuid', uuid]] as const) toText('createMdev', name, v)
+      noRoot('createMdev', root)
+      const path = `/sys/class/mdev_bus/${parent}/mdev_supported_types/${type}/create`
+      return later(() => {
+        throw new VfioError(ErrorCode.NOT_FOUND, `mdev type ${parent}/${type} not found at ${path} (no mdev parent is registered: load its driver (e.g. \`modprobe mtty\`))`, { path })
+      })
+    },
+    removeMdev: (uuid, root) => {
+      toText('removeMdev', 'uuid', uuid)
+      noRoot('removeMdev', root)
+      const path = `/sys/bus/mdev/devices/${uuid}/remove`
+      return later(() => {
+        throw new VfioError(ErrorCode.NOT_FOUND, `mdev ${uuid} not found at ${path} (list the mdevs there are with mdevDevices())`, { path })
+      })
+    },
     pageSize: () => MOCK_PAGE_SIZE,
     parsePciAddress: (address) => parseAddressArg('parseAddress', address),
     pciDevice: (address, root) => {
