@@ -3,9 +3,8 @@
 
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
-use vfio_ioctls::sysfs::Sysfs;
-
-use crate::error::{to_opt_text, to_text, IntoJs};
+use crate::error::{to_text, IntoJs};
+use crate::sysfs::sysfs;
 use crate::task::{self, CoreTask};
 
 /// One type of mdev a parent can create.
@@ -23,12 +22,6 @@ pub struct MdevType {
     pub device_api: Option<String>,
     /// How many more can be created now.
     pub available_instances: Option<u32>,
-}
-
-fn sysfs(op: &str, root: Option<String>) -> napi::Result<Sysfs> {
-    Ok(to_opt_text(op, "root", root)?
-        .map(Sysfs::with_root)
-        .unwrap_or_default())
 }
 
 /// Every mdev type of every parent. `root` replaces `/sys` (for tests).
