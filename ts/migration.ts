@@ -38,7 +38,10 @@ export interface MigrationSupport {
   states: MigrationState[]
 }
 
-/** Data left to read in `'pre-copy'` (`VFIO_MIG_GET_PRECOPY_INFO`). */
+/**
+ * Data left to read in `'pre-copy'` (`VFIO_MIG_GET_PRECOPY_INFO`).
+ * @interface
+ */
 export type PrecopyInfo = Binding.PrecopyInfo
 
 /** An IOVA range for DMA dirty logging. */

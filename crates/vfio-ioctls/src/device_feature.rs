@@ -96,6 +96,7 @@ pub(crate) struct FeatureState {
     /// Whether the driver answers the DMA logging probe.
     pub(crate) dma_logging_probe: OnceLock<bool>,
     /// Whether the driver answers the dma-buf export probe.
+    #[cfg(feature = "vfio_cdev")]
     pub(crate) dma_buf_probe: OnceLock<bool>,
 }
 

@@ -7,7 +7,11 @@
 //! ([`MappedRegion`]), and interrupts ([`VfioIrq`]) delivered to eventfds, which
 //! the [`poller`] thread can hand to callbacks.
 //! [`DmaBuffer`]s are memory the crate owns, mapped into the IOMMU.
-//! [`sysfs`] finds devices and binds them to vfio-pci.
+//! [`sysfs`] finds devices and binds them to vfio-pci, and creates mediated devices.
+//! Devices whose driver supports it migrate (VFIO migration v2: [`MigrationState`],
+//! [`VfioDevice::save_device_state`], [`VfioDevice::load_device_state`], and upstream's
+//! `set_migration_state`/`read_migration_data`...), log their DMA
+//! ([`VfioDevice::start_dma_logging`]) and, with `vfio_cdev`, export dma-bufs.
 //!
 //! ```no_run
 //! use std::sync::Arc;
