@@ -65,7 +65,7 @@ VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GU
   elif [ "$rc" -ne 0 ]; then
     status=1
   fi
-  if [ "$3" = 0 ]; then exit $status; fi
+  if [ "$2" = 0 ]; then exit $status; fi
   # The NVMe example driver, counted as one test: `example: ok NAME` when it exits 0,
   # `example: failed NAME` otherwise (with the same rerun for a signal before its first step).
   echo "== example: examples/nvme-driver.ts"
@@ -79,7 +79,7 @@ VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GU
   if [ "$rc" -eq 0 ]; then echo "example: ok nvme-driver"; else echo "example: failed nvme-driver (exit $rc)"; status=1; fi
   # The benchmark in its short mode: it runs and prints its table; no timing is asserted.
   echo "== bench: bench/perf.ts --quick"
-  if [ "$4" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
+  if [ "$3" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
     echo "bench: ok quick"
   else
     echo "bench: failed quick"; status=1

@@ -59,6 +59,32 @@ impl VfioDeviceInfo {
     pub fn can_reset(&self) -> bool {
         self.flags & VFIO_DEVICE_FLAGS_RESET != 0
     }
+
+    /// Upstream's check of the device type in `VfioDevice::new`: a platform device, or a
+    /// PCI device with vfio-pci's regions (through config space) and IRQ indices
+    /// (through MSI-X).
+    ///
+    /// # Errors
+    /// `VfioDeviceGetInfoPCI` for a PCI device with fewer, `VfioDeviceGetInfoOther` for
+    /// any other type.
+    pub(crate) fn check_upstream_type(&self) -> Result<()> {
+        let types = VFIO_DEVICE_FLAGS_PCI
+            | VFIO_DEVICE_FLAGS_PLATFORM
+            | VFIO_DEVICE_FLAGS_AMBA
+            | VFIO_DEVICE_FLAGS_CCW
+            | VFIO_DEVICE_FLAGS_AP;
+        match self.flags & types {
+            VFIO_DEVICE_FLAGS_PLATFORM => Ok(()),
+            VFIO_DEVICE_FLAGS_PCI
+                if self.num_regions > VFIO_PCI_CONFIG_REGION_INDEX
+                    && self.num_irqs > VFIO_PCI_MSIX_IRQ_INDEX =>
+            {
+                Ok(())
+            }
+            VFIO_DEVICE_FLAGS_PCI => Err(VfioError::VfioDeviceGetInfoPCI),
+            _ => Err(VfioError::VfioDeviceGetInfoOther),
+        }
+    }
 }
 
 /// An open VFIO device. Dropping it closes the device and, if it was the group's
@@ -94,15 +120,22 @@ impl VfioDevice {
     /// `NotFound` for a missing device or group, `InvalidArgument` for a path outside
     /// sysfs, `GroupNotViable`, `Busy` when its group is held by another container or
     /// process, the kernel's errno otherwise. (Within one container the kernel lets a
-    /// device be opened more than once; each handle is independent.)
+    /// device be opened more than once; each handle is independent.) These come as
+    /// upstream's variants where upstream has one (`InvalidPath`, `OpenGroup`,
+    /// `GroupViable`, `GroupGetDeviceFD`...), the structured error logged first;
+    /// [`VfioDevice::open`] returns the structured errors.
     pub fn new(sysfs_path: &Path, container: Arc<VfioContainer>) -> Result<Self> {
         let path = sysfs_path.to_str().ok_or_else(|| {
             VfioError::invalid(
                 "open device",
                 format!("path {} is not UTF-8", sysfs_path.display()),
             )
-        })?;
-        Self::open(path, container)
+        });
+        let device = path
+            .and_then(|path| Self::open(path, container))
+            .map_err(VfioError::into_upstream)?;
+        device.info.check_upstream_type()?;
+        Ok(device)
     }
 
     /// Opens a device by PCI address (`0000:00:03.0`, `00:03.0`) or sysfs path.
@@ -233,12 +266,50 @@ impl VfioDevice {
             .unwrap_or_default()
     }
 
+    /// The region's capabilities that [`VfioRegionInfoCap`](crate::VfioRegionInfoCap)
+    /// does not decode, raw; empty for an unknown index.
+    pub fn get_region_other_caps(&self, index: u32) -> Vec<crate::VfioRegionInfoCapRaw> {
+        self.region(index)
+            .map(|r| r.other_caps.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads `buf.len()` bytes at `addr` of region `index` (upstream's signature): a
+    /// failure is logged (`log::warn!`) and leaves `buf` as it was, or partly read.
+    /// [`VfioDevice::try_region_read`] returns the error instead.
+    pub fn region_read(&self, index: u32, buf: &mut [u8], addr: u64) {
+        if let Err(e) = self.try_region_read(index, buf, addr) {
+            log::warn!("region_read: {e}");
+        }
+    }
+
+    /// Writes `buf` at `addr` of region `index` (upstream's signature): a failure is
+    /// logged (`log::warn!`). [`VfioDevice::try_region_write`] returns the error instead.
+    pub fn region_write(&self, index: u32, buf: &[u8], addr: u64) {
+        if let Err(e) = self.try_region_write(index, buf, addr) {
+            log::warn!("region_write: {e}");
+        }
+    }
+
+    /// Resets the device if it has a reset method (upstream's signature): a failure is
+    /// logged (`log::warn!`); a device without one is left alone, as upstream does.
+    /// [`VfioDevice::try_reset`] returns the error instead.
+    pub fn reset(&self) {
+        if !self.info.can_reset() {
+            log::debug!("reset: {} reports no reset method; not reset", self.name);
+            return;
+        }
+        if let Err(e) = self.try_reset() {
+            log::warn!("reset: {e}");
+        }
+    }
+
     /// Reads `buf.len()` bytes at `offset` of region `index` (pread on the device fd).
     ///
     /// # Errors
     /// `OutOfRange` for a range past the region (or overflowing), `InvalidArgument`
     /// for a region that cannot be read, the kernel's errno otherwise.
-    pub fn region_read(&self, index: u32, buf: &mut [u8], offset: u64) -> Result<()> {
+    pub fn try_region_read(&self, index: u32, buf: &mut [u8], offset: u64) -> Result<()> {
         let region = self.region(index)?;
         region.check_range("region_read", offset, buf.len())?;
         if !region.readable() {
@@ -263,7 +334,7 @@ impl VfioDevice {
     /// no length can abort the process.
     ///
     /// # Errors
-    /// As [`VfioDevice::region_read`]; `OutOfRange` when `len` bytes cannot be allocated.
+    /// As [`VfioDevice::try_region_read`]; `OutOfRange` when `len` bytes cannot be allocated.
     pub fn region_read_vec(&self, index: u32, offset: u64, len: u64) -> Result<Vec<u8>> {
         const OP: &str = "region_read";
         let region = self.region(index)?;
@@ -272,15 +343,15 @@ impl VfioDevice {
         })?;
         region.check_range(OP, offset, n)?;
         let mut buf = crate::alloc::try_zeroed(OP, n)?;
-        self.region_read(index, &mut buf, offset)?;
+        self.try_region_read(index, &mut buf, offset)?;
         Ok(buf)
     }
 
     /// Writes `buf` at `offset` of region `index` (pwrite on the device fd).
     ///
     /// # Errors
-    /// As [`VfioDevice::region_read`]; `InvalidArgument` for a read-only region.
-    pub fn region_write(&self, index: u32, buf: &[u8], offset: u64) -> Result<()> {
+    /// As [`VfioDevice::try_region_read`]; `InvalidArgument` for a read-only region.
+    pub fn try_region_write(&self, index: u32, buf: &[u8], offset: u64) -> Result<()> {
         let region = self.region(index)?;
         region.check_range("region_write", offset, buf.len())?;
         if !region.writable() {
@@ -310,7 +381,7 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `Unsupported` when the device reports no reset method; the kernel's errno otherwise.
-    pub fn reset(&self) -> Result<()> {
+    pub fn try_reset(&self) -> Result<()> {
         if !self.info.can_reset() {
             return Err(VfioError::unsupported(
                 "VFIO_DEVICE_RESET",
@@ -401,10 +472,10 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
             buf = vec![0u64; wanted.div_ceil(8)];
             continue;
         }
-        let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
+        let (caps, other_caps) = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
             parse_region_caps(as_bytes(&buf), get_u32(&buf, 12))?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let size = get_u64(&buf, 16);
         // vfio-pci answers for BARs a device lacks with size 0 and no flags: absent too.
@@ -416,6 +487,7 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
             size,
             offset: get_u64(&buf, 24),
             caps,
+            other_caps,
         });
     }
     Err(VfioError::invalid(
@@ -460,5 +532,37 @@ impl VfioDevice {
                     .unwrap_or(false)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod upstream_type_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_device_type_check() {
+        let info = |flags, num_regions, num_irqs| VfioDeviceInfo {
+            flags,
+            num_regions,
+            num_irqs,
+        };
+        assert!(info(VFIO_DEVICE_FLAGS_PCI, 9, 5)
+            .check_upstream_type()
+            .is_ok());
+        assert!(info(VFIO_DEVICE_FLAGS_PLATFORM, 1, 0)
+            .check_upstream_type()
+            .is_ok());
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_PCI, 7, 5).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoPCI)
+        ));
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_PCI, 9, 2).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoPCI)
+        ));
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_CCW, 9, 5).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoOther)
+        ));
     }
 }

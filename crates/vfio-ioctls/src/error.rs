@@ -194,6 +194,107 @@ pub enum VfioError {
         /// What the library speaks.
         expected: u32,
     },
+
+    // Upstream vfio-ioctls 0.10's variants, with its names, payloads and messages (each
+    // followed by a hint): the upstream-named methods return them, see
+    // `crate::upstream_error`. Where one loses what our callers need (the IOVA, the
+    // path, the errno), our own methods keep the structured variants above.
+    /// Opening `/dev/vfio/vfio` failed ([`VfioContainer::new`](crate::VfioContainer::new)).
+    #[error("failed to open /dev/vfio/vfio container: {0}{hint}", hint = self.upstream_hint())]
+    OpenContainer(#[source] io::Error),
+    /// Opening `/dev/vfio/<group>` failed: the error and the group number.
+    #[error("failed to open /dev/vfio/{1} group: {0}{hint}", hint = self.upstream_hint())]
+    OpenGroup(#[source] io::Error, String),
+    /// `VFIO_GROUP_GET_STATUS` failed.
+    #[error("failed to get Group Status{}", self.upstream_hint())]
+    GetGroupStatus,
+    /// The group is not viable: some of its devices are bound to host drivers.
+    #[error("group is not viable{}", self.upstream_hint())]
+    GroupViable,
+    /// The kernel speaks another VFIO API version.
+    #[error("vfio API version doesn't match with VFIO_API_VERSION defined in vfio-bindings{}", self.upstream_hint())]
+    VfioApiVersion,
+    /// The kernel does not offer the IOMMU extension asked for.
+    #[error("failed to check VFIO extension{}", self.upstream_hint())]
+    VfioExtension,
+    /// An IOMMU type other than Type1 or Type1v2 was asked for.
+    #[error("invalid VFIO type{}", self.upstream_hint())]
+    VfioInvalidType,
+    /// The container offers no Type1v2 IOMMU.
+    #[error("container doesn't support VfioType1V2 IOMMU driver type{}", self.upstream_hint())]
+    VfioType1V2,
+    /// `VFIO_GROUP_SET_CONTAINER` failed.
+    #[error("failed to add vfio group into vfio container{}", self.upstream_hint())]
+    GroupSetContainer,
+    /// `VFIO_GROUP_UNSET_CONTAINER` failed.
+    #[error("failed to unset vfio container{}", self.upstream_hint())]
+    UnsetContainer,
+    /// `VFIO_SET_IOMMU` failed.
+    #[error("failed to set container's IOMMU driver type as VfioType1V2: {0}{hint}", hint = self.upstream_hint())]
+    ContainerSetIOMMU(#[source] SysError),
+    /// `VFIO_GROUP_GET_DEVICE_FD` failed.
+    #[error("failed to get vfio device fd: {0}{hint}", hint = self.upstream_hint())]
+    GroupGetDeviceFD(#[source] SysError),
+    /// The hypervisor's VFIO device refused the group or device (`KVM_SET_DEVICE_ATTR`).
+    #[error("failed to set vfio device's attribute: {0}{hint}", hint = self.upstream_hint())]
+    SetDeviceAttr(#[source] SysError),
+    /// `VFIO_DEVICE_GET_INFO` failed.
+    #[error("failed to get vfio device's info: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceGetInfo(#[source] SysError),
+    /// A PCI device reports fewer regions or IRQ indices than vfio-pci always has.
+    #[error("vfio PCI device info doesn't match{}", self.upstream_hint())]
+    VfioDeviceGetInfoPCI,
+    /// The device is neither PCI nor platform.
+    #[error("unsupported vfio device type{}", self.upstream_hint())]
+    VfioDeviceGetInfoOther,
+    /// `VFIO_DEVICE_GET_REGION_INFO` failed.
+    #[error("failed to get vfio device's region info: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceGetRegionInfo(#[source] SysError),
+    /// The device path has no usable last component (or it is not UTF-8).
+    #[error("invalid file path{}", self.upstream_hint())]
+    InvalidPath,
+    /// `VFIO_IOMMU_MAP_DMA` failed ([`VfioContainer::vfio_dma_map`](crate::VfioContainer::vfio_dma_map)).
+    #[error("failed to add guest memory map into iommu table: {0}{hint}", hint = self.upstream_hint())]
+    IommuDmaMap(#[source] SysError),
+    /// `VFIO_IOMMU_UNMAP_DMA` failed.
+    #[error("failed to remove guest memory map from iommu table: {0}{hint}", hint = self.upstream_hint())]
+    IommuDmaUnmap(#[source] SysError),
+    /// `VFIO_DEVICE_GET_IRQ_INFO` failed.
+    #[error("failed to get vfio device irq info{}", self.upstream_hint())]
+    VfioDeviceGetIrqInfo,
+    /// `VFIO_DEVICE_SET_IRQS` failed.
+    #[error("failed to set vfio device irq{}", self.upstream_hint())]
+    VfioDeviceSetIrq,
+    /// Enabling an IRQ index failed ([`VfioDevice::enable_irq`](crate::VfioDevice::enable_irq)).
+    #[error("failed to enable vfio device irq{}", self.upstream_hint())]
+    VfioDeviceEnableIrq,
+    /// Disabling an IRQ index failed.
+    #[error("failed to disable vfio device irq{}", self.upstream_hint())]
+    VfioDeviceDisableIrq,
+    /// Unmasking an IRQ failed.
+    #[error("failed to unmask vfio device irq{}", self.upstream_hint())]
+    VfioDeviceUnmaskIrq,
+    /// Triggering an IRQ failed.
+    #[error("failed to trigger vfio device irq{}", self.upstream_hint())]
+    VfioDeviceTriggerIrq,
+    /// Setting the INTx resample eventfd failed.
+    #[error("failed to set vfio device irq resample fd{}", self.upstream_hint())]
+    VfioDeviceSetIrqResampleFd,
+    /// `dup` of the hypervisor device fd failed.
+    #[error("failed to duplicate fd{}", self.upstream_hint())]
+    VfioDeviceDupFd,
+    /// The hypervisor device fd is of another hypervisor than asked for.
+    #[error("wrong device fd type{}", self.upstream_hint())]
+    VfioDeviceFdWrongType,
+    /// A guest memory region has no host address.
+    #[error("failed to get host address{}", self.upstream_hint())]
+    GetHostAddress,
+    /// The kernel unmapped another size than asked for (or nothing).
+    #[error("invalid dma unmap size{}", self.upstream_hint())]
+    InvalidDmaUnmapSize,
+    /// The `VfioOps` backend is none this library opens devices through.
+    #[error("failed to downcast VfioOps{}", self.upstream_hint())]
+    DowncastVfioOps,
     /// A `VFIO_DEVICE_FEATURE` call failed (upstream's variant), with the feature, the
     /// device and the errno. (ENOTTY, a feature the driver lacks, is `Unsupported`.)
     #[error("{}{}", .0, opt_hint_str(feature_hint(.0.op, .0.errno())))]
@@ -321,6 +422,7 @@ impl VfioError {
             | VfioError::NoMigrationDataFd
             | VfioError::DmaLoggingNotStarted
             | VfioError::DmaLoggingInvalidArgument(_) => ErrorKind::InvalidArgument,
+            upstream => crate::upstream_error::kind(upstream),
         }
     }
 
@@ -339,7 +441,7 @@ impl VfioError {
                 Some(e.errno())
             }
             VfioError::VfioMigrationDataIo(e) => e.raw_os_error(),
-            _ => None,
+            upstream => crate::upstream_error::errno(upstream),
         }
     }
 
@@ -366,6 +468,7 @@ impl VfioError {
             VfioError::DmaLoggingNotStarted | VfioError::DmaLoggingInvalidArgument(_) => {
                 "DMA logging"
             }
+            upstream => crate::upstream_error::op(upstream),
         }
     }
 
@@ -379,12 +482,12 @@ impl VfioError {
                 missing.first().map(|d| format!("/dev/vfio/{}", d.group_id))
             }
             VfioError::HugePages { free_path, .. } => Some(free_path.display().to_string()),
-            _ => None,
+            upstream => crate::upstream_error::path(upstream),
         }
     }
 }
 
-fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
+pub(crate) fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
     let hot_reset = op == "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO" || op == "VFIO_DEVICE_PCI_HOT_RESET";
     match errno {
         // vfio-pci's answer for a device that can be reset neither by slot nor by bus.
@@ -401,7 +504,7 @@ fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
 }
 
 /// What to do about a kernel error, by operation and errno.
-fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
+pub(crate) fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
     let hint = match (op, source.raw_os_error()) {
         ("open", Some(libc::ENOENT)) if target == "/dev/vfio/vfio" => {
             "VFIO is not available: load the module (`modprobe vfio-pci`)"

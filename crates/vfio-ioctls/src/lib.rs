@@ -13,6 +13,13 @@
 //! `set_migration_state`/`read_migration_data`...), log their DMA
 //! ([`VfioDevice::start_dma_logging`]) and, with `vfio_cdev`, export dma-bufs.
 //!
+//! Upstream `vfio-ioctls` 0.10's public API is here with its names, signatures and
+//! [`VfioError`] variants (this crate's version is 0.10.0), so a VMM switches with
+//! `[patch.crates-io]`. Where upstream's form drops an error (`reset`, `region_read`,
+//! `region_write` return `()`) or its variant drops the errno or the target (the IRQ
+//! methods), the failure is logged and a method beside it (`try_reset`,
+//! `try_region_read`, `enable_irq_from`, `try_trigger_irq`...) returns the structured error.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use vfio_ioctls::{VfioContainer, VfioDevice, VolatileAccess, pci_region};
@@ -41,7 +48,6 @@ mod dma_logging;
 mod dma_slice;
 mod error;
 mod group;
-#[cfg(feature = "vm-memory")]
 mod guest_memory;
 pub mod held;
 mod hot_reset;
@@ -66,6 +72,7 @@ mod region;
 pub mod register_wait;
 mod sync;
 pub mod sysfs;
+mod upstream_error;
 mod volatile;
 
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
@@ -91,7 +98,8 @@ pub use pci_config::{
 };
 pub use region::{
     VfioRegion, VfioRegionInfoCap, VfioRegionInfoCapNvlink2Lnkspd, VfioRegionInfoCapNvlink2Ssatgt,
-    VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType, VfioRegionSparseMmapArea,
+    VfioRegionInfoCapRaw, VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType,
+    VfioRegionSparseMmapArea,
 };
 pub use vmm_sys_util::eventfd::EventFd;
 pub use volatile::VolatileAccess;

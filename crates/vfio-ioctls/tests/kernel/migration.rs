@@ -64,13 +64,13 @@ impl Drop for Mdev {
 
 fn read_reg(dev: &VfioDevice, offset: u64) -> u8 {
     let mut b = [0u8];
-    dev.region_read(0, &mut b, offset)
+    dev.try_region_read(0, &mut b, offset)
         .unwrap_or_else(|e| panic!("reading port register {offset}: {e}"));
     b[0]
 }
 
 fn write_reg(dev: &VfioDevice, offset: u64, value: u8) {
-    dev.region_write(0, &[value], offset)
+    dev.try_region_write(0, &[value], offset)
         .unwrap_or_else(|e| panic!("writing port register {offset}: {e}"));
 }
 
