@@ -1,11 +1,11 @@
 //! Mediated devices through sysfs (the core's `sysfs/mdev.rs`): their types, creation
 //! and removal. Writes go to the libuv pool: the parent's driver runs in them.
 
-use napi::bindgen_prelude::AsyncTask;
-use napi_derive::napi;
 use crate::error::{to_text, IntoJs};
 use crate::sysfs::sysfs;
 use crate::task::{self, CoreTask};
+use napi::bindgen_prelude::AsyncTask;
+use napi_derive::napi;
 
 /// One type of mdev a parent can create.
 #[napi(object)]

@@ -111,13 +111,13 @@ impl Device {
     /// The driver's estimate of the stop-copy state's size in bytes.
     #[napi]
     pub fn migration_data_size(&self) -> Result<f64> {
-        Ok(self.get()?.get_mig_data_size().js()? as f64)
+        Ok(self.get()?.migration_data_size().js()? as f64)
     }
 
     /// Data left to read in pre-copy.
     #[napi]
     pub fn precopy_info(&self) -> Result<PrecopyInfo> {
-        let info = self.get()?.mig_get_precopy_info().js()?;
+        let info = self.get()?.precopy_info().js()?;
         Ok(PrecopyInfo {
             initial_bytes: info.initial_bytes as f64,
             dirty_bytes: info.dirty_bytes as f64,
@@ -137,7 +137,7 @@ impl Device {
                     VfioError::out_of_range("readMigrationData", "cannot allocate the buffer")
                 })?;
                 buf.resize(n, 0);
-                let got = device.read_migration_data(&mut buf)?;
+                let got = device.try_read_migration_data(&mut buf)?;
                 buf.truncate(got);
                 Ok(buf)
             },
@@ -151,7 +151,7 @@ impl Device {
         let data = data.to_vec();
         let device = self.get()?.clone();
         Ok(task::spawn(
-            move || device.write_migration_data(&data),
+            move || device.try_write_migration_data(&data),
             |()| (),
         ))
     }
@@ -186,13 +186,13 @@ impl Device {
             .iter()
             .map(|r| logging_range(OP, r))
             .collect::<Result<Vec<_>>>()?;
-        Ok(self.get()?.start_dma_logging(page_size, &ranges).js()? as f64)
+        Ok(self.get()?.try_start_dma_logging(page_size, &ranges).js()? as f64)
     }
 
     /// Stops DMA dirty logging.
     #[napi]
     pub fn stop_dma_logging(&self) -> Result<()> {
-        self.get()?.stop_dma_logging().js()
+        self.get()?.try_stop_dma_logging().js()
     }
 
     /// The dirty bitmap of `range` (one bit per page, little-endian u64 words), cleared.
@@ -201,7 +201,7 @@ impl Device {
         const OP: &str = "reportDmaLogging";
         let range = logging_range(OP, &range)?;
         let page_size = to_u64(OP, "pageSize", page_size)?;
-        let words = self.get()?.report_dma_logging(range, page_size).js()?;
+        let words = self.get()?.try_report_dma_logging(range, page_size).js()?;
         Ok(words
             .iter()
             .flat_map(|w| w.to_le_bytes())

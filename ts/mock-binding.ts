@@ -61,8 +61,7 @@ function coreOp(op: string): string {
 const NOT_FOUND_HINT = ' (check `vfio-ioctls list` or `lspci -D` for the devices present)'
 
 /** `VfioError::NoMigrationDataFd`'s message. */
-const NO_DATA_FD =
-  'migration data fd: the device has no data transfer session (set PRE_COPY or STOP_COPY to save its state, RESUMING to load one, first)'
+const NO_DATA_FD = 'VFIO migration data fd is not present (set PRE_COPY or STOP_COPY to save the device state, RESUMING to load one, first)'
 
 /** The migration states by name (the core's `MigrationState::name`, by kernel number). */
 export const MIGRATION_STATES = ['error', 'stop', 'running', 'stop-copy', 'resuming', 'running-p2p', 'pre-copy', 'pre-copy-p2p'] as const
@@ -1070,7 +1069,10 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       const op = 'startDmaLogging'
       const page = toU64(op, 'pageSize', pageSize)
       for (const r of ranges) u64Fields(op, r.iova, r.length, 'iova')
-      const logging = (m: string): VfioError => new VfioError(ErrorCode.INVALID_ARGUMENT, `DMA logging: ${m}`, { syscall: 'DMA logging' })
+      const logging = (m: string): VfioError =>
+        new VfioError(ErrorCode.INVALID_ARGUMENT, `invalid argument for VFIO DMA logging: ${m} (ranges non-empty, page-aligned and not wrapping; a power-of-two page size)`, {
+          syscall: 'VFIO_DEVICE_FEATURE_DMA_LOGGING_START',
+        })
       if (ranges.length === 0) throw logging('ranges must not be empty')
       if (page <= 0 || (page & (page - 1)) !== 0) throw logging('page_size must be a power of two')
       if (ranges.some((r) => r.length === 0 || BigInt(r.iova) + BigInt(r.length) > 2n ** 64n)) throw logging('every range needs a non-zero length that does not wrap past 2^64')
@@ -1081,23 +1083,21 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     }
     stopDmaLogging(): void {
       this.#get()
-      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'DMA logging is not started on this device: start it first (start_dma_logging)', { syscall: 'DMA logging' })
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'VFIO DMA logging is not currently started (start it first (start_dma_logging))', { syscall: 'VFIO_DEVICE_FEATURE_DMA_LOGGING_START' })
     }
     reportDmaLogging(range: Binding.DmaLoggingRange, pageSize: number): Buffer {
       const op = 'reportDmaLogging'
       u64Fields(op, range.iova, range.length, 'iova')
       toU64(op, 'pageSize', pageSize)
       this.#get()
-      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'DMA logging is not started on this device: start it first (start_dma_logging)', { syscall: 'DMA logging' })
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'VFIO DMA logging is not currently started (start it first (start_dma_logging))', { syscall: 'VFIO_DEVICE_FEATURE_DMA_LOGGING_START' })
     }
     exportDmaBuf(index: number, ranges: Binding.RegionRange[]): number {
       const op = 'exportDmaBuf'
       const i = toU32(op, 'index', index)
       for (const r of ranges) u64Fields(op, r.offset, r.length, 'offset')
       if (ranges.length === 0) {
-        throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'VFIO_DEVICE_FEATURE_DMA_BUF: no range to export (give at least one offset and length inside the region)', {
-          syscall: 'VFIO_DEVICE_FEATURE_DMA_BUF',
-        })
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'no range to export as a dma-buf (give at least one offset and length inside the region)', { syscall: 'VFIO_DEVICE_FEATURE_DMA_BUF' })
       }
       this.#region(i)
       throw unsupported(

@@ -6,14 +6,12 @@
 //! answers ENOTTY for a feature the device's driver does not implement; that becomes
 //! [`VfioError::Unsupported`] with the reason, never a bare errno.
 
-use std::fmt;
 use std::fs::File;
 use std::sync::{Mutex, OnceLock};
 
 use vfio_bindings::bindings::vfio::{
     VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
 };
-use vmm_sys_util::errno::Error as SysError;
 
 use crate::abi::{put_u32, set_argsz};
 use crate::error::{Result, VfioError};
@@ -22,41 +20,6 @@ use crate::VfioDevice;
 
 /// The size of the `vfio_device_feature` header (`argsz`, `flags`).
 pub(crate) const HEADER: usize = 8;
-
-/// A failed device operation with its context: the operation (`VFIO_DEVICE_FEATURE_*`,
-/// `read`, `write`...), the device, and the kernel's error. It dereferences to that
-/// error, so code written for upstream's `VfioDeviceFeature(e)` (a
-/// `vmm_sys_util::errno::Error`) keeps calling `e.errno()`.
-#[derive(Debug)]
-pub struct DeviceOpError<E> {
-    /// The operation: the feature (`VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE`...), the ioctl
-    /// (`VFIO_MIG_GET_PRECOPY_INFO`) or the system call on the data fd (`read`, `write`).
-    pub op: &'static str,
-    /// The device's name (its PCI address or mdev UUID).
-    pub device: String,
-    /// The kernel's error.
-    pub source: E,
-}
-
-impl<E> std::ops::Deref for DeviceOpError<E> {
-    type Target = E;
-
-    fn deref(&self) -> &E {
-        &self.source
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for DeviceOpError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} on {} failed: {}", self.op, self.device, self.source)
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for DeviceOpError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
 
 /// A zeroed feature buffer: the header with `argsz` and `flags` set, then `payload`
 /// bytes (the buffer is 8-aligned and rounded up to whole u64 words).
@@ -103,7 +66,8 @@ pub(crate) struct FeatureState {
 impl VfioDevice {
     /// Issues `VFIO_DEVICE_FEATURE` with `buf` (see [`feature_buf`]). ENOTTY (no such
     /// feature in the kernel or the driver) gives `Unsupported`; any other errno gives
-    /// [`VfioError::VfioDeviceFeature`] with `op` and the device.
+    /// `Os` with `op` (the feature) and the device (the upstream-named methods turn it
+    /// into [`VfioError::VfioDeviceFeature`]).
     pub(crate) fn device_feature(&self, op: &'static str, buf: &mut [u64]) -> Result<i32> {
         ioctls::device_feature(self.file(), buf).map_err(|e| self.feature_error(op, e))
     }
@@ -122,11 +86,7 @@ impl VfioDevice {
                 ),
             );
         }
-        VfioError::VfioDeviceFeature(DeviceOpError {
-            op,
-            device: self.name().to_string(),
-            source: SysError::new(errno),
-        })
+        VfioError::os(op, self.name().to_string(), e)
     }
 
     /// Whether the kernel and the driver offer `feature` with `access` (`GET` and/or
@@ -134,7 +94,7 @@ impl VfioDevice {
     ///
     /// # Errors
     /// The kernel's errno other than ENOTTY (no such feature) and EINVAL (not with this
-    /// access), as [`VfioError::VfioDeviceFeature`].
+    /// access), as `Os`.
     pub(crate) fn probe_feature(
         &self,
         op: &'static str,
@@ -228,34 +188,34 @@ mod tests {
     }
 
     #[test]
-    fn op_errors_keep_upstreams_errno_and_add_context() {
-        let e = VfioError::VfioDeviceFeature(DeviceOpError {
-            op: "VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE",
-            device: "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".into(),
-            source: SysError::new(libc::EINVAL),
-        });
-        if let VfioError::VfioDeviceFeature(inner) = &e {
-            assert_eq!(
-                inner.errno(),
-                libc::EINVAL,
-                "upstream's e.errno() still works"
-            );
-        }
-        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-        assert_eq!(e.errno(), Some(libc::EINVAL));
-        assert_eq!(e.op(), "VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE");
-        crate::error::assert_mentions(
-            &e,
-            &[
-                "VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE on 83b8f4f2",
-                "cannot reach that state",
-            ],
+    fn upstream_variants_keep_upstreams_payloads_and_get_kinds_and_hints() {
+        let e = VfioError::os(
+            "VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE",
+            "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001",
+            std::io::Error::from_raw_os_error(libc::EINVAL),
         );
-        let e = VfioError::VfioDeviceFeature(DeviceOpError {
-            op: "VFIO_DEVICE_FEATURE_DMA_LOGGING_START",
-            device: "0000:00:03.0".into(),
-            source: SysError::new(libc::EBUSY),
-        });
-        assert_eq!(e.code(), "ERR_VFIO_BUSY");
+        crate::error::assert_mentions(&e, &["on 83b8f4f2", "cannot reach that state"]);
+        let up = e.into_upstream();
+        assert!(matches!(&up, VfioError::VfioDeviceFeature(s) if s.errno() == libc::EINVAL));
+        assert_eq!(up.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            (up.errno(), up.op()),
+            (Some(libc::EINVAL), "VFIO_DEVICE_FEATURE")
+        );
+        let data = VfioError::os(
+            "write",
+            format!("mdev {}", crate::error::MIGRATION_DATA_FD),
+            std::io::Error::from_raw_os_error(libc::EFAULT),
+        );
+        crate::error::assert_mentions(&data, &["same type"]);
+        let up = data.into_upstream();
+        assert!(matches!(&up, VfioError::VfioMigrationDataIo(_)), "{up:?}");
+        assert_eq!((up.errno(), up.code()), (Some(libc::EFAULT), "ERR_VFIO_IO"));
+        assert_eq!(VfioError::DmaLoggingAlreadyStarted.code(), "ERR_VFIO_BUSY");
+        crate::error::assert_mentions(&VfioError::NoMigrationDataFd, &["STOP_COPY", "RESUMING"]);
+        assert_eq!(
+            VfioError::VfioMigGetPrecopyInfo(vmm_sys_util::errno::Error::new(libc::EINVAL)).code(),
+            "ERR_VFIO_INVALID_ARGUMENT"
+        );
     }
 }

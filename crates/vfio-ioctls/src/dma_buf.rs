@@ -112,7 +112,8 @@ impl VfioDevice {
     /// `Ok(None)` when dma-buf export is not supported.
     ///
     /// # Errors
-    /// As [`VfioDevice::dma_buf_file`], but for `Unsupported`.
+    /// As [`VfioDevice::dma_buf_file`], but for `Unsupported`, and with the kernel's
+    /// refusals as [`VfioError::VfioDeviceFeature`].
     pub fn export_dma_buf(
         &self,
         region_index: u32,
@@ -124,6 +125,7 @@ impl VfioDevice {
         }
         self.dma_buf_file(region_index, ranges, open_flags)
             .map(Some)
+            .map_err(VfioError::into_upstream)
     }
 }
 

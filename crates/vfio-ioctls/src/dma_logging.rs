@@ -115,8 +115,40 @@ impl VfioDevice {
     /// # Errors
     /// [`VfioError::DmaLoggingInvalidArgument`] for empty or wrapping ranges or a page
     /// size that is not a power of two; [`VfioError::DmaLoggingAlreadyStarted`];
-    /// `Unsupported` when the driver has no DMA logging; the kernel's errno otherwise.
+    /// `Unsupported` when the driver has no DMA logging;
+    /// [`VfioError::VfioDeviceFeature`] when the kernel refuses.
     pub fn start_dma_logging(&self, page_size: u64, ranges: &[DmaLoggingRange]) -> Result<u64> {
+        self.try_start_dma_logging(page_size, ranges)
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// Stops DMA dirty logging.
+    ///
+    /// # Errors
+    /// [`VfioError::DmaLoggingNotStarted`]; [`VfioError::VfioDeviceFeature`].
+    pub fn stop_dma_logging(&self) -> Result<()> {
+        self.try_stop_dma_logging()
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// Reports (and clears) the pages of `range` the device wrote since the last report,
+    /// one bit per `page_size` page, bit `i % 64` of word `i / 64` for page `i`.
+    ///
+    /// # Errors
+    /// [`VfioError::DmaLoggingInvalidArgument`] for a zero page size or length;
+    /// [`VfioError::DmaLoggingNotStarted`]; [`VfioError::VfioDeviceFeature`] (EINVAL for
+    /// a page size other than the one logging started with).
+    pub fn report_dma_logging(&self, range: DmaLoggingRange, page_size: u64) -> Result<Vec<u64>> {
+        self.try_report_dma_logging(range, page_size)
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// As [`VfioDevice::start_dma_logging`], with the kernel's refusals as `Os` naming
+    /// the feature and the device.
+    ///
+    /// # Errors
+    /// As [`VfioDevice::start_dma_logging`], `Os` for the kernel's.
+    pub fn try_start_dma_logging(&self, page_size: u64, ranges: &[DmaLoggingRange]) -> Result<u64> {
         let num_ranges = check_start(page_size, ranges)?;
         let mut started = lock(&self.features.dma_logging);
         if *started {
@@ -138,11 +170,11 @@ impl VfioDevice {
         Ok(get_u64(&buf, HEADER))
     }
 
-    /// Stops DMA dirty logging.
+    /// As [`VfioDevice::stop_dma_logging`], with our errors.
     ///
     /// # Errors
-    /// [`VfioError::DmaLoggingNotStarted`]; the kernel's errno otherwise.
-    pub fn stop_dma_logging(&self) -> Result<()> {
+    /// [`VfioError::DmaLoggingNotStarted`]; `Os` with the errno.
+    pub fn try_stop_dma_logging(&self) -> Result<()> {
         let mut started = lock(&self.features.dma_logging);
         if !*started {
             return Err(VfioError::DmaLoggingNotStarted);
@@ -153,14 +185,15 @@ impl VfioDevice {
         Ok(())
     }
 
-    /// Reports (and clears) the pages of `range` the device wrote since the last report,
-    /// one bit per `page_size` page, bit `i % 64` of word `i / 64` for page `i`.
+    /// As [`VfioDevice::report_dma_logging`], with our errors.
     ///
     /// # Errors
-    /// [`VfioError::DmaLoggingInvalidArgument`] for a zero page size or length;
-    /// [`VfioError::DmaLoggingNotStarted`]; the kernel's errno otherwise (EINVAL for a
-    /// page size other than the one logging started with).
-    pub fn report_dma_logging(&self, range: DmaLoggingRange, page_size: u64) -> Result<Vec<u64>> {
+    /// As [`VfioDevice::report_dma_logging`], `Os` for the kernel's.
+    pub fn try_report_dma_logging(
+        &self,
+        range: DmaLoggingRange,
+        page_size: u64,
+    ) -> Result<Vec<u64>> {
         let words = report_words(range, page_size)?;
         let started = lock(&self.features.dma_logging);
         if !*started {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use vmm_sys_util::errno::Error as SysError;
 
-use crate::device_feature::{feature_hint, DeviceOpError};
+use crate::device_feature::feature_hint;
 use crate::huge_pages::HugePageSize;
 
 /// Coarse classes of failure; each maps to a stable error code.
@@ -295,30 +295,30 @@ pub enum VfioError {
     /// The `VfioOps` backend is none this library opens devices through.
     #[error("failed to downcast VfioOps{}", self.upstream_hint())]
     DowncastVfioOps,
-    /// A `VFIO_DEVICE_FEATURE` call failed (upstream's variant), with the feature, the
-    /// device and the errno. (ENOTTY, a feature the driver lacks, is `Unsupported`.)
-    #[error("{}{}", .0, opt_hint_str(feature_hint(.0.op, .0.errno())))]
-    VfioDeviceFeature(#[source] DeviceOpError<SysError>),
-    /// dma-buf export was asked for no range (upstream's variant).
-    #[error("VFIO_DEVICE_FEATURE_DMA_BUF: no range to export (give at least one offset and length inside the region)")]
+    /// A `VFIO_DEVICE_FEATURE` call failed (upstream's variant; our own methods give `Os`
+    /// with the feature and the device, and ENOTTY as `Unsupported`).
+    #[error("failed to execute VFIO device feature ioctl: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceFeature(#[source] SysError),
+    /// dma-buf export was asked for no range.
+    #[error("no range to export as a dma-buf{}", self.upstream_hint())]
     VfioDmaBufNoRange,
-    /// `VFIO_MIG_GET_PRECOPY_INFO` failed on the data fd (upstream's variant).
-    #[error("{}{}", .0, opt_hint_str(feature_hint(.0.op, .0.errno())))]
-    VfioMigGetPrecopyInfo(#[source] DeviceOpError<SysError>),
-    /// No migration data fd: the device has no data transfer session (upstream's variant).
-    #[error("migration data fd: the device has no data transfer session (set PRE_COPY or STOP_COPY to save its state, RESUMING to load one, first)")]
+    /// `VFIO_MIG_GET_PRECOPY_INFO` failed on the data fd.
+    #[error("failed to get migration precopy info: {0}{hint}", hint = self.upstream_hint())]
+    VfioMigGetPrecopyInfo(#[source] SysError),
+    /// The device has no data transfer session (no migration data fd).
+    #[error("VFIO migration data fd is not present{}", self.upstream_hint())]
     NoMigrationDataFd,
-    /// Reading or writing the migration data fd failed (upstream's variant).
-    #[error("{}{}", .0, data_io_hint(.0.op))]
-    VfioMigrationDataIo(#[source] DeviceOpError<io::Error>),
-    /// DMA logging was not started on this device (upstream's variant).
-    #[error("DMA logging is not started on this device: start it first (start_dma_logging)")]
+    /// Reading or writing the migration data fd failed.
+    #[error("VFIO migration data I/O failed: {0}{hint}", hint = self.upstream_hint())]
+    VfioMigrationDataIo(#[source] io::Error),
+    /// DMA logging was not started on this device.
+    #[error("VFIO DMA logging is not currently started{}", self.upstream_hint())]
     DmaLoggingNotStarted,
-    /// DMA logging already runs on this device (upstream's variant).
-    #[error("DMA logging already runs on this device: stop it (stop_dma_logging) before starting it again")]
+    /// DMA logging already runs on this device.
+    #[error("VFIO DMA logging is already started{}", self.upstream_hint())]
     DmaLoggingAlreadyStarted,
-    /// A DMA logging argument is invalid (upstream's variant); says which and why.
-    #[error("DMA logging: {0}")]
+    /// A DMA logging argument is invalid; says which and why.
+    #[error("invalid argument for VFIO DMA logging: {0}{hint}", hint = self.upstream_hint())]
     DmaLoggingInvalidArgument(&'static str),
 }
 
@@ -413,15 +413,6 @@ impl VfioError {
             VfioError::HotResetNotOwned { .. } => ErrorKind::Permission,
             // Like ENOSPC of MAP_DMA: a count (of free pages) is below what is asked.
             VfioError::HugePages { .. } => ErrorKind::OutOfRange,
-            VfioError::VfioDeviceFeature(e) | VfioError::VfioMigGetPrecopyInfo(e) => {
-                kind_of_errno(e.op, Some(e.errno()))
-            }
-            VfioError::VfioMigrationDataIo(e) => kind_of_errno(e.op, e.raw_os_error()),
-            VfioError::DmaLoggingAlreadyStarted => ErrorKind::Busy,
-            VfioError::VfioDmaBufNoRange
-            | VfioError::NoMigrationDataFd
-            | VfioError::DmaLoggingNotStarted
-            | VfioError::DmaLoggingInvalidArgument(_) => ErrorKind::InvalidArgument,
             upstream => crate::upstream_error::kind(upstream),
         }
     }
@@ -437,10 +428,6 @@ impl VfioError {
             VfioError::Os { source, .. } | VfioError::HugePages { source, .. } => {
                 source.raw_os_error()
             }
-            VfioError::VfioDeviceFeature(e) | VfioError::VfioMigGetPrecopyInfo(e) => {
-                Some(e.errno())
-            }
-            VfioError::VfioMigrationDataIo(e) => e.raw_os_error(),
             upstream => crate::upstream_error::errno(upstream),
         }
     }
@@ -460,14 +447,6 @@ impl VfioError {
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
             VfioError::ApiVersion { .. } => "VFIO_GET_API_VERSION",
             VfioError::HotResetNotOwned { .. } => "VFIO_DEVICE_PCI_HOT_RESET",
-            VfioError::VfioDeviceFeature(e) | VfioError::VfioMigGetPrecopyInfo(e) => e.op,
-            VfioError::VfioMigrationDataIo(e) => e.op,
-            VfioError::VfioDmaBufNoRange => "VFIO_DEVICE_FEATURE_DMA_BUF",
-            VfioError::NoMigrationDataFd => "migration data fd",
-            VfioError::DmaLoggingAlreadyStarted => "VFIO_DEVICE_FEATURE_DMA_LOGGING_START",
-            VfioError::DmaLoggingNotStarted | VfioError::DmaLoggingInvalidArgument(_) => {
-                "DMA logging"
-            }
             upstream => crate::upstream_error::op(upstream),
         }
     }
@@ -502,6 +481,9 @@ pub(crate) fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
         _ => ErrorKind::Io,
     }
 }
+
+/// How a migration data fd is named in errors: `<device> migration data fd`.
+pub(crate) const MIGRATION_DATA_FD: &str = "migration data fd";
 
 /// What to do about a kernel error, by operation and errno.
 pub(crate) fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
@@ -550,6 +532,15 @@ pub(crate) fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String 
             "an affected device is busy (another thread is faulting in its mapped BAR, or it \
              is being reset): try again"
         }
+        ("write", _) if target.ends_with(MIGRATION_DATA_FD) => {
+            "the device refused the stream: give it the bytes a device of the same type and \
+             version saved, in order, and nothing more"
+        }
+        ("read", _) if target.ends_with(MIGRATION_DATA_FD) => {
+            "the session may have ended (the state changed, or the device failed): read the \
+             migration state"
+        }
+        (op, Some(errno)) if !feature_hint(op, errno).is_empty() => feature_hint(op, errno),
         (_, Some(libc::EACCES | libc::EPERM)) => "run as root or with CAP_SYS_RAWIO",
         _ => return String::new(),
     };
@@ -565,24 +556,6 @@ fn not_owned_hint(missing: &[crate::PciHotResetDevice]) -> String {
          the group; a group that another container or process holds must be closed there",
         names.join(", ")
     )
-}
-
-fn opt_hint_str(hint: &str) -> String {
-    if hint.is_empty() {
-        String::new()
-    } else {
-        format!(" ({hint})")
-    }
-}
-
-fn data_io_hint(op: &str) -> &'static str {
-    if op == "write" {
-        " (the device refused the stream: give it the bytes a device of the same type and \
-         version saved, in order, and nothing more)"
-    } else {
-        " (the session may have ended: the state changed, or the device failed; read the \
-         migration state)"
-    }
 }
 
 fn opt_hint(hint: &Option<String>) -> String {

@@ -77,7 +77,6 @@ mod volatile;
 
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
-pub use device_feature::DeviceOpError;
 pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
 #[cfg(feature = "vfio_cdev")]
 pub use dma_buf::VfioRegionDmaRange;

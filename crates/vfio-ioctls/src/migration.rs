@@ -31,10 +31,9 @@ use vfio_bindings::bindings::vfio::{
     VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY,
     VFIO_MIGRATION_STOP_COPY,
 };
-use vmm_sys_util::errno::Error as SysError;
 
 use crate::abi::{get_u32, get_u64, put_u32};
-use crate::device_feature::{feature_buf, get, set, DeviceOpError, HEADER};
+use crate::device_feature::{feature_buf, get, set, HEADER};
 use crate::error::{Result, VfioError};
 use crate::ioctls;
 use crate::sync::lock;
@@ -244,7 +243,9 @@ fn read_to_end_fallible(file: &mut File, hint: usize) -> std::io::Result<Vec<u8>
     }
 }
 
-/// Migration v2, upstream's names and signatures.
+/// Migration v2, upstream's names and signatures: what the kernel refuses comes as
+/// upstream's variants ([`VfioError::VfioDeviceFeature`], ...; the structured error is
+/// logged first). A driver without migration gives `Unsupported` saying so.
 impl VfioDevice {
     /// Queries whether the device supports VFIO migration v2
     /// (`VFIO_DEVICE_FEATURE_MIGRATION`): `Some(flags)` (`VFIO_MIGRATION_*`), or `None`
@@ -253,25 +254,100 @@ impl VfioDevice {
     /// # Errors
     /// The kernel's errno other than ENOTTY or EINVAL.
     pub fn query_migration_support(&self) -> Result<Option<u64>> {
+        self.try_query_migration_support()
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// Sets the migration state (`enum vfio_device_mig_state`, the kernel's numbers; see
+    /// [`MigrationState`]). The kernel walks the arcs to it; when the new state opens a
+    /// data transfer session, the device keeps its data fd until a state without one.
+    ///
+    /// # Errors
+    /// `Unsupported` for a device without migration; [`VfioError::VfioDeviceFeature`]
+    /// when the kernel refuses (EINVAL: no path to that state). After a failure the
+    /// device may be in a state on the way; its data fd is dropped.
+    pub fn set_migration_state(&self, state: u32) -> Result<()> {
+        self.try_set_migration_state(state)
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// The current migration state (the kernel's number; see [`MigrationState`]).
+    ///
+    /// # Errors
+    /// `Unsupported` for a device without migration; [`VfioError::VfioDeviceFeature`].
+    pub fn get_migration_state(&self) -> Result<u32> {
+        self.raw_migration_state().map_err(VfioError::into_upstream)
+    }
+
+    /// How many bytes the device's state in `STOP_COPY` is expected to take
+    /// (`VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`): an estimate the driver gives.
+    ///
+    /// # Errors
+    /// `Unsupported` for a device without migration; [`VfioError::VfioDeviceFeature`].
+    pub fn get_mig_data_size(&self) -> Result<u64> {
+        self.migration_data_size().map_err(VfioError::into_upstream)
+    }
+
+    /// The data left to read in `PRE_COPY` (`VFIO_MIG_GET_PRECOPY_INFO` on the data fd).
+    ///
+    /// # Errors
+    /// [`VfioError::NoMigrationDataFd`] without a session;
+    /// [`VfioError::VfioMigGetPrecopyInfo`] (EINVAL outside the precopy states).
+    pub fn mig_get_precopy_info(&self) -> Result<PrecopyInfo> {
+        self.precopy_info().map_err(VfioError::into_upstream)
+    }
+
+    /// Reads from the session's data fd into `buf`; 0 at the end of the data (or, in
+    /// `PRE_COPY`, of the data available now).
+    ///
+    /// # Errors
+    /// [`VfioError::NoMigrationDataFd`]; [`VfioError::VfioMigrationDataIo`].
+    pub fn read_migration_data(&self, buf: &mut [u8]) -> Result<usize> {
+        self.try_read_migration_data(buf)
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// Reads the session's data fd to its end.
+    ///
+    /// # Errors
+    /// As [`VfioDevice::read_migration_data`].
+    pub fn read_migration_data_to_end(&self) -> Result<Vec<u8>> {
+        self.try_read_migration_data_to_end()
+            .map_err(VfioError::into_upstream)
+    }
+
+    /// Writes all of `data` to the session's data fd (in `RESUMING`).
+    ///
+    /// # Errors
+    /// [`VfioError::NoMigrationDataFd`]; [`VfioError::VfioMigrationDataIo`].
+    pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
+        self.try_write_migration_data(data)
+            .map_err(VfioError::into_upstream)
+    }
+}
+
+/// Migration v2 with our errors: the kernel's refusals as `Os` with the feature (or
+/// `read`/`write`), the device and the errno, and a hint.
+impl VfioDevice {
+    /// As [`VfioDevice::query_migration_support`], with our errors.
+    ///
+    /// # Errors
+    /// The kernel's errno other than ENOTTY or EINVAL.
+    pub fn try_query_migration_support(&self) -> Result<Option<u64>> {
         let mut buf = feature_buf(get(VFIO_DEVICE_FEATURE_MIGRATION), 8);
         match self.device_feature(OP_MIGRATION, &mut buf) {
             Ok(_) => Ok(Some(get_u64(&buf, HEADER))),
             Err(VfioError::Unsupported { .. }) => Ok(None),
-            Err(VfioError::VfioDeviceFeature(e)) if e.errno() == libc::EINVAL => Ok(None),
+            Err(e) if e.errno() == Some(libc::EINVAL) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Sets the migration state (`enum vfio_device_mig_state`, the kernel's numbers;
-    /// see [`MigrationState`]). The kernel walks the arcs to it; when the new state
-    /// opens a data transfer session, the device keeps its data fd (for
-    /// [`VfioDevice::read_migration_data`] and the others) until a state without one.
+    /// As [`VfioDevice::set_migration_state`], with our errors.
     ///
     /// # Errors
-    /// `Unsupported` for a device without migration; [`VfioError::VfioDeviceFeature`]
-    /// with the errno when the kernel refuses (EINVAL: no path to that state). After a
-    /// failure the device may be in a state on the way; its data fd is dropped.
-    pub fn set_migration_state(&self, state: u32) -> Result<()> {
+    /// `Unsupported` for a device without migration; `Os` with the errno otherwise.
+    pub fn try_set_migration_state(&self, state: u32) -> Result<()> {
         let mut buf = feature_buf(set(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE), 8);
         put_u32(&mut buf, HEADER, state);
         put_u32(&mut buf, HEADER + 4, u32::MAX); // data_fd = -1
@@ -290,96 +366,80 @@ impl VfioDevice {
         Ok(())
     }
 
-    /// The current migration state (the kernel's number; see [`MigrationState`]).
-    ///
-    /// # Errors
-    /// `Unsupported` for a device without migration; the kernel's errno otherwise.
-    pub fn get_migration_state(&self) -> Result<u32> {
+    fn raw_migration_state(&self) -> Result<u32> {
         let mut buf = feature_buf(get(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE), 8);
         self.device_feature(OP_STATE, &mut buf)?;
         Ok(get_u32(&buf, HEADER))
     }
 
-    /// How many bytes the device's state in `STOP_COPY` is expected to take
-    /// (`VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`): an estimate the driver gives.
+    /// The driver's estimate of the `STOP_COPY` state's size in bytes.
     ///
     /// # Errors
-    /// `Unsupported` for a device without migration; the kernel's errno otherwise.
-    pub fn get_mig_data_size(&self) -> Result<u64> {
+    /// `Unsupported` for a device without migration; `Os` with the errno otherwise.
+    pub fn migration_data_size(&self) -> Result<u64> {
         let mut buf = feature_buf(get(VFIO_DEVICE_FEATURE_MIG_DATA_SIZE), 8);
         self.device_feature(OP_DATA_SIZE, &mut buf)?;
         Ok(get_u64(&buf, HEADER))
     }
 
-    /// The data left to read in `PRE_COPY` (`VFIO_MIG_GET_PRECOPY_INFO` on the data fd).
+    /// The data left to read in `PRE_COPY`.
     ///
     /// # Errors
-    /// [`VfioError::NoMigrationDataFd`] without a session;
-    /// [`VfioError::VfioMigGetPrecopyInfo`] when the kernel refuses (EINVAL outside the
+    /// [`VfioError::NoMigrationDataFd`] without a session; `Os` (EINVAL outside the
     /// precopy states).
-    pub fn mig_get_precopy_info(&self) -> Result<PrecopyInfo> {
+    pub fn precopy_info(&self) -> Result<PrecopyInfo> {
         let slot = lock(&self.features.data_fd);
         let fd = slot.as_ref().ok_or(VfioError::NoMigrationDataFd)?;
-        let info = ioctls::mig_get_precopy_info(fd).map_err(|e| {
-            VfioError::VfioMigGetPrecopyInfo(DeviceOpError {
-                op: OP_PRECOPY,
-                device: self.name().to_string(),
-                source: SysError::new(e.raw_os_error().unwrap_or(libc::EIO)),
-            })
-        })?;
+        let info = ioctls::mig_get_precopy_info(fd)
+            .map_err(|e| VfioError::os(OP_PRECOPY, self.data_fd_name(), e))?;
         Ok(PrecopyInfo {
             initial_bytes: info.initial_bytes,
             dirty_bytes: info.dirty_bytes,
         })
     }
 
-    /// Reads from the session's data fd into `buf`; 0 at the end of the data (or, in
-    /// `PRE_COPY`, of the data available now).
+    /// As [`VfioDevice::read_migration_data`], with our errors.
     ///
     /// # Errors
-    /// [`VfioError::NoMigrationDataFd`] without a session; [`VfioError::VfioMigrationDataIo`]
-    /// with the errno when the read fails.
-    pub fn read_migration_data(&self, buf: &mut [u8]) -> Result<usize> {
+    /// [`VfioError::NoMigrationDataFd`]; `Os` (`read`) with the errno.
+    pub fn try_read_migration_data(&self, buf: &mut [u8]) -> Result<usize> {
         let mut slot = lock(&self.features.data_fd);
         let fd = slot.as_mut().ok_or(VfioError::NoMigrationDataFd)?;
-        fd.read(buf).map_err(|e| self.data_io_error("read", e))
+        fd.read(buf)
+            .map_err(|e| VfioError::os("read", self.data_fd_name(), e))
     }
 
-    /// Reads the session's data fd to its end (the buffer is grown fallibly, starting
-    /// from [`VfioDevice::get_mig_data_size`]'s estimate).
+    /// As [`VfioDevice::read_migration_data_to_end`], with our errors; the buffer is grown
+    /// fallibly, from [`VfioDevice::migration_data_size`]'s estimate.
     ///
     /// # Errors
-    /// As [`VfioDevice::read_migration_data`]; `ENOMEM` when the data does not fit memory.
-    pub fn read_migration_data_to_end(&self) -> Result<Vec<u8>> {
+    /// As [`VfioDevice::try_read_migration_data`]; `ENOMEM` when it does not fit memory.
+    pub fn try_read_migration_data_to_end(&self) -> Result<Vec<u8>> {
         let hint = self
-            .get_mig_data_size()
+            .migration_data_size()
             .ok()
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(0)
             .min(1 << 30);
         let mut slot = lock(&self.features.data_fd);
         let fd = slot.as_mut().ok_or(VfioError::NoMigrationDataFd)?;
-        read_to_end_fallible(fd, hint).map_err(|e| self.data_io_error("read", e))
+        read_to_end_fallible(fd, hint).map_err(|e| VfioError::os("read", self.data_fd_name(), e))
     }
 
-    /// Writes all of `data` to the session's data fd (in `RESUMING`).
+    /// As [`VfioDevice::write_migration_data`], with our errors.
     ///
     /// # Errors
-    /// [`VfioError::NoMigrationDataFd`] without a session; [`VfioError::VfioMigrationDataIo`]
-    /// with the errno when the device refuses the data.
-    pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
+    /// [`VfioError::NoMigrationDataFd`]; `Os` (`write`) with the errno.
+    pub fn try_write_migration_data(&self, data: &[u8]) -> Result<()> {
         let mut slot = lock(&self.features.data_fd);
         let fd = slot.as_mut().ok_or(VfioError::NoMigrationDataFd)?;
         fd.write_all(data)
-            .map_err(|e| self.data_io_error("write", e))
+            .map_err(|e| VfioError::os("write", self.data_fd_name(), e))
     }
 
-    fn data_io_error(&self, op: &'static str, source: std::io::Error) -> VfioError {
-        VfioError::VfioMigrationDataIo(DeviceOpError {
-            op,
-            device: self.name().to_string(),
-            source,
-        })
+    /// How the data fd is named in errors.
+    fn data_fd_name(&self) -> String {
+        format!("{} {}", self.name(), crate::error::MIGRATION_DATA_FD)
     }
 }
 
@@ -391,16 +451,17 @@ impl VfioDevice {
     /// As [`VfioDevice::query_migration_support`].
     pub fn migration_support(&self) -> Result<Option<MigrationSupport>> {
         Ok(self
-            .query_migration_support()?
+            .try_query_migration_support()?
             .map(|flags| MigrationSupport { flags }))
     }
 
     /// The current migration state.
     ///
     /// # Errors
-    /// As [`VfioDevice::get_migration_state`]; `Io` for a number the kernel should not give.
+    /// `Unsupported` for a device without migration; `Os` with the errno; `Io` for a
+    /// number the kernel should not give.
     pub fn migration_state(&self) -> Result<MigrationState> {
-        let raw = self.get_migration_state()?;
+        let raw = self.raw_migration_state()?;
         MigrationState::from_raw(raw).ok_or_else(|| {
             VfioError::os(
                 OP_STATE,
@@ -418,7 +479,7 @@ impl VfioDevice {
     /// # Errors
     /// `Unsupported` when the device has no migration, or lacks the flag the state needs
     /// (`RUNNING_P2P` needs P2P, `PRE_COPY` needs PRE_COPY); `InvalidArgument` for
-    /// `Error`, which is no target; as [`VfioDevice::set_migration_state`] otherwise.
+    /// `Error`, which is no target; as [`VfioDevice::try_set_migration_state`] otherwise.
     pub fn set_migration(&self, state: MigrationState) -> Result<()> {
         if state == MigrationState::Error {
             return Err(VfioError::invalid(
@@ -441,17 +502,17 @@ impl VfioDevice {
                 ),
             ));
         }
-        self.set_migration_state(state as u32)
+        self.try_set_migration_state(state as u32)
     }
 
     /// Saves the device's state: `STOP_COPY` (from `RUNNING` the kernel stops the device
     /// on the way), reads the data fd to its end, then `STOP`. The device stays stopped.
     ///
     /// # Errors
-    /// As [`VfioDevice::set_migration`] and [`VfioDevice::read_migration_data_to_end`].
+    /// As [`VfioDevice::set_migration`] and [`VfioDevice::try_read_migration_data_to_end`].
     pub fn save_device_state(&self) -> Result<Vec<u8>> {
         self.set_migration(MigrationState::StopCopy)?;
-        let data = self.read_migration_data_to_end()?;
+        let data = self.try_read_migration_data_to_end()?;
         self.set_migration(MigrationState::Stop)?;
         Ok(data)
     }
@@ -461,11 +522,11 @@ impl VfioDevice {
     /// device stays stopped: set `RUNNING` to run it.
     ///
     /// # Errors
-    /// As [`VfioDevice::set_migration`] and [`VfioDevice::write_migration_data`]; the
-    /// kernel's errno from the last step when the driver rejects the state.
+    /// As [`VfioDevice::set_migration`] and [`VfioDevice::try_write_migration_data`];
+    /// the kernel's errno from the last step when the driver rejects the state.
     pub fn load_device_state(&self, data: &[u8]) -> Result<()> {
         self.set_migration(MigrationState::Resuming)?;
-        self.write_migration_data(data)?;
+        self.try_write_migration_data(data)?;
         self.set_migration(MigrationState::Stop)
     }
 
@@ -574,19 +635,5 @@ mod tests {
         f.rewind().unwrap();
         assert_eq!(read_to_end_fallible(&mut f, 10).unwrap(), data);
         assert!(read_to_end_fallible(&mut f, 0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn unit_errors_say_what_to_do() {
-        let e = VfioError::NoMigrationDataFd;
-        assert_eq!(e.code(), "ERR_VFIO_INVALID_ARGUMENT");
-        crate::error::assert_mentions(&e, &["STOP_COPY", "RESUMING"]);
-        let e = VfioError::VfioMigrationDataIo(DeviceOpError {
-            op: "write",
-            device: "mdev".into(),
-            source: std::io::Error::from_raw_os_error(libc::EINVAL),
-        });
-        assert_eq!((e.errno(), e.op()), (Some(libc::EINVAL), "write"));
-        crate::error::assert_mentions(&e, &["write on mdev failed", "same type"]);
     }
 }
