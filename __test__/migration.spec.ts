@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import test from 'ava'
-import { Container, Device, ErrorCode, MIGRATION_STATES } from '../ts/index'
+import { Container, Device, ErrorCode, MIGRATION_STATES, sysfs } from '../ts/index'
 import { MockSystem } from '../ts/testing'
 import { fakeDevice } from './fakes'
 import { throwsCode } from './helpers'
@@ -86,4 +86,15 @@ test('the mock backend has no migration driver, DMA logging or dma-buf export', 
   const buf = throwsCode(t, () => d.exportDmaBuf(0, [{ offset: 0, length: 4096 }]), ErrorCode.UNSUPPORTED)
   t.regex(buf.message, /no VFIO_DEVICE_FEATURE_DMA_BUF/)
   throwsCode(t, () => d.exportDmaBuf(0, []), ErrorCode.INVALID_ARGUMENT)
+})
+
+test('the mock has no mdev parent; a malformed UUID is refused first', async (t) => {
+  t.deepEqual(sysfs.mdevTypes(), [])
+  t.deepEqual(sysfs.mdevDevices(), [])
+  await t.throwsAsync(sysfs.createMdev('mtty', 'mtty-1', { uuid: 'x' }), { code: ErrorCode.INVALID_ARGUMENT, message: /canonical form/ })
+  await t.throwsAsync(sysfs.createMdev('mtty', 'mtty-1'), { code: ErrorCode.NOT_FOUND, message: /modprobe mtty/ })
+  await t.throwsAsync(sysfs.removeMdev('83b8f4f2-509f-382f-3c1e-e6bfe0fa1001'), { code: ErrorCode.NOT_FOUND })
+  const c = new Container()
+  t.throws(() => c.openDevice('83b8f4f2-509f-382f-3c1e-e6bfe0fa1001'), { code: ErrorCode.NOT_FOUND, message: /\/sys\/bus\/mdev\/devices\// })
+  c.close()
 })

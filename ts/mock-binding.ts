@@ -60,6 +60,9 @@ function coreOp(op: string): string {
 
 const NOT_FOUND_HINT = ' (check `vfio-ioctls list` or `lspci -D` for the devices present)'
 
+/** A UUID in canonical form (the core's `is_mdev_uuid`). */
+const MDEV_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
 /** `VfioError::NoMigrationDataFd`'s message. */
 const NO_DATA_FD = 'VFIO migration data fd is not present (set PRE_COPY or STOP_COPY to save the device state, RESUMING to load one, first)'
 
@@ -1471,6 +1474,9 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     createMdev: (parent, type, uuid, root) => {
       for (const [name, v] of [['parent', parent], ['type', type], ['uuid', uuid]] as const) toText('createMdev', name, v)
       noRoot('createMdev', root)
+      if (!MDEV_UUID.test(uuid)) {
+        throw invalid('create mdev', `${JSON.stringify(uuid)} is not a UUID in canonical form (8-4-4-4-12 hex digits, e.g. 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001; \`uuidgen\` makes one)`)
+      }
       const path = `/sys/class/mdev_bus/${parent}/mdev_supported_types/${type}/create`
       return later(() => {
         throw new VfioError(ErrorCode.NOT_FOUND, `mdev type ${parent}/${type} not found at ${path} (no mdev parent is registered: load its driver (e.g. \`modprobe mtty\`))`, { path })
@@ -1640,7 +1646,7 @@ function resolveDevice(sys: SystemState, text: string): DeviceState {
     if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device ${address} not found at /sys/bus/pci/devices/${address}${NOT_FOUND_HINT}`, { path: `/sys/bus/pci/devices/${address}` })
     return dev
   }
-  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text)) {
+  if (MDEV_UUID.test(text)) {
     // An mdev UUID: the mock has no mediated devices.
     const path = `/sys/bus/mdev/devices/${text}`
     throw new VfioError(ErrorCode.NOT_FOUND, `device not found at ${path}${NOT_FOUND_HINT}`, { path })
