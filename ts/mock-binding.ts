@@ -25,6 +25,7 @@ import {
   toU64,
   unsupported,
 } from './mock-checks'
+import { MIGRATION_STATES } from './migration'
 import type { NativeBinding } from './native'
 
 /** The page size the mock reports, on every machine. */
@@ -65,9 +66,6 @@ const MDEV_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 /** `VfioError::NoMigrationDataFd`'s message. */
 const NO_DATA_FD = 'VFIO migration data fd is not present (set PRE_COPY or STOP_COPY to save the device state, RESUMING to load one, first)'
-
-/** The migration states by name (the core's `MigrationState::name`, by kernel number). */
-export const MIGRATION_STATES = ['error', 'stop', 'running', 'stop-copy', 'resuming', 'running-p2p', 'pre-copy', 'pre-copy-p2p'] as const
 
 /** The binding's conversion of a range's two u64 fields (`first`, then `length`). */
 function u64Fields(op: string, first: number, length: number, firstName: string): void {
