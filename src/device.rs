@@ -192,7 +192,7 @@ impl Device {
         Device { inner: Some(inner) }
     }
 
-    fn get(&self) -> Result<&Arc<VfioDevice>> {
+    pub(crate) fn get(&self) -> Result<&Arc<VfioDevice>> {
         self.inner.as_ref().ok_or_else(|| closed("device"))
     }
 

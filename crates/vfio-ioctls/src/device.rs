@@ -104,6 +104,8 @@ pub struct VfioDevice {
     /// Whether the PCI command register's memory-space bit was set when last seen (at
     /// open, and after each config write through this device or reset).
     memory_decoding: AtomicBool,
+    /// Migration data fd, DMA logging and feature probes (see `device_feature.rs`).
+    pub(crate) features: crate::device_feature::FeatureState,
     group: Arc<VfioGroup>,
     // Declared last so the address is unregistered only after the fd is closed: while
     // it is registered, `Sysfs::bind_vfio`/`unbind_vfio` refuse instead of deadlocking.
@@ -171,6 +173,7 @@ impl VfioDevice {
             irqs,
             irq_claims: IrqClaims::default(),
             memory_decoding: AtomicBool::new(true),
+            features: Default::default(),
             group,
             _held: held,
         };

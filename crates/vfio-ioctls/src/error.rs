@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use vmm_sys_util::errno::Error as SysError;
 
+use crate::device_feature::feature_hint;
 use crate::huge_pages::HugePageSize;
 
 /// Coarse classes of failure; each maps to a stable error code.
@@ -294,6 +295,31 @@ pub enum VfioError {
     /// The `VfioOps` backend is none this library opens devices through.
     #[error("failed to downcast VfioOps{}", self.upstream_hint())]
     DowncastVfioOps,
+    /// A `VFIO_DEVICE_FEATURE` call failed (upstream's variant; our own methods give `Os`
+    /// with the feature and the device, and ENOTTY as `Unsupported`).
+    #[error("failed to execute VFIO device feature ioctl: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceFeature(#[source] SysError),
+    /// dma-buf export was asked for no range.
+    #[error("no range to export as a dma-buf{}", self.upstream_hint())]
+    VfioDmaBufNoRange,
+    /// `VFIO_MIG_GET_PRECOPY_INFO` failed on the data fd.
+    #[error("failed to get migration precopy info: {0}{hint}", hint = self.upstream_hint())]
+    VfioMigGetPrecopyInfo(#[source] SysError),
+    /// The device has no data transfer session (no migration data fd).
+    #[error("VFIO migration data fd is not present{}", self.upstream_hint())]
+    NoMigrationDataFd,
+    /// Reading or writing the migration data fd failed.
+    #[error("VFIO migration data I/O failed: {0}{hint}", hint = self.upstream_hint())]
+    VfioMigrationDataIo(#[source] io::Error),
+    /// DMA logging was not started on this device.
+    #[error("VFIO DMA logging is not currently started{}", self.upstream_hint())]
+    DmaLoggingNotStarted,
+    /// DMA logging already runs on this device.
+    #[error("VFIO DMA logging is already started{}", self.upstream_hint())]
+    DmaLoggingAlreadyStarted,
+    /// A DMA logging argument is invalid; says which and why.
+    #[error("invalid argument for VFIO DMA logging: {0}{hint}", hint = self.upstream_hint())]
+    DmaLoggingInvalidArgument(&'static str),
 }
 
 /// Shorthand for results of this crate.
@@ -456,6 +482,9 @@ pub(crate) fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
     }
 }
 
+/// How a migration data fd is named in errors: `<device> migration data fd`.
+pub(crate) const MIGRATION_DATA_FD: &str = "migration data fd";
+
 /// What to do about a kernel error, by operation and errno.
 pub(crate) fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
     let hint = match (op, source.raw_os_error()) {
@@ -503,6 +532,15 @@ pub(crate) fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String 
             "an affected device is busy (another thread is faulting in its mapped BAR, or it \
              is being reset): try again"
         }
+        ("write", _) if target.ends_with(MIGRATION_DATA_FD) => {
+            "the device refused the stream: give it the bytes a device of the same type and \
+             version saved, in order, and nothing more"
+        }
+        ("read", _) if target.ends_with(MIGRATION_DATA_FD) => {
+            "the session may have ended (the state changed, or the device failed): read the \
+             migration state"
+        }
+        (op, Some(errno)) if !feature_hint(op, errno).is_empty() => feature_hint(op, errno),
         (_, Some(libc::EACCES | libc::EPERM)) => "run as root or with CAP_SYS_RAWIO",
         _ => return String::new(),
     };

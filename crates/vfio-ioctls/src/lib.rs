@@ -7,7 +7,11 @@
 //! ([`MappedRegion`]), and interrupts ([`VfioIrq`]) delivered to eventfds, which
 //! the [`poller`] thread can hand to callbacks.
 //! [`DmaBuffer`]s are memory the crate owns, mapped into the IOMMU.
-//! [`sysfs`] finds devices and binds them to vfio-pci.
+//! [`sysfs`] finds devices and binds them to vfio-pci, and creates mediated devices.
+//! Devices whose driver supports it migrate (VFIO migration v2: [`MigrationState`],
+//! [`VfioDevice::save_device_state`], [`VfioDevice::load_device_state`], and upstream's
+//! `set_migration_state`/`read_migration_data`...), log their DMA
+//! ([`VfioDevice::start_dma_logging`]) and, with `vfio_cdev`, export dma-bufs.
 //!
 //! Upstream `vfio-ioctls` 0.10's public API is here with its names, signatures and
 //! [`VfioError`] variants (this crate's version is 0.10.0), so a VMM switches with
@@ -36,7 +40,11 @@ mod alloc;
 pub mod barrier;
 mod container;
 mod device;
+mod device_feature;
 mod dma;
+#[cfg(feature = "vfio_cdev")]
+mod dma_buf;
+mod dma_logging;
 mod dma_slice;
 mod error;
 mod group;
@@ -52,6 +60,7 @@ mod irq;
 mod irq_claim;
 #[cfg(feature = "kvm")]
 pub mod kvm;
+mod migration;
 mod mmap;
 #[cfg(feature = "mshv")]
 pub mod mshv;
@@ -69,6 +78,9 @@ mod volatile;
 pub use container::{page_size, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
 pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
+#[cfg(feature = "vfio_cdev")]
+pub use dma_buf::VfioRegionDmaRange;
+pub use dma_logging::DmaLoggingRange;
 pub use dma_slice::DmaSlice;
 pub use error::{closed_message, ErrorKind, Result, VfioError};
 pub use group::VfioGroup;
@@ -78,6 +90,7 @@ pub use hypervisor::{VfioContainerDeviceHandle, VfioDeviceFd};
 pub use iommu::{IommuInfo, IovaRange};
 pub use irq::{pci_irq, VfioIrq};
 pub use irq_claim::{irq_index_name, IrqClaim};
+pub use migration::{MigrationState, MigrationSupport, PrecopyInfo};
 pub use mmap::MappedRegion;
 pub use pci_config::{
     parse_bars, parse_capabilities, PciBar, PciCapabilities, PciCapability, PciExtCapability,

@@ -46,6 +46,13 @@ pub(crate) fn op(e: &VfioError) -> &'static str {
         VfioDeviceFdWrongType => "VfioDeviceFd",
         GetHostAddress => "vfio_map_guest_memory",
         DowncastVfioOps => "VfioDevice::new",
+        VfioDeviceFeature(_) => "VFIO_DEVICE_FEATURE",
+        VfioDmaBufNoRange => "VFIO_DEVICE_FEATURE_DMA_BUF",
+        VfioMigGetPrecopyInfo(_) => "VFIO_MIG_GET_PRECOPY_INFO",
+        NoMigrationDataFd | VfioMigrationDataIo(_) => crate::error::MIGRATION_DATA_FD,
+        DmaLoggingNotStarted | DmaLoggingAlreadyStarted | DmaLoggingInvalidArgument(_) => {
+            "VFIO_DEVICE_FEATURE_DMA_LOGGING_START"
+        }
         // Our own variants are answered in error.rs.
         _ => "vfio",
     }
@@ -55,7 +62,10 @@ pub(crate) fn op(e: &VfioError) -> &'static str {
 pub(crate) fn errno(e: &VfioError) -> Option<i32> {
     use VfioError::*;
     match e {
-        OpenContainer(source) | OpenGroup(source, _) => source.raw_os_error(),
+        OpenContainer(source) | OpenGroup(source, _) | VfioMigrationDataIo(source) => {
+            source.raw_os_error()
+        }
+        VfioDeviceFeature(s) | VfioMigGetPrecopyInfo(s) => Some(s.errno()),
         ContainerSetIOMMU(s)
         | GroupGetDeviceFD(s)
         | SetDeviceAttr(s)
@@ -95,7 +105,12 @@ pub(crate) fn kind(e: &VfioError) -> ErrorKind {
         | InvalidPath
         | VfioDeviceFdWrongType
         | GetHostAddress
-        | InvalidDmaUnmapSize => ErrorKind::InvalidArgument,
+        | InvalidDmaUnmapSize
+        | VfioDmaBufNoRange
+        | NoMigrationDataFd
+        | DmaLoggingNotStarted
+        | DmaLoggingInvalidArgument(_) => ErrorKind::InvalidArgument,
+        DmaLoggingAlreadyStarted => ErrorKind::Busy,
         _ => ErrorKind::Io,
     }
 }
@@ -162,6 +177,22 @@ fn static_hint(e: &VfioError) -> &'static str {
         GetHostAddress => "every guest memory region must be mapped in this process",
         InvalidDmaUnmapSize => "unmap exactly the IOVA and size of one earlier mapping",
         DowncastVfioOps => "open devices through a VfioContainer (or VfioIommufd)",
+        VfioDeviceFeature(_) => {
+            "the device's driver refused the feature; the log has the feature and the device"
+        }
+        VfioDmaBufNoRange => "give at least one offset and length inside the region",
+        VfioMigGetPrecopyInfo(_) => {
+            "precopy info exists only in PRE_COPY and PRE_COPY_P2P, on their data fd"
+        }
+        NoMigrationDataFd => {
+            "set PRE_COPY or STOP_COPY to save the device state, RESUMING to load one, first"
+        }
+        VfioMigrationDataIo(_) => "the log has the device; read its migration state",
+        DmaLoggingNotStarted => "start it first (start_dma_logging)",
+        DmaLoggingAlreadyStarted => "stop it (stop_dma_logging) before starting it again",
+        DmaLoggingInvalidArgument(_) => {
+            "ranges non-empty, page-aligned and not wrapping; a power-of-two page size"
+        }
         _ => "",
     }
 }
@@ -244,6 +275,11 @@ fn os_into_upstream(op: &str, target: &str, source: io::Error) -> Result<VfioErr
         "VFIO_DEVICE_GET_IRQ_INFO" => VfioError::VfioDeviceGetIrqInfo,
         "VFIO_IOMMU_MAP_DMA" => VfioError::IommuDmaMap(sys(&source)),
         "VFIO_IOMMU_UNMAP_DMA" => VfioError::IommuDmaUnmap(sys(&source)),
+        "VFIO_MIG_GET_PRECOPY_INFO" => VfioError::VfioMigGetPrecopyInfo(sys(&source)),
+        op if op.starts_with("VFIO_DEVICE_FEATURE") => VfioError::VfioDeviceFeature(sys(&source)),
+        "read" | "write" if target.ends_with(crate::error::MIGRATION_DATA_FD) => {
+            VfioError::VfioMigrationDataIo(source)
+        }
         "KVM_DEV_VFIO_FILE_ADD"
         | "KVM_DEV_VFIO_FILE_DEL"
         | "MSHV_DEV_VFIO_FILE_ADD"

@@ -28,6 +28,10 @@ use vfio_ioctls::{
     VfioRegionInfoCap, VolatileAccess,
 };
 
+// Migration v2, DMA logging and dma-buf export (tests/kernel/migration.rs).
+#[path = "kernel/migration.rs"]
+mod migration;
+
 /// Panics unless this runs in the guest with VFIO: a host run fails instead of skipping.
 fn require_guest() {
     let flag = std::env::var("VFIO_GUEST").unwrap_or_default();
