@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 [ -f native/vfio-ioctls.linux-x64-gnu.node ] && [ -f dist/index.js ] || npm run build:debug || exit 1
 
-kernel_bin=$(cargo test -p vfio-ioctls --features vm-memory --test kernel --no-run --message-format=json 2>/dev/null \
+kernel_bin=$(cargo test -p vfio-ioctls --features vfio_cdev --test kernel --no-run --message-format=json 2>/dev/null \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 if [ -z "$kernel_bin" ]; then
   echo "test-guest: could not build the kernel test binary (cargo test -p vfio-ioctls --test kernel --no-run)" >&2
