@@ -32,6 +32,7 @@ export function fakeDevice() {
     caps: index === 0 ? [{ kind: 'sparse-mmap', areas: [{ offset: 0, size: 0x1000 }] }] : [],
   }))
   const config = fakeConfigSpace()
+  const migrationChunks: Buffer[] = []
   const n: Native<Binding.Device> = {
     info: () => ({
       name: '0000:00:03.0',
@@ -61,6 +62,20 @@ export function fakeDevice() {
     iommufdDevId: 1,
     attachHwpt: (pt: number) => rec.record('attachHwpt', pt),
     detachHwpt: () => rec.record('detachHwpt'),
+    // Migration: records the calls; reads hand out `migrationChunks`, then the end.
+    migrationSupport: () => (rec.record('migrationSupport'), { flags: 7, stopCopy: true, p2p: true, preCopy: true, states: ['error', 'stop', 'running'] }),
+    migrationState: () => (rec.record('migrationState'), 'running'),
+    setMigrationState: async (state: string) => rec.record('setMigrationState', state),
+    migrationDataSize: () => (rec.record('migrationDataSize'), 60),
+    precopyInfo: () => (rec.record('precopyInfo'), { initialBytes: 24, dirtyBytes: 0 }),
+    readMigrationData: async (length: number) => (rec.record('readMigrationData', length), migrationChunks.shift() ?? Buffer.alloc(0)),
+    writeMigrationData: async (data: Uint8Array) => rec.record('writeMigrationData', Buffer.from(data).toString()),
+    saveState: async () => (rec.record('saveState'), Buffer.from('state')),
+    loadState: async (data: Uint8Array) => rec.record('loadState', Buffer.from(data).toString()),
+    startDmaLogging: (pageSize: number, ranges: Binding.DmaLoggingRange[]) => (rec.record('startDmaLogging', pageSize, ranges), pageSize),
+    stopDmaLogging: () => rec.record('stopDmaLogging'),
+    reportDmaLogging: (range: Binding.DmaLoggingRange, pageSize: number) => (rec.record('reportDmaLogging', range, pageSize), Buffer.alloc(8)),
+    exportDmaBuf: (index: number, ranges: Binding.RegionRange[]) => (rec.record('exportDmaBuf', index, ranges), 99),
     close: () => {
       closed = true
       rec.record('close')
@@ -69,7 +84,7 @@ export function fakeDevice() {
       return closed
     },
   }
-  return { native: n, calls: rec.calls, config }
+  return { native: n, calls: rec.calls, config, migrationChunks }
 }
 
 /** What the fake device's hot reset affects: itself and a second function in another group. */

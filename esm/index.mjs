@@ -10,6 +10,7 @@ export const {
   Device,
   DmaBuffer,
   DmaSlice,
+  MIGRATION_STATES,
   Interrupts,
   Region,
   MappedRegion,

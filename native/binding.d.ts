@@ -116,6 +116,32 @@ export declare class Device {
    * their VFIO regions.
    */
   bars(): Array<PciBarInfo>
+  /** What the device's migration driver supports, or null without one. */
+  migrationSupport(): MigrationSupport | null
+  /** The current migration state, by name. */
+  migrationState(): string
+  /** Sets the migration state (by name) on the libuv pool. */
+  setMigrationState(state: string): Promise<void>
+  /** The driver's estimate of the stop-copy state's size in bytes. */
+  migrationDataSize(): number
+  /** Data left to read in pre-copy. */
+  precopyInfo(): PrecopyInfo
+  /** Reads up to `length` bytes of the data fd on the libuv pool; empty at the end. */
+  readMigrationData(length: number): Promise<Buffer>
+  /** Writes `data` to the data fd on the libuv pool (the bytes are copied first). */
+  writeMigrationData(data: Uint8Array): Promise<void>
+  /** Saves the device state (stop-copy, read to the end, stop) on the libuv pool. */
+  saveState(): Promise<Buffer>
+  /** Loads a saved state (resuming, write, stop) on the libuv pool. */
+  loadState(data: Uint8Array): Promise<void>
+  /** Starts DMA dirty logging; returns the page size the device chose. */
+  startDmaLogging(pageSize: number, ranges: Array<DmaLoggingRange>): number
+  /** Stops DMA dirty logging. */
+  stopDmaLogging(): void
+  /** The dirty bitmap of `range` (one bit per page, little-endian u64 words), cleared. */
+  reportDmaLogging(range: DmaLoggingRange, pageSize: number): Buffer
+  /** Exports ranges of region `index` as a dma-buf; returns its fd (the caller closes it). */
+  exportDmaBuf(index: number, ranges: Array<RegionRange>): number
 }
 
 /**
@@ -357,6 +383,9 @@ export interface ContainerOptions {
   iommu?: string
 }
 
+/** Creates an mdev of `type_id` under `parent` named `uuid`; resolves with its sysfs path. */
+export declare function createMdev(parent: string, typeId: string, uuid: string, root?: string | undefined | null): Promise<string>
+
 /** Device-wide info. */
 export interface DeviceInfo {
   /** PCI address / name in the group. */
@@ -377,6 +406,14 @@ export interface DeviceInfo {
   canReset: boolean
   /** Largest vector count of INTx/MSI/MSI-X. */
   maxInterrupts: number
+}
+
+/** An IOVA range for DMA logging. */
+export interface DmaLoggingRange {
+  /** Start IOVA. */
+  iova: number
+  /** Length in bytes. */
+  length: number
 }
 
 /** One DMA mapping. */
@@ -463,6 +500,42 @@ export declare function listPciDevicesAsync(root?: string | undefined | null): P
 
 /** A full barrier: loads and stores before it complete before any after it. */
 export declare function mb(): void
+
+/** The UUIDs of the mdevs that exist. */
+export declare function mdevDevices(root?: string | undefined | null): Array<string>
+
+/** One type of mdev a parent can create. */
+export interface MdevType {
+  /** The parent device (`mtty`, or a PCI address). */
+  parent: string
+  /** The type's id (`mtty-1`). */
+  id: string
+  /** Its name, if the parent gives one. */
+  name?: string
+  /** Its description, if any. */
+  description?: string
+  /** The VFIO device API of its devices (`vfio-pci`). */
+  deviceApi?: string
+  /** How many more can be created now. */
+  availableInstances?: number
+}
+
+/** Every mdev type of every parent. `root` replaces `/sys` (for tests). */
+export declare function mdevTypes(root?: string | undefined | null): Array<MdevType>
+
+/** What a device's migration driver supports (`VFIO_DEVICE_FEATURE_MIGRATION`). */
+export interface MigrationSupport {
+  /** `VFIO_MIGRATION_*` bits. */
+  flags: number
+  /** `STOP_COPY`: stop, stop-copy and resuming exist. */
+  stopCopy: boolean
+  /** `P2P`: running-p2p exists. */
+  p2p: boolean
+  /** `PRE_COPY`: pre-copy exists (pre-copy-p2p with `p2p`). */
+  preCopy: boolean
+  /** The states these flags give, by name. */
+  states: Array<string>
+}
 
 /** A mmap-able area of a region. */
 export interface MmapArea {
@@ -561,6 +634,14 @@ export interface PciDevice {
   vfioUsable: boolean
 }
 
+/** Data left to read in pre-copy (`VFIO_MIG_GET_PRECOPY_INFO`). */
+export interface PrecopyInfo {
+  /** Bytes of the initial state still to read. */
+  initialBytes: number
+  /** Bytes of state dirtied since pre-copy started. */
+  dirtyBytes: number
+}
+
 /** One capability of a region. */
 export interface RegionCap {
   /** `sparse-mmap`, `type`, `msix-mappable`, `nvlink2-ssatgt`, `nvlink2-lnkspd` or `unknown`. */
@@ -602,6 +683,17 @@ export interface RegionInfo {
   /** Capabilities. */
   caps: Array<RegionCap>
 }
+
+/** A range of a region for dma-buf export. */
+export interface RegionRange {
+  /** Offset in the region. */
+  offset: number
+  /** Length in bytes. */
+  length: number
+}
+
+/** Removes the mdev `uuid` (it must not be open). */
+export declare function removeMdev(uuid: string, root?: string | undefined | null): Promise<void>
 
 /** A read barrier: loads before it complete before loads after it. */
 export declare function rmb(): void

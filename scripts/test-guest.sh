@@ -17,8 +17,8 @@ cd "$(dirname "$0")/.."
 
 [ -f native/vfio-ioctls.linux-x64-gnu.node ] && [ -f dist/index.js ] || npm run build:debug || exit 1
 
-# vfio_cdev: the native iommufd mode (VFIO_TEST_IOMMU=iommufd) needs it.
-kernel_bin=$(cargo test -p vfio-ioctls --features vm-memory,vfio_cdev --test kernel --no-run --message-format=json 2>/dev/null \
+# vfio_cdev: dma-buf, the cdev and the native iommufd mode (VFIO_TEST_IOMMU=iommufd) need it.
+kernel_bin=$(cargo test -p vfio-ioctls --features vfio_cdev --test kernel --no-run --message-format=json 2>/dev/null \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 if [ -z "$kernel_bin" ]; then
   echo "test-guest: could not build the kernel test binary (cargo test -p vfio-ioctls --test kernel --no-run)" >&2
@@ -66,7 +66,7 @@ VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GU
   elif [ "$rc" -ne 0 ]; then
     status=1
   fi
-  if [ "$3" = 0 ]; then exit $status; fi
+  if [ "$2" = 0 ]; then exit $status; fi
   # The NVMe example driver, counted as one test: `example: ok NAME` when it exits 0,
   # `example: failed NAME` otherwise (with the same rerun for a signal before its first step).
   echo "== example: examples/nvme-driver.ts"
@@ -80,7 +80,7 @@ VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GU
   if [ "$rc" -eq 0 ]; then echo "example: ok nvme-driver"; else echo "example: failed nvme-driver (exit $rc)"; status=1; fi
   # The benchmark in its short mode: it runs and prints its table; no timing is asserted.
   echo "== bench: bench/perf.ts --quick"
-  if [ "$4" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
+  if [ "$3" = 1 ] && node --import tsx bench/perf.ts --quick --json /run/bench-quick.json 2>&1 | tee "$out" && grep -q "^| MSI round trip" "$out"; then
     echo "bench: ok quick"
   else
     echo "bench: failed quick"; status=1

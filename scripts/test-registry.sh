@@ -115,9 +115,9 @@ ROOT_TGZ=$(pack .) || bail "npm pack (vfio-ioctls)"
 PLATFORM_TGZ=$(pack "$PLATFORM_DIR") || bail "npm pack (vfio-ioctls-linux-x64-gnu)"
 check "vfio-ioctls tarball holds only what users need" bash -c "
     f='$WORK/pack/vfio-ioctls.files'
-    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/(index|testing)\.(mjs|d\.mts)|native/binding\.(cjs|d\.ts)|examples/(edu|nvme)-driver\.ts|guest/(run|setup|init|common)\.sh|(README|CHANGELOG|CONTRIBUTING|THIRD-PARTY-NOTICES)\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
+    bad=\$(grep -vE '^(dist/[A-Za-z0-9_-]+\.(js|d\.ts)|esm/(index|testing)\.(mjs|d\.mts)|native/binding\.(cjs|d\.ts)|examples/(edu|nvme)-driver\.ts|guest/(run|setup|init|common|build-kernel)\.sh|(README|CHANGELOG|CONTRIBUTING|THIRD-PARTY-NOTICES)\.md|LICENSE-APACHE|LICENSE-BSD-3-Clause|package\.json)\$' \"\$f\")
     [ -z \"\$bad\" ] || { echo \"unexpected: \$bad\"; exit 1; }
-    for need in dist/index.js dist/index.d.ts dist/cli.js dist/testing.js dist/testing.d.ts esm/index.mjs esm/index.d.mts esm/testing.mjs esm/testing.d.mts native/binding.cjs native/binding.d.ts examples/edu-driver.ts examples/nvme-driver.ts guest/run.sh guest/setup.sh guest/init.sh guest/common.sh LICENSE-APACHE LICENSE-BSD-3-Clause THIRD-PARTY-NOTICES.md CHANGELOG.md; do
+    for need in dist/index.js dist/index.d.ts dist/cli.js dist/testing.js dist/testing.d.ts esm/index.mjs esm/index.d.mts esm/testing.mjs esm/testing.d.mts native/binding.cjs native/binding.d.ts examples/edu-driver.ts examples/nvme-driver.ts guest/run.sh guest/setup.sh guest/init.sh guest/common.sh guest/build-kernel.sh LICENSE-APACHE LICENSE-BSD-3-Clause THIRD-PARTY-NOTICES.md CHANGELOG.md; do
         grep -qx \"\$need\" \"\$f\" || { echo \"missing: \$need\"; exit 1; }
     done"
 check "vfio-ioctls-linux-x64-gnu tarball: the binary, licenses, third-party notices, README" \

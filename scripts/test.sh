@@ -38,6 +38,12 @@ rm -rf "$tests"
 add $counts
 [ "$rc" -ne 0 ] && [ "${counts#* }" = 0 ] && add 0 1
 
+# Three checks: crates/upstream-compat (upstream 0.10's API) builds against the core
+# through [patch.crates-io], default, vfio_cdev and mshv (scripts/test-compat.sh).
+bash scripts/test-compat.sh 2>&1 | tee "$log"
+counts=$(sed -n 's/^compat: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n 1)
+if [ -n "$counts" ]; then add $counts; else add 0 1; fi
+
 npx ava --tap 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 counts=$(awk '/^# pass /{p=$3} /^# fail /{f=$3} END{print p+0, f+0}' "$log")

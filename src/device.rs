@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use vfio_ioctls::{VfioDevice, VfioError, VfioRegionInfoCap};
+use vfio_ioctls::{VfioDevice, VfioError, VfioRegionInfoCap, VfioRegionInfoCapRaw};
 
 use crate::error::{closed, to_u32, to_u64, IntoJs};
 use crate::irq::Interrupts;
@@ -161,13 +161,23 @@ fn cap_to_js(cap: &VfioRegionInfoCap) -> RegionCap {
             out.kind = "nvlink2-lnkspd".into();
             out.link_speed = Some(n.link_speed);
         }
-        VfioRegionInfoCap::Unknown { id, version } => {
-            out.kind = "unknown".into();
-            out.id = Some(u32::from(*id));
-            out.version = Some(u32::from(*version));
-        }
     }
     out
+}
+
+/// A capability the core does not decode (`VfioRegion::other_caps`): JS sees it as
+/// `kind: "unknown"` with its id and version.
+fn other_cap_to_js(cap: &VfioRegionInfoCapRaw) -> RegionCap {
+    RegionCap {
+        kind: "unknown".into(),
+        areas: None,
+        r#type: None,
+        subtype: None,
+        tgt: None,
+        link_speed: None,
+        id: Some(u32::from(cap.id)),
+        version: Some(u32::from(cap.version)),
+    }
 }
 
 /// An open VFIO device.
@@ -182,7 +192,7 @@ impl Device {
         Device { inner: Some(inner) }
     }
 
-    fn get(&self) -> Result<&Arc<VfioDevice>> {
+    pub(crate) fn get(&self) -> Result<&Arc<VfioDevice>> {
         self.inner.as_ref().ok_or_else(|| closed("device"))
     }
 
@@ -248,7 +258,12 @@ impl Device {
                 readable: r.readable(),
                 writable: r.writable(),
                 mappable: r.mappable(),
-                caps: r.caps.iter().map(cap_to_js).collect(),
+                caps: r
+                    .caps
+                    .iter()
+                    .map(cap_to_js)
+                    .chain(r.other_caps.iter().map(other_cap_to_js))
+                    .collect(),
             })
             .collect())
     }
@@ -290,7 +305,7 @@ impl Device {
     pub fn region_write(&self, index: f64, offset: f64, data: &[u8]) -> Result<()> {
         let index = to_u32("regionWrite", "index", index)?;
         let offset = to_u64("regionWrite", "offset", offset)?;
-        self.get()?.region_write(index, data, offset).js()
+        self.get()?.try_region_write(index, data, offset).js()
     }
 
     /// Maps region `index` into the process.
@@ -303,14 +318,14 @@ impl Device {
     /// `VFIO_DEVICE_RESET`.
     #[napi]
     pub fn reset(&self) -> Result<()> {
-        self.get()?.reset().js()
+        self.get()?.try_reset().js()
     }
 
     /// `VFIO_DEVICE_RESET` on the libuv pool (a Promise): a reset can take a second.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn reset_async(&self) -> Result<AsyncTask<CoreTask<(), ()>>> {
         let device = self.get()?.clone();
-        Ok(task::spawn(move || device.reset(), |()| ()))
+        Ok(task::spawn(move || device.try_reset(), |()| ()))
     }
 
     /// The devices a PCI hot reset would reset (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`).
@@ -369,7 +384,7 @@ impl Device {
                 ),
             )));
         }
-        device.disable_irq(index).js()
+        device.try_disable_irq(index).js()
     }
 
     /// Closes the handle; mapped regions and interrupts keep the device open until they close too.

@@ -202,7 +202,7 @@ impl Interrupts {
     pub fn trigger(&self, vector: f64) -> Result<()> {
         let e = self.get()?;
         let v = e.vector("trigger", vector)?;
-        e.claim.device().trigger_irq(e.claim.index(), v).js()
+        e.claim.device().try_trigger_irq(e.claim.index(), v).js()
     }
 
     /// Masks `vector` (INTx).

@@ -7,6 +7,8 @@ mod device;
 mod dma;
 mod error;
 mod irq;
+mod mdev;
+mod migration;
 mod region;
 mod sysfs;
 mod task;

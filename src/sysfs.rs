@@ -59,7 +59,8 @@ fn to_js(d: PciDeviceInfo) -> PciDevice {
     }
 }
 
-fn sysfs(op: &str, root: Option<String>) -> napi::Result<Sysfs> {
+/// The sysfs at `root` (a fake tree, in tests), or `/sys`.
+pub(crate) fn sysfs(op: &str, root: Option<String>) -> napi::Result<Sysfs> {
     Ok(to_opt_text(op, "root", root)?
         .map(Sysfs::with_root)
         .unwrap_or_default())

@@ -2,6 +2,24 @@
 import { EventEmitter } from 'node:events'
 import type * as Binding from '../native/binding'
 import { IrqIndex, PciConfig } from './constants'
+import {
+  chunkSize,
+  loggingRange,
+  migrationState,
+  rangeList,
+  readChunks,
+  regionRange,
+  toSupport,
+  chunksOf,
+  writeChunks,
+  type DmaLoggingRange,
+  type MigrationReadOptions,
+  type MigrationSource,
+  type MigrationState,
+  type MigrationSupport,
+  type PrecopyInfo,
+  type RegionRange,
+} from './migration'
 import { ErrorCode, VfioError, VfioTypeError } from './errors'
 import { NativeSlot } from './handle'
 import { Interrupts } from './interrupts'
@@ -319,6 +337,122 @@ export class Device extends EventEmitter<DeviceEvents> {
   /** The BARs the device implements, decoded from config space; sizes from the VFIO regions. */
   bars(): PciBar[] {
     return this.native.bars().map(toBar)
+  }
+
+  /**
+   * What the device's migration driver supports (VFIO migration v2), or `null` when the
+   * kernel or the driver has none (vfio-pci without a variant driver). Asks the kernel
+   * each time. The device must be open.
+   */
+  get migration(): MigrationSupport | null {
+    return toSupport(this.native.migrationSupport())
+  }
+
+  /** The current migration state; `ERR_VFIO_UNSUPPORTED` without migration. */
+  get migrationState(): MigrationState {
+    return migrationState('migrationState', this.native.migrationState())
+  }
+
+  /**
+   * Moves the device to `state` (the kernel walks the arcs between); off the JS thread.
+   * `ERR_VFIO_UNSUPPORTED` without migration or for a state its flags lack,
+   * `ERR_VFIO_INVALID_ARGUMENT` when the kernel knows no path (the device may then be
+   * on the way: read {@link Device.migrationState}).
+   */
+  async setMigrationState(state: MigrationState): Promise<void> {
+    await this.native.setMigrationState(migrationState('state', state))
+  }
+
+  /** The driver's estimate, in bytes, of the state `'stop-copy'` gives. */
+  get migrationDataSize(): number {
+    return this.native.migrationDataSize()
+  }
+
+  /** In `'pre-copy'`: the bytes left to read (`ERR_VFIO_INVALID_ARGUMENT` in other states). */
+  precopyInfo(): PrecopyInfo {
+    return this.native.precopyInfo()
+  }
+
+  /**
+   * Saves the device's state: `'stop-copy'` (from `'running'` the kernel stops it on
+   * the way), reads it all, then `'stop'`. The device stays stopped. Off the JS thread.
+   */
+  async saveState(): Promise<Buffer> {
+    return await this.native.saveState()
+  }
+
+  /**
+   * The device's state as chunks: `'stop-copy'`, the data fd read to its end, then
+   * `'stop'` after the last chunk. `Readable.from(device.saveStateStream())` makes a
+   * Node stream of it. Stopping early leaves the device in `'stop-copy'`.
+   */
+  async *saveStateStream(readOptions?: MigrationReadOptions): AsyncGenerator<Buffer, void, undefined> {
+    const size = chunkSize(options<MigrationReadOptions>('options', readOptions))
+    await this.setMigrationState('stop-copy')
+    yield* readChunks(() => this.native, size)
+    await this.setMigrationState('stop')
+  }
+
+  /**
+   * Reads the current data session (`'stop-copy'`, `'pre-copy'`) as chunks until its
+   * end (in `'pre-copy'`: the data available now), without changing the state.
+   */
+  migrationData(readOptions?: MigrationReadOptions): AsyncGenerator<Buffer, void, undefined> {
+    const size = chunkSize(options<MigrationReadOptions>('options', readOptions))
+    return readChunks(() => this.native, size)
+  }
+
+  /**
+   * Loads a state {@link Device.saveState} saved on a device of the same type:
+   * `'resuming'`, writes `state` (bytes, or chunks of them: an array, an async
+   * iterable, a Node Readable), then `'stop'`, where the driver takes it. The device
+   * stays stopped: set `'running'` to run it. Off the JS thread.
+   */
+  async loadState(state: MigrationSource): Promise<void> {
+    if (state instanceof ArrayBuffer || ArrayBuffer.isView(state)) {
+      await this.native.loadState(bytes('state', state))
+      return
+    }
+    const chunks = chunksOf(state)
+    await this.setMigrationState('resuming')
+    await writeChunks(() => this.native, chunks)
+    await this.setMigrationState('stop')
+  }
+
+  /** Writes `data` (bytes or chunks) to the current `'resuming'` session, without changing the state. */
+  async writeMigrationData(data: MigrationSource): Promise<void> {
+    await writeChunks(() => this.native, chunksOf(data))
+  }
+
+  /**
+   * Starts device DMA dirty logging of `ranges` (page-aligned) with pages of `pageSize`
+   * bytes; returns the page size the device chose. `ERR_VFIO_UNSUPPORTED` when the
+   * driver has no DMA logging (vfio-pci without a variant driver).
+   */
+  startDmaLogging(pageSize: number, ranges: DmaLoggingRange[]): number {
+    return this.native.startDmaLogging(num('pageSize', pageSize), rangeList('ranges', ranges, loggingRange))
+  }
+
+  /** Stops DMA dirty logging (`ERR_VFIO_INVALID_ARGUMENT` when it is not started). */
+  stopDmaLogging(): void {
+    this.native.stopDmaLogging()
+  }
+
+  /**
+   * The pages of `range` the device wrote since the last report (which this clears):
+   * a bitmap, bit `i % 8` of byte `i / 8` for page `i`.
+   */
+  reportDmaLogging(range: DmaLoggingRange, pageSize: number): Buffer {
+    return this.native.reportDmaLogging(loggingRange('range', range), num('pageSize', pageSize))
+  }
+
+  /**
+   * Exports `ranges` of region `index` (a BAR) as a dma-buf; returns its fd, which the
+   * caller owns (close it with `fs.closeSync`). `ERR_VFIO_UNSUPPORTED` on kernels
+   * without `VFIO_DEVICE_FEATURE_DMA_BUF` (6.12 and older) or drivers without export.
+   */
+  exportDmaBuf(index: number, ranges: RegionRange[]): number {
+    return this.native.exportDmaBuf(num('index', index), rangeList('ranges', ranges, regionRange))
   }
 
   /** Whether PCI bus mastering is off (an aborted MSI wait says so). */

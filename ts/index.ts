@@ -18,6 +18,16 @@ export { Container, type ContainerOptions, type IommuBackend, type IommuInfo, ty
 export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type HotResetDevice, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer, DmaSlice } from './dma'
 export {
+  MIGRATION_STATES,
+  type MigrationState,
+  type MigrationSupport,
+  type PrecopyInfo,
+  type DmaLoggingRange,
+  type RegionRange,
+  type MigrationReadOptions,
+  type MigrationSource,
+} from './migration'
+export {
   type PciConfigSpace,
   type PciCapability,
   type MsiCapability,
@@ -36,7 +46,7 @@ export * as barrier from './barrier'
 export { VfioError, VfioTypeError, VfioAbortError, ErrorCode, type ErrorCodeValue } from './errors'
 export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, PciConfig } from './constants'
 export * as sysfs from './sysfs'
-export type { PciDevice } from './sysfs'
+export type { PciDevice, MdevType } from './sysfs'
 
 /** A hypervisor integration the native binary can be built with. */
 export type Feature = 'kvm' | 'mshv'

@@ -25,6 +25,7 @@ import {
   toU64,
   unsupported,
 } from './mock-checks'
+import { MIGRATION_STATES } from './migration'
 import type { NativeBinding } from './native'
 
 /** The page size the mock reports, on every machine. */
@@ -59,6 +60,24 @@ function coreOp(op: string): string {
 }
 
 const NOT_FOUND_HINT = ' (check `vfio-ioctls list` or `lspci -D` for the devices present)'
+
+/** A UUID in canonical form (the core's `is_mdev_uuid`). */
+const MDEV_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** `VfioError::NoMigrationDataFd`'s message. */
+const NO_DATA_FD = 'VFIO migration data fd is not present (set PRE_COPY or STOP_COPY to save the device state, RESUMING to load one, first)'
+
+/** The binding's conversion of a range's two u64 fields (`first`, then `length`). */
+function u64Fields(op: string, first: number, length: number, firstName: string): void {
+  toU64(op, firstName, first)
+  toU64(op, 'length', length)
+}
+
+/** The binding's `state_of`: a state name, or its `ERR_VFIO_INVALID_ARGUMENT`. */
+function migrationStateName(op: string, name: string): string {
+  if (!(MIGRATION_STATES as readonly string[]).includes(name)) throw invalid(op, `${JSON.stringify(name)} is not a migration state; expected one of ${MIGRATION_STATES.join(', ')}`)
+  return name
+}
 
 /** One region of a declared device. */
 export interface RegionState {
@@ -1001,6 +1020,103 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       const open = this.#get()
       return later(() => hotReset(open))
     }
+    // Migration, DMA logging and dma-buf export: a mock device is a vfio-pci device
+    // without a variant driver, which has none of them (the core's messages).
+    #noMigration(): VfioError {
+      return unsupported(
+        'VFIO_DEVICE_FEATURE_MIGRATION',
+        `${this.#get().dev.address} has no migration driver: the kernel (mock) or its VFIO driver implements no VFIO migration v2 (VFIO_DEVICE_FEATURE_MIGRATION answered ENOTTY)`,
+      )
+    }
+    #noFeature(op: string): VfioError {
+      return unsupported(op, `the kernel (mock) or the driver of ${this.#get().dev.address} does not implement ${op} (VFIO_DEVICE_FEATURE answered ENOTTY)`)
+    }
+    migrationSupport(): Binding.MigrationSupport | null {
+      this.#get()
+      return null
+    }
+    migrationState(): string {
+      throw this.#noFeature('VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE')
+    }
+    setMigrationState(state: string): Promise<void> {
+      migrationStateName('setMigrationState', state)
+      const error = this.#noMigration()
+      return later(() => {
+        throw error
+      })
+    }
+    migrationDataSize(): number {
+      throw this.#noFeature('VFIO_DEVICE_FEATURE_MIG_DATA_SIZE')
+    }
+    precopyInfo(): Binding.PrecopyInfo {
+      this.#get()
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, NO_DATA_FD, { syscall: 'migration data fd' })
+    }
+    readMigrationData(length: number): Promise<Buffer> {
+      toU64('readMigrationData', 'length', length)
+      this.#get()
+      return later(() => {
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, NO_DATA_FD, { syscall: 'migration data fd' })
+      })
+    }
+    writeMigrationData(_data: Uint8Array): Promise<void> {
+      this.#get()
+      return later(() => {
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, NO_DATA_FD, { syscall: 'migration data fd' })
+      })
+    }
+    saveState(): Promise<Buffer> {
+      const error = this.#noMigration()
+      return later(() => {
+        throw error
+      })
+    }
+    loadState(_data: Uint8Array): Promise<void> {
+      const error = this.#noMigration()
+      return later(() => {
+        throw error
+      })
+    }
+    startDmaLogging(pageSize: number, ranges: Binding.DmaLoggingRange[]): number {
+      const op = 'startDmaLogging'
+      const page = toU64(op, 'pageSize', pageSize)
+      for (const r of ranges) u64Fields(op, r.iova, r.length, 'iova')
+      const logging = (m: string): VfioError =>
+        new VfioError(ErrorCode.INVALID_ARGUMENT, `invalid argument for VFIO DMA logging: ${m} (ranges non-empty, page-aligned and not wrapping; a power-of-two page size)`, {
+          syscall: 'VFIO_DEVICE_FEATURE_DMA_LOGGING_START',
+        })
+      if (ranges.length === 0) throw logging('ranges must not be empty')
+      if (page <= 0 || (page & (page - 1)) !== 0) throw logging('page_size must be a power of two')
+      if (ranges.some((r) => r.length === 0 || BigInt(r.iova) + BigInt(r.length) > 2n ** 64n)) throw logging('every range needs a non-zero length that does not wrap past 2^64')
+      throw unsupported(
+        'VFIO_DEVICE_FEATURE_DMA_LOGGING_START',
+        `${this.#get().dev.address} cannot log its DMA: its driver has no DMA logging (the probe of VFIO_DEVICE_FEATURE_DMA_LOGGING_START answered ENOTTY; vfio-pci offers it only through variant drivers such as mlx5_vfio_pci)`,
+      )
+    }
+    stopDmaLogging(): void {
+      this.#get()
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'VFIO DMA logging is not currently started (start it first (start_dma_logging))', { syscall: 'VFIO_DEVICE_FEATURE_DMA_LOGGING_START' })
+    }
+    reportDmaLogging(range: Binding.DmaLoggingRange, pageSize: number): Buffer {
+      const op = 'reportDmaLogging'
+      u64Fields(op, range.iova, range.length, 'iova')
+      toU64(op, 'pageSize', pageSize)
+      this.#get()
+      throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'VFIO DMA logging is not currently started (start it first (start_dma_logging))', { syscall: 'VFIO_DEVICE_FEATURE_DMA_LOGGING_START' })
+    }
+    exportDmaBuf(index: number, ranges: Binding.RegionRange[]): number {
+      const op = 'exportDmaBuf'
+      const i = toU32(op, 'index', index)
+      for (const r of ranges) u64Fields(op, r.offset, r.length, 'offset')
+      if (ranges.length === 0) {
+        throw new VfioError(ErrorCode.INVALID_ARGUMENT, 'no range to export as a dma-buf (give at least one offset and length inside the region)', { syscall: 'VFIO_DEVICE_FEATURE_DMA_BUF' })
+      }
+      this.#region(i)
+      throw unsupported(
+        'VFIO_DEVICE_FEATURE_DMA_BUF',
+        `the kernel (mock) has no VFIO_DEVICE_FEATURE_DMA_BUF (it came after 6.12), or the driver of ${this.#get().dev.address} cannot export dma-bufs (the probe answered ENOTTY)`,
+      )
+    }
     enableIrq(index: number, start: number, count: number): Binding.Interrupts {
       const op = 'enableIrq'
       const i = toU32(op, 'index', index)
@@ -1386,6 +1502,28 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       return later(() => listDevices(root, 'listDevicesAsync'))
     },
     mb: nothing,
+    // The mock has no mdev parent, so no mdev types or devices (the core's answers).
+    mdevTypes: (root) => (noRoot('mdevTypes', root), []),
+    mdevDevices: (root) => (noRoot('mdevDevices', root), []),
+    createMdev: (parent, type, uuid, root) => {
+      for (const [name, v] of [['parent', parent], ['type', type], ['uuid', uuid]] as const) toText('createMdev', name, v)
+      noRoot('createMdev', root)
+      if (!MDEV_UUID.test(uuid)) {
+        throw invalid('create mdev', `${JSON.stringify(uuid)} is not a UUID in canonical form (8-4-4-4-12 hex digits, e.g. 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001; \`uuidgen\` makes one)`)
+      }
+      const path = `/sys/class/mdev_bus/${parent}/mdev_supported_types/${type}/create`
+      return later(() => {
+        throw new VfioError(ErrorCode.NOT_FOUND, `mdev type ${parent}/${type} not found at ${path} (no mdev parent is registered: load its driver (e.g. \`modprobe mtty\`))`, { path })
+      })
+    },
+    removeMdev: (uuid, root) => {
+      toText('removeMdev', 'uuid', uuid)
+      noRoot('removeMdev', root)
+      const path = `/sys/bus/mdev/devices/${uuid}/remove`
+      return later(() => {
+        throw new VfioError(ErrorCode.NOT_FOUND, `mdev ${uuid} not found at ${path} (list the mdevs there are with mdevDevices())`, { path })
+      })
+    },
     pageSize: () => MOCK_PAGE_SIZE,
     parsePciAddress: (address) => parseAddressArg('parseAddress', address),
     pciDevice: (address, root) => {
@@ -1542,10 +1680,15 @@ function resolveDevice(sys: SystemState, text: string): DeviceState {
     if (dev === undefined) throw new VfioError(ErrorCode.NOT_FOUND, `PCI device ${address} not found at /sys/bus/pci/devices/${address}${NOT_FOUND_HINT}`, { path: `/sys/bus/pci/devices/${address}` })
     return dev
   }
+  if (MDEV_UUID.test(text)) {
+    // An mdev UUID: the mock has no mediated devices.
+    const path = `/sys/bus/mdev/devices/${text}`
+    throw new VfioError(ErrorCode.NOT_FOUND, `device not found at ${path}${NOT_FOUND_HINT}`, { path })
+  }
   if (!text.startsWith('/')) {
     throw invalid(
       op,
-      `${JSON.stringify(text)} is neither a PCI address (DDDD:BB:DD.F or BB:DD.F, e.g. 0000:00:03.0) nor an absolute sysfs path (e.g. /sys/bus/pci/devices/0000:00:03.0)`,
+      `${JSON.stringify(text)} is neither a PCI address (DDDD:BB:DD.F or BB:DD.F, e.g. 0000:00:03.0), an mdev UUID, nor an absolute sysfs path (e.g. /sys/bus/pci/devices/0000:00:03.0)`,
     )
   }
   const path = normalize(text)

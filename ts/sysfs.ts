@@ -1,4 +1,5 @@
 /** PCI discovery and binding to vfio-pci, for device tools. */
+import { randomUUID } from 'node:crypto'
 import type * as Binding from '../native/binding'
 import { native } from './native'
 import { optStr, options, str } from './validate'
@@ -88,4 +89,44 @@ export async function unbindAsync(address: string, unbindOptions?: SysfsOptions 
   const restore = optStr('restore', o.restore)
   const root = optStr('root', o.root)
   return (await native().unbindVfioAsync(a, restore, root)) ?? undefined
+}
+
+/**
+ * One type of mediated device (mdev) a parent can create.
+ * @interface
+ */
+export type MdevType = Binding.MdevType
+
+/** Every mdev type of every parent (`/sys/class/mdev_bus/PARENT/mdev_supported_types/TYPE`); none without mdev parents. */
+export function mdevTypes(sysfsOptions?: SysfsOptions): MdevType[] {
+  const root = optStr('root', options<SysfsOptions>('options', sysfsOptions).root)
+  return native().mdevTypes(root)
+}
+
+/** The UUIDs of the mdevs that exist (`/sys/bus/mdev/devices`). */
+export function mdevDevices(sysfsOptions?: SysfsOptions): string[] {
+  const root = optStr('root', options<SysfsOptions>('options', sysfsOptions).root)
+  return native().mdevDevices(root)
+}
+
+/**
+ * Creates an mdev of type `type` (e.g. `'mtty-1'`) under `parent` (e.g. `'mtty'`),
+ * named `uuid` (a new random UUID by default); resolves with the UUID, which
+ * `container.openDevice()` takes. `ERR_VFIO_NOT_FOUND` (naming the types there are) for
+ * an unknown parent or type; the kernel's errno otherwise (`ENOSPC`: none available).
+ */
+export async function createMdev(parent: string, type: string, createOptions?: SysfsOptions & { uuid?: string }): Promise<string> {
+  const p = str('parent', parent)
+  const t = str('type', type)
+  const o = options<SysfsOptions & { uuid: string }>('options', createOptions)
+  const uuid = optStr('uuid', o.uuid) ?? randomUUID()
+  await native().createMdev(p, t, uuid, optStr('root', o.root))
+  return uuid
+}
+
+/** Removes the mdev `uuid`; close every device opened on it first. */
+export async function removeMdev(uuid: string, sysfsOptions?: SysfsOptions): Promise<void> {
+  const u = str('uuid', uuid)
+  const root = optStr('root', options<SysfsOptions>('options', sysfsOptions).root)
+  await native().removeMdev(u, root)
 }

@@ -85,11 +85,11 @@ impl Ours {
         // Bus mastering on, for MSI.
         let mut cmd = [0u8; 2];
         device
-            .region_read(CONFIG_REGION, &mut cmd, 4)
+            .try_region_read(CONFIG_REGION, &mut cmd, 4)
             .map_err(|e| e.to_string())?;
         cmd[0] |= 0x4;
         device
-            .region_write(CONFIG_REGION, &cmd, 4)
+            .try_region_write(CONFIG_REGION, &cmd, 4)
             .map_err(|e| e.to_string())?;
         let bar = device.map_region(0).map_err(|e| e.to_string())?;
         let dma = container
@@ -295,7 +295,7 @@ fn ours_batch(o: &Ours, address: &str, scale: u32) -> Res<Batch> {
     out.push((
         "pread4",
         time(200 * scale, || {
-            std::hint::black_box(o.device.region_read(0, &mut buf, 0).is_ok());
+            std::hint::black_box(o.device.try_region_read(0, &mut buf, 0).is_ok());
         }),
     ));
     out.push((

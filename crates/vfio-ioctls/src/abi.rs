@@ -25,6 +25,13 @@ pub(crate) fn put_u32(buf: &mut [u64], at: usize, value: u32) {
     }
 }
 
+/// Writes a u64 at a byte offset; offsets past the end are ignored (callers size buffers).
+pub(crate) fn put_u64(buf: &mut [u64], at: usize, value: u64) {
+    if let Some(dst) = as_bytes_mut(buf).get_mut(at..at + 8) {
+        dst.copy_from_slice(&value.to_ne_bytes());
+    }
+}
+
 /// Reads a u32 at a byte offset (0 past the end).
 pub(crate) fn get_u32(buf: &[u64], at: usize) -> u32 {
     as_bytes(buf)

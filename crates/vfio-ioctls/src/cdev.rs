@@ -39,9 +39,13 @@ const PASID_KERNEL: (u32, u32) = (6, 13);
 /// The name of the one cdev in `<sysfs_path>/vfio-dev/` (`vfioN`).
 pub(crate) fn cdev_name(sysfs_path: &Path) -> Result<String> {
     let dir = sysfs_path.join("vfio-dev");
-    let invalid = |reason: String| VfioError::InvalidVfioDev {
+    let invalid = |reason: String| VfioError::NotFound {
+        what: format!("the VFIO device cdev ({reason})"),
         path: dir.clone(),
-        reason,
+        hint: Some(
+            "bind the device to vfio-pci; the kernel needs CONFIG_VFIO_DEVICE_CDEV (Linux 6.6+)"
+                .into(),
+        ),
     };
     let entries = std::fs::read_dir(&dir).map_err(|e| invalid(format!("cannot read it ({e})")))?;
     let names: Vec<String> = entries
@@ -108,24 +112,30 @@ impl VfioDevice {
     /// through `<sysfspath>/vfio-dev/`), unbound (upstream's function).
     ///
     /// # Errors
-    /// [`VfioError::InvalidVfioDev`] (`NotFound`) when sysfs lists no single cdev (the
+    /// Upstream's variants: `InvalidVfioDev` (`NotFound`) when sysfs lists no single cdev (the
     /// device is not bound to vfio-pci, or the kernel lacks `CONFIG_VFIO_DEVICE_CDEV`);
-    /// [`VfioError::OpenDeviceCdev`] with the errno (`Busy` when the device is open
+    /// `OpenDeviceCdev` with the errno (`Busy` when the device is open
     /// through its group).
     pub fn open_cdev(sysfspath: &Path) -> Result<File> {
+        Self::open_cdev_file(sysfspath).map_err(VfioError::into_upstream)
+    }
+
+    /// [`VfioDevice::open_cdev`] with the structured errors (`NotFound` naming the
+    /// `vfio-dev` directory, `Os` of `open` with the cdev's path).
+    pub(crate) fn open_cdev_file(sysfspath: &Path) -> Result<File> {
         let path = Path::new(CDEV_DIR).join(cdev_name(sysfspath)?);
         OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|source| VfioError::OpenDeviceCdev { path, source })
+            .map_err(|source| VfioError::os("open", path.display().to_string(), source))
     }
 
     /// A device from an open cdev, which is bound to `vfio_iommufd`'s iommufd and, with
     /// `attach_ioas`, attached to its IOAS (upstream's function).
     ///
     /// # Errors
-    /// [`VfioError::VfioDeviceBindIommufd`], [`VfioError::VfioDeviceAttachIommufdPt`]
+    /// Upstream's `VfioDeviceBindIommufd`, `VfioDeviceAttachIommufdPt`
     /// with the kernel's errno; the errors of reading the device's info.
     pub fn new_from_fd(
         device: File,
@@ -133,6 +143,7 @@ impl VfioDevice {
         attach_ioas: bool,
     ) -> Result<Self> {
         Self::from_cdev(device, vfio_iommufd.container().clone(), true, attach_ioas)
+            .map_err(VfioError::into_upstream)
     }
 
     /// Like [`VfioDevice::new_from_fd`] for a cdev already bound to `vfio_iommufd`'s
@@ -144,6 +155,7 @@ impl VfioDevice {
         attach_ioas: bool,
     ) -> Result<Self> {
         Self::from_cdev(device, vfio_iommufd.container().clone(), false, attach_ioas)
+            .map_err(VfioError::into_upstream)
     }
 
     fn from_cdev(
@@ -254,10 +266,10 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `Unsupported` for a device opened through a group;
-    /// [`VfioError::VfioDeviceAttachIommufdPt`] with the kernel's errno otherwise.
+    /// upstream's `VfioDeviceAttachIommufdPt` with the kernel's errno otherwise.
     pub fn attach_hwpt(&self, pt_id: u32) -> Result<()> {
         self.require_cdev("VFIO_DEVICE_ATTACH_IOMMUFD_PT")?;
-        self.attach_pt(pt_id)
+        self.attach_pt(pt_id).map_err(VfioError::into_upstream)
     }
 
     /// Detaches the device from its page table: it is then blocked from DMA (upstream's
@@ -265,14 +277,16 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `Unsupported` for a device opened through a group;
-    /// [`VfioError::VfioDeviceDetachIommufdPt`] with the kernel's errno otherwise.
+    /// upstream's `VfioDeviceDetachIommufdPt` with the kernel's errno otherwise.
     pub fn detach_hwpt(&self) -> Result<()> {
         self.require_cdev("VFIO_DEVICE_DETACH_IOMMUFD_PT")?;
         ioctls::device_detach_iommufd_pt(self.file(), 0, 0).map_err(|source| {
-            VfioError::VfioDeviceDetachIommufdPt {
-                device: self.name().to_string(),
+            VfioError::os(
+                "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+                self.name().to_string(),
                 source,
-            }
+            )
+            .into_upstream()
         })?;
         self.container().ranges_changed();
         Ok(())
@@ -284,20 +298,21 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `Unsupported` for a device opened through a group, and on kernels before 6.13
-    /// (saying so); [`VfioError::VfioDeviceAttachIommufdPt`] with the errno otherwise.
+    /// (saying so); upstream's `VfioDeviceAttachIommufdPt` with the errno otherwise.
     pub fn attach_iommufd_pt_pasid(&self, pt_id: u32, pasid: u32) -> Result<()> {
         const OP: &str = "VFIO_DEVICE_ATTACH_IOMMUFD_PT";
         self.require_cdev(OP)?;
         ioctls::device_attach_iommufd_pt(self.file(), VFIO_DEVICE_ATTACH_PASID, pt_id, pasid)
             .map(drop)
             .map_err(|source| {
-                pasid_unsupported(OP, source.raw_os_error()).unwrap_or(
-                    VfioError::VfioDeviceAttachIommufdPt {
-                        device: format!("{} pasid {pasid}", self.name()),
-                        pt_id,
+                pasid_unsupported(OP, source.raw_os_error()).unwrap_or_else(|| {
+                    VfioError::os(
+                        OP,
+                        format!("{} pasid {pasid} page table {pt_id}", self.name()),
                         source,
-                    },
-                )
+                    )
+                    .into_upstream()
+                })
             })
     }
 
@@ -311,12 +326,10 @@ impl VfioDevice {
         self.require_cdev(OP)?;
         ioctls::device_detach_iommufd_pt(self.file(), VFIO_DEVICE_DETACH_PASID, pasid).map_err(
             |source| {
-                pasid_unsupported(OP, source.raw_os_error()).unwrap_or(
-                    VfioError::VfioDeviceDetachIommufdPt {
-                        device: format!("{} pasid {pasid}", self.name()),
-                        source,
-                    },
-                )
+                pasid_unsupported(OP, source.raw_os_error()).unwrap_or_else(|| {
+                    VfioError::os(OP, format!("{} pasid {pasid}", self.name()), source)
+                        .into_upstream()
+                })
             },
         )
     }
@@ -326,10 +339,12 @@ impl VfioDevice {
 fn attach_pt(file: &File, name: &str, pt_id: u32) -> Result<()> {
     ioctls::device_attach_iommufd_pt(file, 0, pt_id, 0)
         .map(drop)
-        .map_err(|source| VfioError::VfioDeviceAttachIommufdPt {
-            device: name.to_string(),
-            pt_id,
-            source,
+        .map_err(|source| {
+            VfioError::os(
+                "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+                format!("{name} page table {pt_id}"),
+                source,
+            )
         })
 }
 
@@ -345,10 +360,7 @@ fn bind_error(name: &str, sysfs_path: &Path, source: std::io::Error) -> VfioErro
             }
         }
     }
-    VfioError::VfioDeviceBindIommufd {
-        device: name.to_string(),
-        source,
-    }
+    VfioError::os("VFIO_DEVICE_BIND_IOMMUFD", name.to_string(), source)
 }
 
 /// The name (PCI address when sysfs tells it, else the cdev path) and sysfs directory of
@@ -402,7 +414,11 @@ mod tests {
     fn a_device_without_a_cdev_is_invalid_vfio_dev_with_the_kernel_hint() {
         let dir = vmm_sys_util::tempdir::TempDir::new().unwrap();
         let e = VfioDevice::open_cdev(dir.as_path()).unwrap_err();
-        assert!(matches!(e, VfioError::InvalidVfioDev { .. }), "{e}");
+        // Upstream's variant from upstream's function, the structured one from ours.
+        assert!(matches!(e, VfioError::InvalidVfioDev), "{e}");
+        assert_eq!((e.kind(), e.op()), (ErrorKind::NotFound, "open"));
+        crate::error::assert_mentions(&e, &["CONFIG_VFIO_DEVICE_CDEV", "vfio-pci"]);
+        let e = VfioDevice::open_cdev_file(dir.as_path()).unwrap_err();
         assert_eq!((e.kind(), e.op()), (ErrorKind::NotFound, "open"));
         assert_eq!(
             e.path(),

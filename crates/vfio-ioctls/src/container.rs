@@ -60,20 +60,66 @@ impl IommuBackend {
     }
 }
 
-/// DMA operations common to VFIO backends (upstream's trait).
-pub trait VfioOps: std::any::Any + Send + Sync + std::fmt::Debug {
+/// DMA operations common to VFIO backends: upstream's trait, with its supertraits and
+/// default bodies, so a VMM's own backend implements it as it does upstream's.
+///
+/// Upstream's default bodies panic (`unimplemented!()`); ours do not: the two DMA
+/// methods return `Unsupported`, and `as_any` returns a value no backend downcasts to
+/// (so [`VfioDevice`](crate::VfioDevice) refuses the backend instead of crashing).
+/// `Debug` is not required of implementors: `dyn VfioOps` has its own `Debug`.
+///
+/// ```
+/// use vfio_ioctls::{ErrorKind, VfioOps};
+///
+/// struct NoDma;
+/// impl VfioOps for NoDma {}
+///
+/// let ops: &dyn VfioOps = &NoDma;
+/// assert_eq!(ops.vfio_dma_unmap(0x1000, 0x1000).unwrap_err().kind(), ErrorKind::Unsupported);
+/// assert!(ops.as_any().downcast_ref::<NoDma>().is_none());
+/// assert_eq!(format!("{ops:?}"), "VfioOps { .. }");
+/// ```
+pub trait VfioOps: std::any::Any + Send + Sync {
     /// Maps `[user_addr, user_addr + size)` of this process at `iova`.
     ///
     /// # Safety
     /// Until the range is unmapped from the IOMMU the device may read and write that
     /// memory at any time: it must stay mapped, and no Rust reference to it may exist.
-    unsafe fn vfio_dma_map(&self, iova: u64, size: usize, user_addr: *mut u8) -> Result<()>;
+    ///
+    /// # Errors
+    /// The default body: `Unsupported` (the backend offers no DMA mapping).
+    unsafe fn vfio_dma_map(&self, _iova: u64, _size: usize, _user_addr: *mut u8) -> Result<()> {
+        Err(VfioError::unsupported(
+            "vfio_dma_map",
+            "this VfioOps backend does not implement vfio_dma_map",
+        ))
+    }
 
     /// Unmaps `[iova, iova + size)`, which must be exactly one earlier mapping.
-    fn vfio_dma_unmap(&self, iova: u64, size: usize) -> Result<()>;
+    ///
+    /// # Errors
+    /// The default body: `Unsupported` (the backend offers no DMA mapping).
+    fn vfio_dma_unmap(&self, _iova: u64, _size: usize) -> Result<()> {
+        Err(VfioError::unsupported(
+            "vfio_dma_unmap",
+            "this VfioOps backend does not implement vfio_dma_unmap",
+        ))
+    }
 
-    /// For downcasting to the concrete backend.
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// For downcasting to the concrete backend. The default body returns a `()`, which
+    /// no backend downcasts to.
+    fn as_any(&self) -> &dyn std::any::Any {
+        &()
+    }
+}
+
+impl std::fmt::Debug for dyn VfioOps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.as_any().downcast_ref::<VfioContainer>() {
+            Some(container) => container.fmt(f),
+            None => f.write_str("VfioOps { .. }"),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -114,18 +160,26 @@ pub struct VfioContainer {
 }
 
 impl VfioContainer {
-    /// Opens `/dev/vfio/vfio`, checks the API version and the Type1v2 IOMMU.
+    /// Opens `/dev/vfio/vfio`, checks the API version and the Type1v2 IOMMU (upstream's
+    /// constructor).
     ///
     /// `device_fd` is the hypervisor's VFIO device, if this container serves a VM.
     ///
     /// # Errors
-    /// `NotFound` without VFIO (with the hint to load vfio-pci), `Permission`,
-    /// `Unsupported` for another API version or no Type1v2 IOMMU.
+    /// Upstream's variants: `OpenContainer` (kind `NotFound` without VFIO, with the hint
+    /// to load vfio-pci; `Permission`), `VfioApiVersion`, `VfioExtension` (no Type1v2
+    /// IOMMU). [`VfioContainer::open`] returns the structured errors instead.
     pub fn new(device_fd: Option<Arc<VfioDeviceFd>>) -> Result<Self> {
-        Self::open(Path::new(VFIO_CONTAINER_PATH), device_fd)
+        Self::open(Path::new(VFIO_CONTAINER_PATH), device_fd).map_err(VfioError::into_upstream)
     }
 
-    /// Like [`VfioContainer::new`] with another container node path.
+    /// Like [`VfioContainer::new`] with another container node path (`/dev/iommu` for
+    /// iommufd's container compatibility), and our structured errors.
+    ///
+    /// # Errors
+    /// `Os` of `open` (`NotFound` without VFIO, with the hint to load vfio-pci,
+    /// `Permission`), `ApiVersion` (with the version found), `Unsupported` without a
+    /// Type1v2 IOMMU.
     pub fn open(path: &Path, device_fd: Option<Arc<VfioDeviceFd>>) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -387,11 +441,11 @@ impl VfioContainer {
     #[cfg(feature = "vfio_cdev")]
     fn ioas_info(&self, ioas: &crate::iommufd::Ioas) -> Result<IommuInfo> {
         let (ranges, align) = ioctls::ioas_iova_ranges(&self.file, ioas.id()).map_err(|e| {
-            VfioError::IommufdIoctlError {
-                op: "IOMMU_IOAS_IOVA_RANGES",
-                target: format!("IOAS {} of {}", ioas.id(), self.target()),
-                source: e,
-            }
+            VfioError::os(
+                "IOMMU_IOAS_IOVA_RANGES",
+                format!("IOAS {} of {}", ioas.id(), self.target()),
+                e,
+            )
         })?;
         let smallest = align.max(page_size()).next_power_of_two();
         Ok(IommuInfo {
@@ -424,11 +478,15 @@ impl VfioContainer {
     /// read and write it at any time.
     ///
     /// # Errors
-    /// `InvalidArgument` for a zero, unaligned or overlapping range; `Memlock` when
-    /// `RLIMIT_MEMLOCK` is too low; the kernel's errno otherwise.
+    /// `InvalidArgument` for a zero, unaligned or overlapping range (checked before the
+    /// kernel is asked); a kernel refusal as upstream's `IommuDmaMap` with its errno (kind
+    /// `Memlock` when `RLIMIT_MEMLOCK` is too low, with the hint). The IOVA is logged; our
+    /// own [`DmaBuffer`](crate::DmaBuffer) mappings keep it in their error.
     pub unsafe fn vfio_dma_map(&self, iova: u64, size: usize, user_addr: *mut u8) -> Result<()> {
         // SAFETY: the caller upholds the contract of `dma_map_at`.
-        unsafe { self.dma_map_at(iova, size as u64, user_addr as u64) }.map(drop)
+        unsafe { self.dma_map_at(iova, size as u64, user_addr as u64) }
+            .map(drop)
+            .map_err(VfioError::into_upstream)
     }
 
     /// Maps and returns the IOMMU generation the mapping belongs to.
@@ -534,13 +592,8 @@ impl VfioContainer {
         #[cfg(feature = "vfio_cdev")]
         if let Some(ioas) = &self.ioas {
             // SAFETY: the caller guarantees the memory outlives the mapping.
-            return unsafe { ioas.map(iova, size, vaddr) }.map_err(|source| {
-                VfioError::IommufdIoctlError {
-                    op: "IOMMU_IOAS_MAP",
-                    target: target(),
-                    source,
-                }
-            });
+            return unsafe { ioas.map(iova, size, vaddr) }
+                .map_err(|source| VfioError::os("IOMMU_IOAS_MAP", target(), source));
         }
         let map = vfio_iommu_type1_dma_map {
             argsz: ioctls::argsz::<vfio_iommu_type1_dma_map>(),
@@ -561,11 +614,7 @@ impl VfioContainer {
         if let Some(ioas) = &self.ioas {
             return ioas
                 .unmap(iova, size)
-                .map_err(|source| VfioError::IommufdIoctlError {
-                    op: "IOMMU_IOAS_UNMAP",
-                    target: target(),
-                    source,
-                });
+                .map_err(|source| VfioError::os("IOMMU_IOAS_UNMAP", target(), source));
         }
         ioctls::iommu_unmap_dma(&self.file, iova, size).map_err(|e| VfioError::os(op, target(), e))
     }
@@ -615,9 +664,20 @@ impl VfioContainer {
     /// Unmaps `[iova, iova + size)`, which must be exactly one current mapping.
     ///
     /// # Errors
-    /// `InvalidArgument` when no mapping has that IOVA and size; the kernel's errno otherwise.
+    /// Upstream's variants: `InvalidDmaUnmapSize` (kind `InvalidArgument`) when no mapping
+    /// has that IOVA and size, or the kernel unmapped another size; `IommuDmaUnmap` with
+    /// the kernel's errno. The structured error is logged first.
     pub fn vfio_dma_unmap(&self, iova: u64, size: usize) -> Result<()> {
-        self.dma_unmap(iova, size as u64)
+        self.dma_unmap(iova, size as u64).map_err(|e| match e {
+            VfioError::InvalidArgument {
+                op: "VFIO_IOMMU_UNMAP_DMA",
+                ..
+            } => {
+                log::warn!("{e}");
+                VfioError::InvalidDmaUnmapSize
+            }
+            e => e.into_upstream(),
+        })
     }
 
     pub(crate) fn dma_unmap(&self, iova: u64, size: u64) -> Result<()> {

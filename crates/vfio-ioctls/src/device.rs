@@ -59,6 +59,32 @@ impl VfioDeviceInfo {
     pub fn can_reset(&self) -> bool {
         self.flags & VFIO_DEVICE_FLAGS_RESET != 0
     }
+
+    /// Upstream's check of the device type in `VfioDevice::new`: a platform device, or a
+    /// PCI device with vfio-pci's regions (through config space) and IRQ indices
+    /// (through MSI-X).
+    ///
+    /// # Errors
+    /// `VfioDeviceGetInfoPCI` for a PCI device with fewer, `VfioDeviceGetInfoOther` for
+    /// any other type.
+    pub(crate) fn check_upstream_type(&self) -> Result<()> {
+        let types = VFIO_DEVICE_FLAGS_PCI
+            | VFIO_DEVICE_FLAGS_PLATFORM
+            | VFIO_DEVICE_FLAGS_AMBA
+            | VFIO_DEVICE_FLAGS_CCW
+            | VFIO_DEVICE_FLAGS_AP;
+        match self.flags & types {
+            VFIO_DEVICE_FLAGS_PLATFORM => Ok(()),
+            VFIO_DEVICE_FLAGS_PCI
+                if self.num_regions > VFIO_PCI_CONFIG_REGION_INDEX
+                    && self.num_irqs > VFIO_PCI_MSIX_IRQ_INDEX =>
+            {
+                Ok(())
+            }
+            VFIO_DEVICE_FLAGS_PCI => Err(VfioError::VfioDeviceGetInfoPCI),
+            _ => Err(VfioError::VfioDeviceGetInfoOther),
+        }
+    }
 }
 
 /// An open VFIO device. Dropping it closes the device and, if it was the group's
@@ -80,6 +106,8 @@ pub struct VfioDevice {
     /// Whether the PCI command register's memory-space bit was set when last seen (at
     /// open, and after each config write through this device or reset).
     memory_decoding: AtomicBool,
+    /// Migration data fd, DMA logging and feature probes (see `device_feature.rs`).
+    pub(crate) features: crate::device_feature::FeatureState,
     /// The group it was opened through (none for a cdev).
     group: Option<Arc<VfioGroup>>,
     /// The container whose IOMMU maps its DMA.
@@ -111,14 +139,20 @@ impl VfioDevice {
     ///
     /// Also `InvalidArgument` for any other `VfioOps`.
     pub fn new(sysfs_path: &Path, vfio_ops: Arc<dyn VfioOps>, attach_ioas: bool) -> Result<Self> {
-        let path = sysfs_path.to_str().ok_or_else(|| {
-            VfioError::invalid(
-                "open device",
-                format!("path {} is not UTF-8", sysfs_path.display()),
-            )
-        })?;
+        let path = sysfs_path
+            .to_str()
+            .ok_or_else(|| {
+                VfioError::invalid(
+                    "open device",
+                    format!("path {} is not UTF-8", sysfs_path.display()),
+                )
+            })
+            .map_err(VfioError::into_upstream)?;
         let container = container_of(vfio_ops)?;
-        Self::open_with(&Sysfs::new(), path, container, attach_ioas)
+        let device = Self::open_with(&Sysfs::new(), path, container, attach_ioas)
+            .map_err(VfioError::into_upstream)?;
+        device.info.check_upstream_type()?;
+        Ok(device)
     }
 
     /// Opens a device by PCI address (`0000:00:03.0`, `00:03.0`) or sysfs path.
@@ -152,7 +186,7 @@ impl VfioDevice {
         if container.backend() == crate::IommuBackend::Iommufd {
             #[cfg(feature = "vfio_cdev")]
             {
-                let file = Self::open_cdev(&location.sysfs_path)?;
+                let file = Self::open_cdev_file(&location.sysfs_path)?;
                 return VfioDevice::from_cdev_parts(
                     file,
                     location.name,
@@ -201,6 +235,7 @@ impl VfioDevice {
             irqs,
             irq_claims: IrqClaims::default(),
             memory_decoding: AtomicBool::new(true),
+            features: Default::default(),
             group,
             container,
             iommufd_dev_id: None,
@@ -315,12 +350,50 @@ impl VfioDevice {
             .unwrap_or_default()
     }
 
+    /// The region's capabilities that [`VfioRegionInfoCap`](crate::VfioRegionInfoCap)
+    /// does not decode, raw; empty for an unknown index.
+    pub fn get_region_other_caps(&self, index: u32) -> Vec<crate::VfioRegionInfoCapRaw> {
+        self.region(index)
+            .map(|r| r.other_caps.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads `buf.len()` bytes at `addr` of region `index` (upstream's signature): a
+    /// failure is logged (`log::warn!`) and leaves `buf` as it was, or partly read.
+    /// [`VfioDevice::try_region_read`] returns the error instead.
+    pub fn region_read(&self, index: u32, buf: &mut [u8], addr: u64) {
+        if let Err(e) = self.try_region_read(index, buf, addr) {
+            log::warn!("region_read: {e}");
+        }
+    }
+
+    /// Writes `buf` at `addr` of region `index` (upstream's signature): a failure is
+    /// logged (`log::warn!`). [`VfioDevice::try_region_write`] returns the error instead.
+    pub fn region_write(&self, index: u32, buf: &[u8], addr: u64) {
+        if let Err(e) = self.try_region_write(index, buf, addr) {
+            log::warn!("region_write: {e}");
+        }
+    }
+
+    /// Resets the device if it has a reset method (upstream's signature): a failure is
+    /// logged (`log::warn!`); a device without one is left alone, as upstream does.
+    /// [`VfioDevice::try_reset`] returns the error instead.
+    pub fn reset(&self) {
+        if !self.info.can_reset() {
+            log::debug!("reset: {} reports no reset method; not reset", self.name);
+            return;
+        }
+        if let Err(e) = self.try_reset() {
+            log::warn!("reset: {e}");
+        }
+    }
+
     /// Reads `buf.len()` bytes at `offset` of region `index` (pread on the device fd).
     ///
     /// # Errors
     /// `OutOfRange` for a range past the region (or overflowing), `InvalidArgument`
     /// for a region that cannot be read, the kernel's errno otherwise.
-    pub fn region_read(&self, index: u32, buf: &mut [u8], offset: u64) -> Result<()> {
+    pub fn try_region_read(&self, index: u32, buf: &mut [u8], offset: u64) -> Result<()> {
         let region = self.region(index)?;
         region.check_range("region_read", offset, buf.len())?;
         if !region.readable() {
@@ -345,7 +418,7 @@ impl VfioDevice {
     /// no length can abort the process.
     ///
     /// # Errors
-    /// As [`VfioDevice::region_read`]; `OutOfRange` when `len` bytes cannot be allocated.
+    /// As [`VfioDevice::try_region_read`]; `OutOfRange` when `len` bytes cannot be allocated.
     pub fn region_read_vec(&self, index: u32, offset: u64, len: u64) -> Result<Vec<u8>> {
         const OP: &str = "region_read";
         let region = self.region(index)?;
@@ -354,15 +427,15 @@ impl VfioDevice {
         })?;
         region.check_range(OP, offset, n)?;
         let mut buf = crate::alloc::try_zeroed(OP, n)?;
-        self.region_read(index, &mut buf, offset)?;
+        self.try_region_read(index, &mut buf, offset)?;
         Ok(buf)
     }
 
     /// Writes `buf` at `offset` of region `index` (pwrite on the device fd).
     ///
     /// # Errors
-    /// As [`VfioDevice::region_read`]; `InvalidArgument` for a read-only region.
-    pub fn region_write(&self, index: u32, buf: &[u8], offset: u64) -> Result<()> {
+    /// As [`VfioDevice::try_region_read`]; `InvalidArgument` for a read-only region.
+    pub fn try_region_write(&self, index: u32, buf: &[u8], offset: u64) -> Result<()> {
         let region = self.region(index)?;
         region.check_range("region_write", offset, buf.len())?;
         if !region.writable() {
@@ -392,7 +465,7 @@ impl VfioDevice {
     ///
     /// # Errors
     /// `Unsupported` when the device reports no reset method; the kernel's errno otherwise.
-    pub fn reset(&self) -> Result<()> {
+    pub fn try_reset(&self) -> Result<()> {
         if !self.info.can_reset() {
             return Err(VfioError::unsupported(
                 "VFIO_DEVICE_RESET",
@@ -454,13 +527,8 @@ fn container_of(vfio_ops: Arc<dyn VfioOps>) -> Result<Arc<VfioContainer>> {
     if let Some(iommufd) = vfio_ops.as_any().downcast_ref::<crate::VfioIommufd>() {
         return Ok(iommufd.container().clone());
     }
-    Err(VfioError::invalid(
-        "VfioDevice::new",
-        format!(
-            "the VfioOps {vfio_ops:?} is neither a VfioContainer nor a VfioIommufd \
-             (upstream's DowncastVfioOps)"
-        ),
-    ))
+    log::warn!("VfioDevice::new: {vfio_ops:?} is neither a VfioContainer nor a VfioIommufd");
+    Err(VfioError::DowncastVfioOps)
 }
 
 impl Drop for VfioDevice {
@@ -521,10 +589,10 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
             buf = vec![0u64; wanted.div_ceil(8)];
             continue;
         }
-        let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
+        let (caps, other_caps) = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
             parse_region_caps(as_bytes(&buf), get_u32(&buf, 12))?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let size = get_u64(&buf, 16);
         // vfio-pci answers for BARs a device lacks with size 0 and no flags: absent too.
@@ -536,6 +604,7 @@ fn get_region(file: &File, name: &str, index: u32) -> Result<VfioRegion> {
             size,
             offset: get_u64(&buf, 24),
             caps,
+            other_caps,
         });
     }
     Err(VfioError::invalid(
@@ -580,5 +649,37 @@ impl VfioDevice {
                     .unwrap_or(false)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod upstream_type_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_device_type_check() {
+        let info = |flags, num_regions, num_irqs| VfioDeviceInfo {
+            flags,
+            num_regions,
+            num_irqs,
+        };
+        assert!(info(VFIO_DEVICE_FLAGS_PCI, 9, 5)
+            .check_upstream_type()
+            .is_ok());
+        assert!(info(VFIO_DEVICE_FLAGS_PLATFORM, 1, 0)
+            .check_upstream_type()
+            .is_ok());
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_PCI, 7, 5).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoPCI)
+        ));
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_PCI, 9, 2).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoPCI)
+        ));
+        assert!(matches!(
+            info(VFIO_DEVICE_FLAGS_CCW, 9, 5).check_upstream_type(),
+            Err(VfioError::VfioDeviceGetInfoOther)
+        ));
     }
 }

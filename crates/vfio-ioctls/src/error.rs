@@ -7,6 +7,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use vmm_sys_util::errno::Error as SysError;
+
+use crate::device_feature::feature_hint;
 use crate::huge_pages::HugePageSize;
 
 /// Coarse classes of failure; each maps to a stable error code.
@@ -183,77 +186,6 @@ pub enum VfioError {
         #[source]
         source: io::Error,
     },
-    /// Upstream's `VfioDeviceBindIommufd`: `VFIO_DEVICE_BIND_IOMMUFD` of a device cdev failed.
-    #[error("VFIO_DEVICE_BIND_IOMMUFD of {device} failed: {source}{}", hint_suffix("VFIO_DEVICE_BIND_IOMMUFD", .device, .source))]
-    VfioDeviceBindIommufd {
-        /// The device (PCI address or cdev path).
-        device: String,
-        /// The kernel's error.
-        #[source]
-        source: io::Error,
-    },
-    /// Upstream's `VfioDeviceAttachIommufdPt`: attaching a device (or a PASID of it) to an
-    /// IOAS or HWPT failed.
-    #[error("VFIO_DEVICE_ATTACH_IOMMUFD_PT of {device} to page table {pt_id} failed: {source}{}", hint_suffix("VFIO_DEVICE_ATTACH_IOMMUFD_PT", .device, .source))]
-    VfioDeviceAttachIommufdPt {
-        /// The device.
-        device: String,
-        /// The IOAS or HWPT id.
-        pt_id: u32,
-        /// The kernel's error.
-        #[source]
-        source: io::Error,
-    },
-    /// Upstream's `VfioDeviceDetachIommufdPt`: detaching a device from its page table failed.
-    #[error("VFIO_DEVICE_DETACH_IOMMUFD_PT of {device} failed: {source}{}", hint_suffix("VFIO_DEVICE_DETACH_IOMMUFD_PT", .device, .source))]
-    VfioDeviceDetachIommufdPt {
-        /// The device.
-        device: String,
-        /// The kernel's error.
-        #[source]
-        source: io::Error,
-    },
-    /// Upstream's `NewVfioIommufd`: opening `/dev/iommu` or allocating its IOAS failed.
-    #[error("{op} on {path} failed: {source}{}", hint_suffix(.op, "/dev/iommu", .source))]
-    NewVfioIommufd {
-        /// `open` or `IOMMU_IOAS_ALLOC`.
-        op: &'static str,
-        /// The iommufd node.
-        path: PathBuf,
-        /// The kernel's error.
-        #[source]
-        source: io::Error,
-    },
-    /// Upstream's `InvalidVfioDev`: the device has no (single) VFIO cdev in sysfs
-    /// (`<device>/vfio-dev/vfioN`).
-    #[error("{} has no VFIO device cdev: {reason} (bind the device to vfio-pci; the kernel needs CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+)", .path.display())]
-    InvalidVfioDev {
-        /// The `vfio-dev` directory looked at.
-        path: PathBuf,
-        /// What was found instead.
-        reason: String,
-    },
-    /// Upstream's `OpenDeviceCdev`: opening `/dev/vfio/devices/vfioN` failed.
-    #[error("open of {} failed: {source}{}", .path.display(), hint_suffix("open cdev", "", .source))]
-    OpenDeviceCdev {
-        /// The cdev node.
-        path: PathBuf,
-        /// The kernel's error.
-        #[source]
-        source: io::Error,
-    },
-    /// Upstream's `IommufdIoctlError`: an iommufd ioctl (`IOMMU_IOAS_MAP`, `IOMMU_HWPT_ALLOC`,
-    /// `IOMMU_DESTROY`...) failed.
-    #[error("{op} on {target} failed: {source}{}", hint_suffix(.op, .target, .source))]
-    IommufdIoctlError {
-        /// The ioctl.
-        op: &'static str,
-        /// What it was applied to (`iova 0x1000 size 0x1000`, `device id 1`...).
-        target: String,
-        /// The kernel's error.
-        #[source]
-        source: io::Error,
-    },
     /// The kernel speaks another VFIO API version.
     #[error("VFIO_GET_API_VERSION: kernel reports {found}, this library speaks {expected}")]
     ApiVersion {
@@ -262,6 +194,161 @@ pub enum VfioError {
         /// What the library speaks.
         expected: u32,
     },
+
+    // Upstream vfio-ioctls 0.10's variants, with its names, payloads and messages (each
+    // followed by a hint): the upstream-named methods return them, see
+    // `crate::upstream_error`. Where one loses what our callers need (the IOVA, the
+    // path, the errno), our own methods keep the structured variants above.
+    /// Opening `/dev/vfio/vfio` failed ([`VfioContainer::new`](crate::VfioContainer::new)).
+    #[error("failed to open /dev/vfio/vfio container: {0}{hint}", hint = self.upstream_hint())]
+    OpenContainer(#[source] io::Error),
+    /// Opening `/dev/vfio/<group>` failed: the error and the group number.
+    #[error("failed to open /dev/vfio/{1} group: {0}{hint}", hint = self.upstream_hint())]
+    OpenGroup(#[source] io::Error, String),
+    /// `VFIO_GROUP_GET_STATUS` failed.
+    #[error("failed to get Group Status{}", self.upstream_hint())]
+    GetGroupStatus,
+    /// The group is not viable: some of its devices are bound to host drivers.
+    #[error("group is not viable{}", self.upstream_hint())]
+    GroupViable,
+    /// The kernel speaks another VFIO API version.
+    #[error("vfio API version doesn't match with VFIO_API_VERSION defined in vfio-bindings{}", self.upstream_hint())]
+    VfioApiVersion,
+    /// The kernel does not offer the IOMMU extension asked for.
+    #[error("failed to check VFIO extension{}", self.upstream_hint())]
+    VfioExtension,
+    /// An IOMMU type other than Type1 or Type1v2 was asked for.
+    #[error("invalid VFIO type{}", self.upstream_hint())]
+    VfioInvalidType,
+    /// The container offers no Type1v2 IOMMU.
+    #[error("container doesn't support VfioType1V2 IOMMU driver type{}", self.upstream_hint())]
+    VfioType1V2,
+    /// `VFIO_GROUP_SET_CONTAINER` failed.
+    #[error("failed to add vfio group into vfio container{}", self.upstream_hint())]
+    GroupSetContainer,
+    /// `VFIO_GROUP_UNSET_CONTAINER` failed.
+    #[error("failed to unset vfio container{}", self.upstream_hint())]
+    UnsetContainer,
+    /// `VFIO_SET_IOMMU` failed.
+    #[error("failed to set container's IOMMU driver type as VfioType1V2: {0}{hint}", hint = self.upstream_hint())]
+    ContainerSetIOMMU(#[source] SysError),
+    /// `VFIO_GROUP_GET_DEVICE_FD` failed.
+    #[error("failed to get vfio device fd: {0}{hint}", hint = self.upstream_hint())]
+    GroupGetDeviceFD(#[source] SysError),
+    /// The hypervisor's VFIO device refused the group or device (`KVM_SET_DEVICE_ATTR`).
+    #[error("failed to set vfio device's attribute: {0}{hint}", hint = self.upstream_hint())]
+    SetDeviceAttr(#[source] SysError),
+    /// `VFIO_DEVICE_GET_INFO` failed.
+    #[error("failed to get vfio device's info: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceGetInfo(#[source] SysError),
+    /// A PCI device reports fewer regions or IRQ indices than vfio-pci always has.
+    #[error("vfio PCI device info doesn't match{}", self.upstream_hint())]
+    VfioDeviceGetInfoPCI,
+    /// The device is neither PCI nor platform.
+    #[error("unsupported vfio device type{}", self.upstream_hint())]
+    VfioDeviceGetInfoOther,
+    /// `VFIO_DEVICE_GET_REGION_INFO` failed.
+    #[error("failed to get vfio device's region info: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceGetRegionInfo(#[source] SysError),
+    /// The device path has no usable last component (or it is not UTF-8).
+    #[error("invalid file path{}", self.upstream_hint())]
+    InvalidPath,
+    /// `VFIO_IOMMU_MAP_DMA` failed ([`VfioContainer::vfio_dma_map`](crate::VfioContainer::vfio_dma_map)).
+    #[error("failed to add guest memory map into iommu table: {0}{hint}", hint = self.upstream_hint())]
+    IommuDmaMap(#[source] SysError),
+    /// `VFIO_IOMMU_UNMAP_DMA` failed.
+    #[error("failed to remove guest memory map from iommu table: {0}{hint}", hint = self.upstream_hint())]
+    IommuDmaUnmap(#[source] SysError),
+    /// `VFIO_DEVICE_GET_IRQ_INFO` failed.
+    #[error("failed to get vfio device irq info{}", self.upstream_hint())]
+    VfioDeviceGetIrqInfo,
+    /// `VFIO_DEVICE_SET_IRQS` failed.
+    #[error("failed to set vfio device irq{}", self.upstream_hint())]
+    VfioDeviceSetIrq,
+    /// Enabling an IRQ index failed ([`VfioDevice::enable_irq`](crate::VfioDevice::enable_irq)).
+    #[error("failed to enable vfio device irq{}", self.upstream_hint())]
+    VfioDeviceEnableIrq,
+    /// Disabling an IRQ index failed.
+    #[error("failed to disable vfio device irq{}", self.upstream_hint())]
+    VfioDeviceDisableIrq,
+    /// Unmasking an IRQ failed.
+    #[error("failed to unmask vfio device irq{}", self.upstream_hint())]
+    VfioDeviceUnmaskIrq,
+    /// Triggering an IRQ failed.
+    #[error("failed to trigger vfio device irq{}", self.upstream_hint())]
+    VfioDeviceTriggerIrq,
+    /// Setting the INTx resample eventfd failed.
+    #[error("failed to set vfio device irq resample fd{}", self.upstream_hint())]
+    VfioDeviceSetIrqResampleFd,
+    /// `dup` of the hypervisor device fd failed.
+    #[error("failed to duplicate fd{}", self.upstream_hint())]
+    VfioDeviceDupFd,
+    /// The hypervisor device fd is of another hypervisor than asked for.
+    #[error("wrong device fd type{}", self.upstream_hint())]
+    VfioDeviceFdWrongType,
+    /// A guest memory region has no host address.
+    #[error("failed to get host address{}", self.upstream_hint())]
+    GetHostAddress,
+    /// The kernel unmapped another size than asked for (or nothing).
+    #[error("invalid dma unmap size{}", self.upstream_hint())]
+    InvalidDmaUnmapSize,
+    /// The `VfioOps` backend is none this library opens devices through.
+    #[error("failed to downcast VfioOps{}", self.upstream_hint())]
+    DowncastVfioOps,
+    /// A `VFIO_DEVICE_FEATURE` call failed (upstream's variant; our own methods give `Os`
+    /// with the feature and the device, and ENOTTY as `Unsupported`).
+    #[error("failed to execute VFIO device feature ioctl: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceFeature(#[source] SysError),
+    /// dma-buf export was asked for no range.
+    #[error("no range to export as a dma-buf{}", self.upstream_hint())]
+    VfioDmaBufNoRange,
+    /// `VFIO_MIG_GET_PRECOPY_INFO` failed on the data fd.
+    #[error("failed to get migration precopy info: {0}{hint}", hint = self.upstream_hint())]
+    VfioMigGetPrecopyInfo(#[source] SysError),
+    /// The device has no data transfer session (no migration data fd).
+    #[error("VFIO migration data fd is not present{}", self.upstream_hint())]
+    NoMigrationDataFd,
+    /// Reading or writing the migration data fd failed.
+    #[error("VFIO migration data I/O failed: {0}{hint}", hint = self.upstream_hint())]
+    VfioMigrationDataIo(#[source] io::Error),
+    /// DMA logging was not started on this device.
+    #[error("VFIO DMA logging is not currently started{}", self.upstream_hint())]
+    DmaLoggingNotStarted,
+    /// DMA logging already runs on this device.
+    #[error("VFIO DMA logging is already started{}", self.upstream_hint())]
+    DmaLoggingAlreadyStarted,
+    /// A DMA logging argument is invalid; says which and why.
+    #[error("invalid argument for VFIO DMA logging: {0}{hint}", hint = self.upstream_hint())]
+    DmaLoggingInvalidArgument(&'static str),
+    /// `VFIO_DEVICE_BIND_IOMMUFD` of a device cdev failed (upstream's variant; our own
+    /// methods give `Os` with the device).
+    #[cfg(feature = "vfio_cdev")]
+    #[error("failed to bind the vfio device to the specified iommufd: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceBindIommufd(#[source] SysError),
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` failed.
+    #[cfg(feature = "vfio_cdev")]
+    #[error("failed to associate the vfio device with an IOAS within the bound iommufd: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceAttachIommufdPt(#[source] SysError),
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT` failed.
+    #[cfg(feature = "vfio_cdev")]
+    #[error("failed to remove the association of the vfio device and its current associated IOAS: {0}{hint}", hint = self.upstream_hint())]
+    VfioDeviceDetachIommufdPt(#[source] SysError),
+    /// Opening `/dev/iommu` or allocating its IOAS failed.
+    #[cfg(feature = "vfio_cdev")]
+    #[error("failed to new VfioIommufd: {0}{hint}", hint = self.upstream_hint())]
+    NewVfioIommufd(#[source] iommufd_ioctls::IommufdError),
+    /// The device has no single cdev in `<sysfs>/vfio-dev/`.
+    #[cfg(feature = "vfio_cdev")]
+    #[error("invalid 'vfio_dev' folder{}", self.upstream_hint())]
+    InvalidVfioDev,
+    /// Opening `/dev/vfio/devices/vfioN` failed.
+    #[cfg(feature = "vfio_cdev")]
+    #[error("failed to open device cdev: {0}{hint}", hint = self.upstream_hint())]
+    OpenDeviceCdev(#[source] io::Error),
+    /// An iommufd ioctl (`IOMMU_IOAS_MAP`, `IOMMU_HWPT_ALLOC`...) failed.
+    #[cfg(feature = "vfio_cdev")]
+    #[error("failed iommufd ioctl: {0}{hint}", hint = self.upstream_hint())]
+    IommufdIoctlError(#[source] iommufd_ioctls::IommufdError),
 }
 
 /// Shorthand for results of this crate.
@@ -343,25 +430,7 @@ impl VfioError {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
-            VfioError::Os { op, source, .. } | VfioError::IommufdIoctlError { op, source, .. } => {
-                kind_of_errno(op, source.raw_os_error())
-            }
-            VfioError::NewVfioIommufd { op, source, .. } => {
-                kind_of_errno(op, source.raw_os_error())
-            }
-            VfioError::VfioDeviceBindIommufd { source, .. } => {
-                kind_of_errno("VFIO_DEVICE_BIND_IOMMUFD", source.raw_os_error())
-            }
-            VfioError::VfioDeviceAttachIommufdPt { source, .. } => {
-                kind_of_errno("VFIO_DEVICE_ATTACH_IOMMUFD_PT", source.raw_os_error())
-            }
-            VfioError::VfioDeviceDetachIommufdPt { source, .. } => {
-                kind_of_errno("VFIO_DEVICE_DETACH_IOMMUFD_PT", source.raw_os_error())
-            }
-            VfioError::OpenDeviceCdev { source, .. } => {
-                kind_of_errno("open", source.raw_os_error())
-            }
-            VfioError::InvalidVfioDev { .. } => ErrorKind::NotFound,
+            VfioError::Os { op, source, .. } => kind_of_errno(op, source.raw_os_error()),
             VfioError::NotFound { .. } => ErrorKind::NotFound,
             VfioError::GroupNotViable { .. } => ErrorKind::GroupNotViable,
             VfioError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
@@ -373,6 +442,7 @@ impl VfioError {
             VfioError::HotResetNotOwned { .. } => ErrorKind::Permission,
             // Like ENOSPC of MAP_DMA: a count (of free pages) is below what is asked.
             VfioError::HugePages { .. } => ErrorKind::OutOfRange,
+            upstream => crate::upstream_error::kind(upstream),
         }
     }
 
@@ -384,15 +454,10 @@ impl VfioError {
     /// The errno, when the kernel refused.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            VfioError::Os { source, .. }
-            | VfioError::HugePages { source, .. }
-            | VfioError::VfioDeviceBindIommufd { source, .. }
-            | VfioError::VfioDeviceAttachIommufdPt { source, .. }
-            | VfioError::VfioDeviceDetachIommufdPt { source, .. }
-            | VfioError::NewVfioIommufd { source, .. }
-            | VfioError::OpenDeviceCdev { source, .. }
-            | VfioError::IommufdIoctlError { source, .. } => source.raw_os_error(),
-            _ => None,
+            VfioError::Os { source, .. } | VfioError::HugePages { source, .. } => {
+                source.raw_os_error()
+            }
+            upstream => crate::upstream_error::errno(upstream),
         }
     }
 
@@ -405,18 +470,13 @@ impl VfioError {
             | VfioError::Unsupported { op, .. }
             | VfioError::Busy { op, .. }
             | VfioError::TimedOut { op, .. }
-            | VfioError::Closed { op, .. }
-            | VfioError::NewVfioIommufd { op, .. }
-            | VfioError::IommufdIoctlError { op, .. } => op,
-            VfioError::VfioDeviceBindIommufd { .. } => "VFIO_DEVICE_BIND_IOMMUFD",
-            VfioError::VfioDeviceAttachIommufdPt { .. } => "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
-            VfioError::VfioDeviceDetachIommufdPt { .. } => "VFIO_DEVICE_DETACH_IOMMUFD_PT",
-            VfioError::OpenDeviceCdev { .. } | VfioError::InvalidVfioDev { .. } => "open",
+            | VfioError::Closed { op, .. } => op,
             VfioError::NotFound { .. } => "open",
             VfioError::HugePages { .. } => "mmap",
             VfioError::GroupNotViable { .. } => "VFIO_GROUP_GET_STATUS",
             VfioError::ApiVersion { .. } => "VFIO_GET_API_VERSION",
             VfioError::HotResetNotOwned { .. } => "VFIO_DEVICE_PCI_HOT_RESET",
+            upstream => crate::upstream_error::op(upstream),
         }
     }
 
@@ -430,22 +490,12 @@ impl VfioError {
                 missing.first().map(|d| format!("/dev/vfio/{}", d.group_id))
             }
             VfioError::HugePages { free_path, .. } => Some(free_path.display().to_string()),
-            VfioError::NewVfioIommufd { path, .. }
-            | VfioError::OpenDeviceCdev { path, .. }
-            | VfioError::InvalidVfioDev { path, .. } => Some(path.display().to_string()),
-            VfioError::VfioDeviceBindIommufd { device, .. }
-            | VfioError::VfioDeviceAttachIommufdPt { device, .. }
-            | VfioError::VfioDeviceDetachIommufdPt { device, .. }
-                if device.starts_with('/') =>
-            {
-                Some(device.clone())
-            }
-            _ => None,
+            upstream => crate::upstream_error::path(upstream),
         }
     }
 }
 
-fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
+pub(crate) fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
     let hot_reset = op == "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO" || op == "VFIO_DEVICE_PCI_HOT_RESET";
     match errno {
         // vfio-pci's answer for a device that can be reset neither by slot nor by bus.
@@ -465,8 +515,11 @@ fn kind_of_errno(op: &str, errno: Option<i32>) -> ErrorKind {
     }
 }
 
+/// How a migration data fd is named in errors: `<device> migration data fd`.
+pub(crate) const MIGRATION_DATA_FD: &str = "migration data fd";
+
 /// What to do about a kernel error, by operation and errno.
-fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
+pub(crate) fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
     let hint = match (op, source.raw_os_error()) {
         ("open", Some(libc::ENOENT)) if target == "/dev/vfio/vfio" => {
             "VFIO is not available: load the module (`modprobe vfio-pci`)"
@@ -539,6 +592,15 @@ fn hint_suffix(op: &str, target: &str, source: &io::Error) -> String {
             "an affected device is busy (another thread is faulting in its mapped BAR, or it \
              is being reset): try again"
         }
+        ("write", _) if target.ends_with(MIGRATION_DATA_FD) => {
+            "the device refused the stream: give it the bytes a device of the same type and \
+             version saved, in order, and nothing more"
+        }
+        ("read", _) if target.ends_with(MIGRATION_DATA_FD) => {
+            "the session may have ended (the state changed, or the device failed): read the \
+             migration state"
+        }
+        (op, Some(errno)) if !feature_hint(op, errno).is_empty() => feature_hint(op, errno),
         (_, Some(libc::EACCES | libc::EPERM)) => "run as root or with CAP_SYS_RAWIO",
         _ => return String::new(),
     };

@@ -48,16 +48,14 @@ impl VfioDeviceFd {
     /// Unwraps the KVM device fd.
     ///
     /// # Errors
-    /// `InvalidArgument` when this is not a KVM device.
+    /// Upstream's `VfioDeviceFdWrongType` (kind `InvalidArgument`) when this is not a
+    /// KVM device.
     #[cfg(feature = "kvm")]
     pub fn to_kvm(self) -> Result<kvm_ioctls::DeviceFd> {
         match self.0 {
             DeviceFdInner::Kvm(fd) => Ok(fd),
             #[allow(unreachable_patterns)]
-            _ => Err(VfioError::invalid(
-                "to_kvm",
-                "this VFIO device fd belongs to MSHV, not KVM",
-            )),
+            _ => Err(VfioError::VfioDeviceFdWrongType),
         }
     }
 
@@ -70,24 +68,27 @@ impl VfioDeviceFd {
     /// Unwraps the MSHV device fd.
     ///
     /// # Errors
-    /// `InvalidArgument` when this is not an MSHV device.
+    /// Upstream's `VfioDeviceFdWrongType` (kind `InvalidArgument`) when this is not an
+    /// MSHV device.
     #[cfg(feature = "mshv")]
     pub fn to_mshv(self) -> Result<mshv_ioctls::DeviceFd> {
         match self.0 {
             DeviceFdInner::Mshv(fd) => Ok(fd),
             #[allow(unreachable_patterns)]
-            _ => Err(VfioError::invalid(
-                "to_mshv",
-                "this VFIO device fd belongs to KVM, not MSHV",
-            )),
+            _ => Err(VfioError::VfioDeviceFdWrongType),
         }
     }
 
     /// Duplicates the underlying fd.
     ///
     /// # Errors
-    /// The errno of `dup`.
+    /// Upstream's `VfioDeviceDupFd` when `dup` fails, its errno logged first.
     pub fn try_clone(&self) -> Result<Self> {
+        self.try_clone_inner()
+            .map_err(|e| e.into_upstream_as(VfioError::VfioDeviceDupFd))
+    }
+
+    fn try_clone_inner(&self) -> Result<Self> {
         match &self.0 {
             #[cfg(feature = "kvm")]
             DeviceFdInner::Kvm(fd) => {

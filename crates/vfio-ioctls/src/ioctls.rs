@@ -69,6 +69,11 @@ mod sys {
     const IOMMUFD_CMD_BASE: u32 = 0x80;
     ioctl_io_nr!(IOMMU_IOAS_IOVA_RANGES, VFIO_TYPE, IOMMUFD_CMD_BASE + 4);
     ioctl_io_nr!(IOMMU_OPTION, VFIO_TYPE, IOMMUFD_CMD_BASE + 7);
+    // Device features (VFIO_DEVICE_FEATURE, 5.17+): migration v2 (5.18), DMA logging and
+    // the migration data size (6.2), dma-buf export (VFIO_DEVICE_FEATURE_DMA_BUF, after 6.12).
+    ioctl_io_nr!(VFIO_DEVICE_FEATURE, VFIO_TYPE, VFIO_BASE + 17);
+    // On a migration data fd in PRE_COPY (6.2+).
+    ioctl_io_nr!(VFIO_MIG_GET_PRECOPY_INFO, VFIO_TYPE, VFIO_BASE + 21);
 
     /// Turns an ioctl return value into a result, reading errno on failure.
     fn check(ret: i32) -> io::Result<i32> {
@@ -384,6 +389,62 @@ mod sys {
             }
         }
         Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
+    }
+
+    /// The features whose payload holds a user pointer the kernel reads or writes through.
+    const POINTER_FEATURES: [u32; 2] = [
+        VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+        VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+    ];
+
+    /// Issues `VFIO_DEVICE_FEATURE` with `buf`: a `vfio_device_feature` header (`argsz` =
+    /// `buf`'s size, `flags`) and the feature's payload, which the kernel reads or fills.
+    /// Returns the ioctl's value (a new fd for the features that make one). Refuses with
+    /// EINVAL, before the kernel sees it, a feature whose payload carries a pointer (DMA
+    /// logging start and report): those go through [`device_feature_with_pointers`].
+    pub(crate) fn device_feature(device: &File, buf: &mut [u64]) -> io::Result<i32> {
+        let flags = crate::abi::get_u32(buf, 4);
+        if POINTER_FEATURES.contains(&(flags & VFIO_DEVICE_FEATURE_MASK))
+            && flags & VFIO_DEVICE_FEATURE_PROBE == 0
+        {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: the payload of every other feature is plain data (no pointer), so the
+        // kernel touches only `buf` itself, as the safety contract asks.
+        unsafe { device_feature_with_pointers(device, buf) }
+    }
+
+    /// [`device_feature`] for any feature, pointers in the payload included.
+    ///
+    /// # Safety
+    /// Every user pointer in the payload (DMA logging's `ranges` and `bitmap`) points to
+    /// memory the caller owns, at least as long as the payload's lengths say, readable
+    /// (ranges) or writable (bitmap), and alive for the call; the kernel keeps none of
+    /// them past it.
+    pub(crate) unsafe fn device_feature_with_pointers(
+        device: &File,
+        buf: &mut [u64],
+    ) -> io::Result<i32> {
+        if std::mem::size_of_val(buf) < std::mem::size_of::<vfio_device_feature>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: `device` is a VFIO device fd; `buf` is 8-aligned, owned by the caller, at
+        // least a header long, and its `argsz` (set by the caller) is at most its length, so
+        // the kernel reads and writes only inside it, and through the payload's pointers,
+        // which the caller vouches for.
+        check(unsafe { ioctl_with_mut_ptr(device, VFIO_DEVICE_FEATURE(), buf.as_mut_ptr()) })
+    }
+
+    /// `VFIO_MIG_GET_PRECOPY_INFO` on a migration data fd.
+    pub(crate) fn mig_get_precopy_info(data_fd: &File) -> io::Result<vfio_precopy_info> {
+        let mut info = vfio_precopy_info {
+            argsz: argsz::<vfio_precopy_info>(),
+            ..Default::default()
+        };
+        // SAFETY: `data_fd` is a migration data fd (or the kernel answers ENOTTY); `info` is
+        // a correctly sized struct we own and `argsz` tells the kernel not to write past it.
+        check(unsafe { ioctl_with_mut_ref(data_fd, VFIO_MIG_GET_PRECOPY_INFO(), &mut info) })?;
+        Ok(info)
     }
 }
 

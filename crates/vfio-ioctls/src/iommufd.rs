@@ -58,6 +58,20 @@ pub(crate) fn iommufd_errno(e: &IommufdError) -> io::Error {
     }
 }
 
+/// The ioctl an iommufd-ioctls error stands for.
+pub(crate) fn iommufd_op(e: &IommufdError) -> &'static str {
+    use IommufdError::*;
+    match e {
+        OpenIommufd(_) => "open",
+        IommuDestroy(_) => "IOMMU_DESTROY",
+        IommuIoasAlloc(_) => "IOMMU_IOAS_ALLOC",
+        IommuIoasMap(_) | IommuIoasMapFile(_) => "IOMMU_IOAS_MAP",
+        IommuIoasUnmap(_) => "IOMMU_IOAS_UNMAP",
+        IommuHwptAlloc(_) => "IOMMU_HWPT_ALLOC",
+        _ => "iommufd",
+    }
+}
+
 /// An IOAS of an iommufd, as a container's IOMMU: the kernel calls of the native backend.
 pub(crate) struct Ioas {
     iommufd: Arc<IommuFd>,
@@ -152,8 +166,8 @@ impl VfioContainer {
     /// bound to this iommufd and attached to the IOAS.
     ///
     /// # Errors
-    /// [`VfioError::NewVfioIommufd`]: `NotFound` on kernels without iommufd (before 6.2,
-    /// or built without `CONFIG_IOMMUFD`), `Permission`, the kernel's errno otherwise.
+    /// `Os` of `open` (`NotFound` on kernels without iommufd: before 6.2, or built without
+    /// `CONFIG_IOMMUFD`; `Permission`) or of `IOMMU_IOAS_ALLOC`, with the kernel's errno.
     pub fn new_iommufd(device_fd: Option<VfioContainerDeviceHandle>) -> Result<Self> {
         Self::open_iommufd(Path::new(IOMMUFD_PATH), device_fd)
     }
@@ -164,11 +178,7 @@ impl VfioContainer {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|source| VfioError::NewVfioIommufd {
-                op: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| VfioError::os("open", path.display().to_string(), source))?;
         let iommufd = Arc::new(IommuFd::new_from_fd(file));
         Self::with_iommufd(iommufd, None, device_fd, path.to_path_buf())
     }
@@ -182,11 +192,11 @@ impl VfioContainer {
         let ioas = match ioas {
             Some(ioas) => ioas,
             None => Arc::new(IommufdIoas::new(iommufd.clone()).map_err(|e| {
-                VfioError::NewVfioIommufd {
-                    op: "IOMMU_IOAS_ALLOC",
-                    path: path.clone(),
-                    source: iommufd_errno(&e),
-                }
+                VfioError::os(
+                    "IOMMU_IOAS_ALLOC",
+                    path.display().to_string(),
+                    iommufd_errno(&e),
+                )
             })?),
         };
         let file = dup_iommufd(&iommufd)?;
@@ -205,16 +215,17 @@ impl VfioContainer {
     ///
     /// # Errors
     /// `Unsupported` for a container that is not native iommufd;
-    /// [`VfioError::IommufdIoctlError`] with the kernel's errno otherwise.
+    /// `Os` of `IOMMU_HWPT_ALLOC` with the kernel's errno otherwise.
     pub fn alloc_hwpt(&self, dev_id: u32) -> Result<u32> {
         const OP: &str = "IOMMU_HWPT_ALLOC";
         let ioas = self.require_ioas(OP)?;
-        ioas.alloc_hwpt(dev_id, 0)
-            .map_err(|source| VfioError::IommufdIoctlError {
-                op: OP,
-                target: format!("device id {dev_id} on IOAS {}", ioas.id()),
+        ioas.alloc_hwpt(dev_id, 0).map_err(|source| {
+            VfioError::os(
+                OP,
+                format!("device id {dev_id} on IOAS {}", ioas.id()),
                 source,
-            })
+            )
+        })
     }
 
     /// Destroys an iommufd object (a HWPT) by id (`IOMMU_DESTROY`).
@@ -235,11 +246,7 @@ impl VfioContainer {
         }
         ioas.iommufd
             .destroy_iommu_object(id)
-            .map_err(|e| VfioError::IommufdIoctlError {
-                op: OP,
-                target: format!("object {id}"),
-                source: iommufd_errno(&e),
-            })
+            .map_err(|e| VfioError::os(OP, format!("object {id}"), iommufd_errno(&e)))
     }
 
     /// The id of a native iommufd container's IOAS (`None` for the other backends).
@@ -283,7 +290,7 @@ impl VfioIommufd {
     /// it are registered with the hypervisor device `device_fd`, if any.
     ///
     /// # Errors
-    /// [`VfioError::NewVfioIommufd`] when the IOAS cannot be allocated.
+    /// Upstream's `NewVfioIommufd` when the IOAS cannot be allocated.
     pub fn new(
         iommufd: Arc<IommuFd>,
         ioas: Option<Arc<IommufdIoas>>,
@@ -294,7 +301,8 @@ impl VfioIommufd {
             ioas,
             device_fd,
             PathBuf::from(IOMMUFD_PATH),
-        )?;
+        )
+        .map_err(VfioError::into_upstream)?;
         let ioas = match container.ioas() {
             Some(i) => i.ioas.clone(),
             None => unreachable_ioas()?,

@@ -189,12 +189,30 @@ impl VfioDevice {
     }
 
     /// Attaches `event_fds` to vectors `0..` of IRQ `irq_index` (upstream's signature).
+    ///
+    /// # Errors
+    /// Upstream's `VfioDeviceEnableIrq` for any failure, the structured error (as
+    /// [`VfioDevice::enable_irq_from`] returns it) logged first.
     pub fn enable_irq(&self, irq_index: u32, event_fds: Vec<&EventFd>) -> Result<()> {
         self.enable_irq_from(irq_index, 0, &event_fds)
+            .map_err(|e| e.into_upstream_as(VfioError::VfioDeviceEnableIrq))
+    }
+
+    /// Disables every vector of IRQ `irq_index` (upstream's signature).
+    ///
+    /// # Errors
+    /// Upstream's `VfioDeviceDisableIrq` for any failure, the structured error (as
+    /// [`VfioDevice::try_disable_irq`] returns it) logged first.
+    pub fn disable_irq(&self, irq_index: u32) -> Result<()> {
+        self.try_disable_irq(irq_index)
+            .map_err(|e| e.into_upstream_as(VfioError::VfioDeviceDisableIrq))
     }
 
     /// Disables every vector of IRQ `irq_index`.
-    pub fn disable_irq(&self, irq_index: u32) -> Result<()> {
+    ///
+    /// # Errors
+    /// `OutOfRange` for an absent index; the kernel's errno otherwise.
+    pub fn try_disable_irq(&self, irq_index: u32) -> Result<()> {
         self.irq("disable_irq", irq_index)?;
         self.set_irqs(
             "disable_irq",
@@ -206,8 +224,22 @@ impl VfioDevice {
         )
     }
 
-    /// Fires vector `vector` of IRQ `irq_index` from user space (its eventfd is signalled).
+    /// Fires vector `vector` of IRQ `irq_index` from user space (upstream's signature).
+    ///
+    /// # Errors
+    /// Upstream's `VfioDeviceTriggerIrq` for any failure, the structured error (as
+    /// [`VfioDevice::try_trigger_irq`] returns it) logged first.
     pub fn trigger_irq(&self, irq_index: u32, vector: u32) -> Result<()> {
+        self.try_trigger_irq(irq_index, vector)
+            .map_err(|e| e.into_upstream_as(VfioError::VfioDeviceTriggerIrq))
+    }
+
+    /// Fires vector `vector` of IRQ `irq_index` from user space (its eventfd is signalled).
+    ///
+    /// # Errors
+    /// `OutOfRange` for an absent index or vector; the kernel's errno otherwise (`EINVAL`
+    /// for a vector that is not enabled).
+    pub fn try_trigger_irq(&self, irq_index: u32, vector: u32) -> Result<()> {
         let irq = *self.irq("trigger_irq", irq_index)?;
         self.check_vectors("trigger_irq", &irq, vector, 1)?;
         self.set_irqs(
@@ -264,12 +296,31 @@ impl VfioDevice {
     }
 
     /// Unmasks vector 0 of IRQ `irq_index` (upstream's signature).
+    ///
+    /// # Errors
+    /// Upstream's `VfioDeviceUnmaskIrq` for any failure, the structured error (as
+    /// [`VfioDevice::unmask_irq_vector`] returns it) logged first.
     pub fn unmask_irq(&self, irq_index: u32) -> Result<()> {
         self.unmask_irq_vector(irq_index, 0)
+            .map_err(|e| e.into_upstream_as(VfioError::VfioDeviceUnmaskIrq))
+    }
+
+    /// Sets resample eventfds (INTx): writing one unmasks the line (upstream's signature).
+    ///
+    /// # Errors
+    /// Upstream's `VfioDeviceSetIrqResampleFd` for any failure, the structured error (as
+    /// [`VfioDevice::try_set_irq_resample_fd`] returns it) logged first.
+    pub fn set_irq_resample_fd(&self, irq_index: u32, event_rfds: Vec<&EventFd>) -> Result<()> {
+        self.try_set_irq_resample_fd(irq_index, &event_rfds)
+            .map_err(|e| e.into_upstream_as(VfioError::VfioDeviceSetIrqResampleFd))
     }
 
     /// Sets resample eventfds (INTx): writing one unmasks the line in the kernel.
-    pub fn set_irq_resample_fd(&self, irq_index: u32, event_rfds: Vec<&EventFd>) -> Result<()> {
+    ///
+    /// # Errors
+    /// `OutOfRange` for an absent index or more eventfds than vectors; the kernel's errno
+    /// otherwise.
+    pub fn try_set_irq_resample_fd(&self, irq_index: u32, event_rfds: &[&EventFd]) -> Result<()> {
         const OP: &str = "set_irq_resample_fd";
         let irq = *self.irq(OP, irq_index)?;
         let count = u32::try_from(event_rfds.len()).unwrap_or(u32::MAX);
@@ -288,22 +339,22 @@ impl VfioDevice {
         )
     }
 
-    /// Enables MSI with one eventfd per vector.
+    /// Enables MSI with one eventfd per vector (upstream's; errors as [`VfioDevice::enable_irq`]).
     pub fn enable_msi(&self, fds: Vec<&EventFd>) -> Result<()> {
         self.enable_irq(crate::pci_irq::MSI, fds)
     }
 
-    /// Disables MSI.
+    /// Disables MSI (upstream's; errors as [`VfioDevice::disable_irq`]).
     pub fn disable_msi(&self) -> Result<()> {
         self.disable_irq(crate::pci_irq::MSI)
     }
 
-    /// Enables MSI-X with one eventfd per vector.
+    /// Enables MSI-X with one eventfd per vector (upstream's; errors as [`VfioDevice::enable_irq`]).
     pub fn enable_msix(&self, fds: Vec<&EventFd>) -> Result<()> {
         self.enable_irq(crate::pci_irq::MSIX, fds)
     }
 
-    /// Disables MSI-X.
+    /// Disables MSI-X (upstream's; errors as [`VfioDevice::disable_irq`]).
     pub fn disable_msix(&self) -> Result<()> {
         self.disable_irq(crate::pci_irq::MSIX)
     }

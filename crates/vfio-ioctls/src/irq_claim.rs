@@ -208,7 +208,7 @@ impl IrqClaim {
     /// # Errors
     /// The kernel's errno; `EINVAL` when the index is not enabled.
     pub fn disable(&self) -> Result<()> {
-        self.device.disable_irq(self.index)
+        self.device.try_disable_irq(self.index)
     }
 }
 

@@ -7,7 +7,18 @@
 //! ([`MappedRegion`]), and interrupts ([`VfioIrq`]) delivered to eventfds, which
 //! the [`poller`] thread can hand to callbacks.
 //! [`DmaBuffer`]s are memory the crate owns, mapped into the IOMMU.
-//! [`sysfs`] finds devices and binds them to vfio-pci.
+//! [`sysfs`] finds devices and binds them to vfio-pci, and creates mediated devices.
+//! Devices whose driver supports it migrate (VFIO migration v2: [`MigrationState`],
+//! [`VfioDevice::save_device_state`], [`VfioDevice::load_device_state`], and upstream's
+//! `set_migration_state`/`read_migration_data`...), log their DMA
+//! ([`VfioDevice::start_dma_logging`]) and, with `vfio_cdev`, export dma-bufs.
+//!
+//! Upstream `vfio-ioctls` 0.10's public API is here with its names, signatures and
+//! [`VfioError`] variants (this crate's version is 0.10.0), so a VMM switches with
+//! `[patch.crates-io]`. Where upstream's form drops an error (`reset`, `region_read`,
+//! `region_write` return `()`) or its variant drops the errno or the target (the IRQ
+//! methods), the failure is logged and a method beside it (`try_reset`,
+//! `try_region_read`, `enable_irq_from`, `try_trigger_irq`...) returns the structured error.
 //!
 //! A container drives one of three IOMMU backends ([`IommuBackend`]): VFIO's type1
 //! container (`/dev/vfio/vfio`, [`VfioContainer::new`]), iommufd's container
@@ -38,11 +49,14 @@ pub mod barrier;
 mod cdev;
 mod container;
 mod device;
+mod device_feature;
 mod dma;
+#[cfg(feature = "vfio_cdev")]
+mod dma_buf;
+mod dma_logging;
 mod dma_slice;
 mod error;
 mod group;
-#[cfg(feature = "vm-memory")]
 mod guest_memory;
 pub mod held;
 mod hot_reset;
@@ -57,6 +71,7 @@ mod irq;
 mod irq_claim;
 #[cfg(feature = "kvm")]
 pub mod kvm;
+mod migration;
 mod mmap;
 #[cfg(feature = "mshv")]
 pub mod mshv;
@@ -68,11 +83,15 @@ mod region;
 pub mod register_wait;
 mod sync;
 pub mod sysfs;
+mod upstream_error;
 mod volatile;
 
 pub use container::{page_size, IommuBackend, VfioContainer, VfioOps, VFIO_CONTAINER_PATH};
 pub use device::{pci_region, VfioDevice, VfioDeviceInfo};
 pub use dma::{DmaBuffer, DmaMemory, DmaOptions};
+#[cfg(feature = "vfio_cdev")]
+pub use dma_buf::VfioRegionDmaRange;
+pub use dma_logging::DmaLoggingRange;
 pub use dma_slice::DmaSlice;
 pub use error::{closed_message, ErrorKind, Result, VfioError};
 pub use group::VfioGroup;
@@ -87,13 +106,15 @@ pub use iommufd::{VfioIommufd, IOMMUFD_PATH};
 pub use iommufd_ioctls::{IommuFd, IommufdIoas};
 pub use irq::{pci_irq, VfioIrq};
 pub use irq_claim::{irq_index_name, IrqClaim};
+pub use migration::{MigrationState, MigrationSupport, PrecopyInfo};
 pub use mmap::MappedRegion;
 pub use pci_config::{
     parse_bars, parse_capabilities, PciBar, PciCapabilities, PciCapability, PciExtCapability,
 };
 pub use region::{
     VfioRegion, VfioRegionInfoCap, VfioRegionInfoCapNvlink2Lnkspd, VfioRegionInfoCapNvlink2Ssatgt,
-    VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType, VfioRegionSparseMmapArea,
+    VfioRegionInfoCapRaw, VfioRegionInfoCapSparseMmap, VfioRegionInfoCapType,
+    VfioRegionSparseMmapArea,
 };
 pub use vmm_sys_util::eventfd::EventFd;
 pub use volatile::VolatileAccess;

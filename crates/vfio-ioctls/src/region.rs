@@ -56,13 +56,19 @@ pub enum VfioRegionInfoCap {
     Nvlink2Ssatgt(VfioRegionInfoCapNvlink2Ssatgt),
     /// NVLink2 link speed.
     Nvlink2Lnkspd(VfioRegionInfoCapNvlink2Lnkspd),
-    /// A capability this library does not decode, kept so nothing is hidden.
-    Unknown {
-        /// The capability id.
-        id: u16,
-        /// Its version.
-        version: u16,
-    },
+}
+
+/// A region capability [`VfioRegionInfoCap`] does not decode (its variants are exactly
+/// upstream's), kept raw so nothing is hidden: see [`VfioRegion::other_caps`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VfioRegionInfoCapRaw {
+    /// The capability id (`struct vfio_info_cap_header`'s `id`).
+    pub id: u16,
+    /// Its version.
+    pub version: u16,
+    /// The bytes after its header, up to the next capability of the chain in memory
+    /// (or the end of the kernel's buffer), so they may include padding.
+    pub data: Vec<u8>,
 }
 
 /// One region of a device. Its position in `VfioDevice::regions()` is its VFIO index,
@@ -79,8 +85,10 @@ pub struct VfioRegion {
     pub size: u64,
     /// Offset of the region within the device fd (for pread/pwrite/mmap).
     pub offset: u64,
-    /// Capabilities, in chain order.
+    /// The capabilities upstream knows, in chain order.
     pub caps: Vec<VfioRegionInfoCap>,
+    /// The other capabilities, raw, in chain order.
+    pub other_caps: Vec<VfioRegionInfoCapRaw>,
 }
 
 impl VfioRegion {
@@ -93,6 +101,7 @@ impl VfioRegion {
             size: 0,
             offset: 0,
             caps: Vec::new(),
+            other_caps: Vec::new(),
         }
     }
 
@@ -243,8 +252,11 @@ pub(crate) fn walk_cap_chain(
     Ok(caps)
 }
 
+/// A region's capabilities: the ones [`VfioRegionInfoCap`] decodes, and the others raw.
+pub(crate) type RegionCaps = (Vec<VfioRegionInfoCap>, Vec<VfioRegionInfoCapRaw>);
+
 /// Parses a region's capability chain from the full `VFIO_DEVICE_GET_REGION_INFO` buffer.
-pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<Vec<VfioRegionInfoCap>> {
+pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<RegionCaps> {
     const OP: &str = "VFIO_DEVICE_GET_REGION_INFO";
     let headers = walk_cap_chain(OP, buf, cap_offset, std::mem::size_of::<vfio_region_info>())?;
     let truncated = |h: &CapHeader| {
@@ -254,7 +266,9 @@ pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<Vec<VfioR
         )
     };
     let mut caps = Vec::with_capacity(headers.len());
-    for h in headers {
+    let mut others = Vec::new();
+    for h in &headers {
+        let h = *h;
         let body = h.at + CAP_HEADER_LEN;
         let cap = match u32::from(h.id) {
             VFIO_REGION_INFO_CAP_SPARSE_MMAP => {
@@ -291,14 +305,26 @@ pub(crate) fn parse_region_caps(buf: &[u8], cap_offset: u32) -> Result<Vec<VfioR
                     link_speed: read_u32(buf, body).ok_or_else(|| truncated(&h))?,
                 })
             }
-            _ => VfioRegionInfoCap::Unknown {
-                id: h.id,
-                version: h.version,
-            },
+            _ => {
+                // The body ends where the next capability in memory starts, or with the buffer.
+                let end = headers
+                    .iter()
+                    .map(|o| o.at)
+                    .filter(|&at| at > h.at)
+                    .min()
+                    .unwrap_or(buf.len())
+                    .min(buf.len());
+                others.push(VfioRegionInfoCapRaw {
+                    id: h.id,
+                    version: h.version,
+                    data: buf.get(body..end).map(<[u8]>::to_vec).unwrap_or_default(),
+                });
+                continue;
+            }
         };
         caps.push(cap);
     }
-    Ok(caps)
+    Ok((caps, others))
 }
 
 #[cfg(test)]
@@ -349,7 +375,15 @@ pub(crate) mod tests {
             (5, [25u32.to_ne_bytes(), [0; 4]].concat()),
             (42, vec![0; 4]),
         ]);
-        let caps = parse_region_caps(&buf, first).unwrap();
+        let (caps, others) = parse_region_caps(&buf, first).unwrap();
+        assert_eq!(
+            others,
+            vec![VfioRegionInfoCapRaw {
+                id: 42,
+                version: 1,
+                data: vec![0; 4]
+            }]
+        );
         assert_eq!(
             caps,
             vec![
@@ -374,14 +408,13 @@ pub(crate) mod tests {
                     tgt: 0xdead_beef_0000
                 }),
                 VfioRegionInfoCap::Nvlink2Lnkspd(VfioRegionInfoCapNvlink2Lnkspd { link_speed: 25 }),
-                VfioRegionInfoCap::Unknown { id: 42, version: 1 },
             ]
         );
     }
 
     #[test]
     fn empty_chain_is_empty() {
-        assert_eq!(parse_region_caps(&[0u8; 32], 0).unwrap(), vec![]);
+        assert_eq!(parse_region_caps(&[0u8; 32], 0).unwrap(), (vec![], vec![]));
     }
 
     #[test]
@@ -444,6 +477,7 @@ pub(crate) mod tests {
             size: 0x4000,
             offset: 0,
             caps: vec![],
+            other_caps: vec![],
         };
         assert!(r.mmap_areas().is_empty());
         r.flags |= VFIO_REGION_INFO_FLAG_MMAP;
@@ -482,6 +516,7 @@ pub(crate) mod tests {
             size: 0x100,
             offset: 0,
             caps: vec![],
+            other_caps: vec![],
         };
         assert!(r.check_range("read", 0xfc, 4).is_ok());
         assert_eq!(

@@ -34,6 +34,10 @@ use vfio_ioctls::{
     VfioRegionInfoCap, VolatileAccess,
 };
 
+// Migration v2, DMA logging and dma-buf export (tests/kernel/migration.rs).
+#[path = "kernel/migration.rs"]
+mod migration;
+
 /// Panics unless this runs in the guest with VFIO: a host run fails instead of skipping.
 fn require_guest() {
     let flag = std::env::var("VFIO_GUEST").unwrap_or_default();
@@ -179,13 +183,13 @@ fn map_bar0(dev: &Arc<VfioDevice>) -> MappedRegion {
 
 fn config_read16(dev: &VfioDevice, offset: u64) -> u16 {
     let mut b = [0u8; 2];
-    dev.region_read(pci_region::CONFIG, &mut b, offset)
+    dev.try_region_read(pci_region::CONFIG, &mut b, offset)
         .unwrap_or_else(|e| panic!("config read at {offset:#x}: {e}"));
     u16::from_le_bytes(b)
 }
 
 fn config_write16(dev: &VfioDevice, offset: u64, value: u16) {
-    dev.region_write(pci_region::CONFIG, &value.to_le_bytes(), offset)
+    dev.try_region_write(pci_region::CONFIG, &value.to_le_bytes(), offset)
         .unwrap_or_else(|e| panic!("config write at {offset:#x}: {e}"));
 }
 
@@ -443,7 +447,7 @@ fn config_space_read_write() {
     assert_eq!(config_read16(&dev, 0), 0x1234);
     assert_eq!(config_read16(&dev, 2), 0x11e8);
     let mut id = [0u8; 4];
-    dev.region_read(pci_region::CONFIG, &mut id, 0).unwrap();
+    dev.try_region_read(pci_region::CONFIG, &mut id, 0).unwrap();
     assert_eq!(u32::from_le_bytes(id), 0x11e8_1234);
     let cmd = config_read16(&dev, PCI_COMMAND);
     println!("command at open {cmd:#06x}");
@@ -495,7 +499,8 @@ fn bar0_mmap_registers() {
     );
     // The same register through pread on the device fd.
     let mut b = [0u8; 4];
-    dev.region_read(pci_region::BAR0, &mut b, EDU_ID).unwrap();
+    dev.try_region_read(pci_region::BAR0, &mut b, EDU_ID)
+        .unwrap();
     assert_eq!(u32::from_le_bytes(b), 0x0100_00ed);
     // Not mappable: config space.
     assert_kind(
@@ -513,45 +518,45 @@ fn bad_region_accesses() {
     let dev = open(EDU, &c);
     let mut b = [0u8; 4];
     assert_kind(
-        dev.region_read(99, &mut b, 0),
+        dev.try_region_read(99, &mut b, 0),
         ErrorKind::OutOfRange,
         "region_read(99)",
     );
     assert_kind(
-        dev.region_write(99, &b, 0),
+        dev.try_region_write(99, &b, 0),
         ErrorKind::OutOfRange,
         "region_write(99)",
     );
     let config_size = dev.region(pci_region::CONFIG).unwrap().size;
     assert_kind(
-        dev.region_read(pci_region::CONFIG, &mut b, config_size - 2),
+        dev.try_region_read(pci_region::CONFIG, &mut b, config_size - 2),
         ErrorKind::OutOfRange,
         "config read past end",
     );
     assert_kind(
-        dev.region_read(pci_region::BAR0, &mut b, 1 << 20),
+        dev.try_region_read(pci_region::BAR0, &mut b, 1 << 20),
         ErrorKind::OutOfRange,
         "BAR0 read past end",
     );
     assert_kind(
-        dev.region_read(pci_region::CONFIG, &mut b, u64::MAX),
+        dev.try_region_read(pci_region::CONFIG, &mut b, u64::MAX),
         ErrorKind::OutOfRange,
         "u64::MAX offset",
     );
     assert_kind(
-        dev.region_write(pci_region::CONFIG, &b, u64::MAX),
+        dev.try_region_write(pci_region::CONFIG, &b, u64::MAX),
         ErrorKind::OutOfRange,
         "u64::MAX offset write",
     );
     if !dev.region(pci_region::VGA).unwrap().present {
         assert_kind(
-            dev.region_read(pci_region::VGA, &mut b, 0),
+            dev.try_region_read(pci_region::VGA, &mut b, 0),
             ErrorKind::OutOfRange,
             "read of absent VGA region",
         );
     }
     // A good read still works afterwards.
-    dev.region_read(pci_region::CONFIG, &mut b, 0).unwrap();
+    dev.try_region_read(pci_region::CONFIG, &mut b, 0).unwrap();
     assert_eq!(u32::from_le_bytes(b), 0x11e8_1234);
 }
 
@@ -761,6 +766,10 @@ fn dma_errors() {
         ErrorKind::InvalidArgument,
         "unmap of nothing",
     );
+    assert!(matches!(
+        c.vfio_dma_unmap(0x30_0000, 4096),
+        Err(VfioError::InvalidDmaUnmapSize)
+    ));
     assert_kind(
         c.vfio_dma_unmap(0x10_2000, 8192),
         ErrorKind::InvalidArgument,
@@ -870,10 +879,15 @@ fn msi_interrupts() {
         wait_event(&efd, Duration::from_secs(1)).expect("trigger_irq did not signal the eventfd");
     assert!(n >= 1);
     assert_kind(
-        dev.trigger_irq(pci_irq::MSI, msi.count),
+        dev.try_trigger_irq(pci_irq::MSI, msi.count),
         ErrorKind::OutOfRange,
         "trigger past the vectors",
     );
+    // Upstream's form: upstream's one variant.
+    assert!(matches!(
+        dev.trigger_irq(pci_irq::MSI, msi.count),
+        Err(VfioError::VfioDeviceTriggerIrq)
+    ));
 
     let extra: Vec<EventFd> = (0..msi.count)
         .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
@@ -891,10 +905,14 @@ fn msi_interrupts() {
         "no eventfds",
     );
     assert_kind(
-        dev.enable_irq(42, vec![&efd]),
+        dev.enable_irq_from(42, 0, &[&efd]),
         ErrorKind::OutOfRange,
         "IRQ index 42",
     );
+    assert!(matches!(
+        dev.enable_irq(42, vec![&efd]),
+        Err(VfioError::VfioDeviceEnableIrq)
+    ));
     // MSI is not maskable through VFIO.
     if !msi.maskable() {
         assert_kind(
@@ -906,7 +924,7 @@ fn msi_interrupts() {
 
     dev.disable_msi().unwrap();
     // Disabled: the kernel refuses a trigger for an index that is not enabled.
-    let e = dev.trigger_irq(pci_irq::MSI, 0).unwrap_err();
+    let e = dev.try_trigger_irq(pci_irq::MSI, 0).unwrap_err();
     println!(
         "trigger after disable: {:?} errno {:?}",
         e.kind(),
@@ -989,10 +1007,14 @@ fn intx_interrupts() {
     bar.write_u32(EDU_IRQ_ACK, 1).unwrap();
 
     assert_kind(
-        dev.enable_irq(pci_irq::INTX, vec![&efd, &rfd]),
+        dev.enable_irq_from(pci_irq::INTX, 0, &[&efd, &rfd]),
         ErrorKind::OutOfRange,
         "two eventfds for INTx",
     );
+    assert!(matches!(
+        dev.enable_irq(pci_irq::INTX, vec![&efd, &rfd]),
+        Err(VfioError::VfioDeviceEnableIrq)
+    ));
     dev.disable_irq(pci_irq::INTX).unwrap();
     // Masking needs INTx enabled: the kernel says EINVAL.
     let e = dev.mask_irq(pci_irq::INTX).unwrap_err();
@@ -1007,10 +1029,12 @@ fn reset() {
     let can = dev.info().can_reset();
     println!("edu can_reset: {can}");
     if can {
-        dev.reset().unwrap();
+        dev.try_reset().unwrap();
+        // Upstream's form returns nothing (it logs a failure).
+        dev.reset();
     } else {
         assert_kind(
-            dev.reset(),
+            dev.try_reset(),
             ErrorKind::Unsupported,
             "reset of a device without a reset method",
         );
@@ -1054,10 +1078,7 @@ fn close_and_reopen() {
             assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
             if mode() == Mode::Iommufd {
                 // A cdev opens once at a time: the second bind is refused (EINVAL).
-                assert!(
-                    matches!(e, VfioError::VfioDeviceBindIommufd { .. }),
-                    "{e:?}"
-                );
+                assert_eq!(e.op(), "VFIO_DEVICE_BIND_IOMMUFD", "{e:?}");
                 assert_eq!(e.errno(), Some(libc::EINVAL));
             }
         }
@@ -1158,19 +1179,21 @@ fn nvme_bar0_caps_and_mmap() {
     dev.trigger_irq(pci_irq::MSIX, 1).unwrap();
     assert_eq!((pending(1), pending(2)), (None, Some(1)));
     // A vector the device has but that was not enabled: before Linux 6.5 the kernel
-    // refuses; since its dynamic MSI-X allocation it ignores the trigger (no eventfd).
-    let unenabled = dev.trigger_irq(pci_irq::MSIX, msix.count - 1);
+    // refuses it; since its dynamic MSI-X allocation (6.5) a trigger of a vector
+    // without an eventfd is a no-op that succeeds. Either way nothing is signalled.
+    let result = dev.try_trigger_irq(pci_irq::MSIX, msix.count - 1);
     println!(
-        "trigger of MSI-X vector {} (not enabled): {unenabled:?}",
-        msix.count - 1
+        "trigger of MSI-X vector {} (not enabled) on {:?}: {:?}",
+        msix.count - 1,
+        kernel_release(),
+        result.as_ref().map_err(|e| (e.kind(), e.errno()))
     );
-    let (major, minor, _) = kernel_version();
-    if (major, minor) >= (6, 5) {
-        unenabled.unwrap();
-        assert_eq!((pending(0), pending(1), pending(2)), (None, None, None));
+    if kernel_at_least(6, 5) {
+        assert!(result.is_ok(), "{result:?}");
     } else {
-        assert_eq!(unenabled.unwrap_err().errno(), Some(libc::EINVAL));
+        assert_eq!(result.unwrap_err().errno(), Some(libc::EINVAL));
     }
+    assert_eq!((pending(0), pending(1), pending(2)), (None, None, None));
     dev.disable_msix().unwrap();
 
     let bar = map_bar0(&dev);
@@ -1183,26 +1206,50 @@ fn nvme_bar0_caps_and_mmap() {
     assert!(vs >= 0x1_0000, "VS {vs:#x}");
     // The same through pread.
     let mut b = [0u8; 4];
-    dev.region_read(pci_region::BAR0, &mut b, 0x08).unwrap();
+    dev.try_region_read(pci_region::BAR0, &mut b, 0x08).unwrap();
     assert_eq!(u32::from_le_bytes(b), vs);
 
     // The NVMe controller can be reset (edu cannot); it stays usable.
     assert!(dev.info().can_reset());
-    dev.reset().unwrap();
+    dev.try_reset().unwrap();
     assert_eq!(bar.read_u32(0x08).unwrap(), vs);
     assert_eq!(bar.read_u64(0).unwrap(), cap);
 }
 
 /// Writes a sysfs control file.
+/// The guest kernel's release (`6.1.0-48-amd64`, `6.12.95-vfio`).
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_else(|e| panic!("reading /proc/sys/kernel/osrelease: {e}"))
+        .trim()
+        .to_owned()
+}
+
+/// Whether the guest kernel is `major.minor` or later: the suites run on two kernels
+/// (Debian's 6.1 and a built 6.12) and assert what each one does.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = kernel_release();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || -> u32 {
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kernel release {release:?} is not MAJOR.MINOR..."))
+    };
+    (next(), next()) >= (major, minor)
+}
+
 fn sysfs_write(path: &str, value: &str) {
     std::fs::write(path, value).unwrap_or_else(|e| panic!("writing {value:?} to {path}: {e}"));
 }
 
 #[test]
 fn group_not_viable() {
-    // Group 4 holds the q35 LPC (1f.0), SATA (1f.2) and SMBus (1f.3) functions, with no
-    // drivers. Bind 1f.3 to vfio-pci and give 1f.2 a host driver that takes DMA
-    // ownership: iosf_mbi_pci (built in, its probe accepts any device).
+    // Group 4 holds the q35 LPC (1f.0), SATA (1f.2) and SMBus (1f.3) functions. Bind
+    // 1f.3 to vfio-pci; 1f.2 needs a host driver that takes DMA ownership. On Debian's
+    // 6.1 (ahci is a module the guest does not load) it has none, and gets
+    // iosf_mbi_pci (built in, its probe accepts any device); the built 6.12 has ahci
+    // built in, which already holds it.
     const SATA: &str = "0000:00:1f.2";
     const SMBUS: &str = "0000:00:1f.3";
     const HOST_DRIVER: &str = "iosf_mbi_pci";
@@ -1210,34 +1257,32 @@ fn group_not_viable() {
     let sysfs = Sysfs::new();
     assert_eq!(sysfs.pci_device(&addr(SATA)).unwrap().iommu_group, Some(4));
     assert_eq!(sysfs.pci_device(&addr(SMBUS)).unwrap().iommu_group, Some(4));
-    // The 6.12 guest kernel has ahci built in, which takes the SATA function at boot:
-    // unbind it for the test and give it back at the end.
-    let original = sysfs.pci_device(&addr(SATA)).unwrap().driver;
-    if let Some(driver) = &original {
-        println!("{SATA} is bound to {driver}: unbinding it for the test");
-        sysfs_write(&format!("/sys/bus/pci/drivers/{driver}/unbind"), SATA);
-    }
-    assert!(
-        sysfs.pci_device(&addr(SATA)).unwrap().driver.is_none(),
-        "{SATA} still has a driver"
-    );
-    sysfs_write(
-        &format!("/sys/bus/pci/devices/{SATA}/driver_override"),
-        HOST_DRIVER,
-    );
-    sysfs_write("/sys/bus/pci/drivers_probe", SATA);
+    let own_driver = sysfs.pci_device(&addr(SATA)).unwrap().driver;
+    let blocker = match &own_driver {
+        Some(d) => d.clone(),
+        None => {
+            sysfs_write(
+                &format!("/sys/bus/pci/devices/{SATA}/driver_override"),
+                HOST_DRIVER,
+            );
+            sysfs_write("/sys/bus/pci/drivers_probe", SATA);
+            HOST_DRIVER.to_owned()
+        }
+    };
     let info = sysfs.pci_device(&addr(SATA)).unwrap();
     let restore = || {
-        sysfs_write(&format!("/sys/bus/pci/drivers/{HOST_DRIVER}/unbind"), SATA);
-        sysfs_write(
-            &format!("/sys/bus/pci/devices/{SATA}/driver_override"),
-            "\n",
-        );
+        sysfs_write(&format!("/sys/bus/pci/drivers/{blocker}/unbind"), SATA);
+        if own_driver.is_none() {
+            sysfs_write(
+                &format!("/sys/bus/pci/devices/{SATA}/driver_override"),
+                "\n",
+            );
+        }
     };
     assert_eq!(
         info.driver.as_deref(),
-        Some(HOST_DRIVER),
-        "{SATA} did not bind to {HOST_DRIVER}"
+        Some(blocker.as_str()),
+        "{SATA} did not bind to {blocker}"
     );
 
     let c = container();
@@ -1252,7 +1297,7 @@ fn group_not_viable() {
     match &e {
         VfioError::GroupNotViable { group, blockers } => {
             assert_eq!(*group, 4);
-            assert_eq!(blockers, &vec![format!("{SATA} ({HOST_DRIVER})")]);
+            assert_eq!(blockers, &vec![format!("{SATA} ({blocker})")]);
         }
         other => panic!("{other:?}"),
     }
@@ -1268,16 +1313,18 @@ fn group_not_viable() {
     let dev = VfioDevice::open(SMBUS, c.clone()).unwrap();
     assert_eq!(c.group_ids(), held(&[4]));
     drop(dev);
-    // 6.1 has no SMBus driver; 6.12 has i801_smbus built in, which bind() remembered.
-    let smbus_driver = sysfs.unbind_vfio(&addr(SMBUS), None).unwrap();
-    println!("{SMBUS} back to {smbus_driver:?}");
-    assert!(
-        matches!(smbus_driver.as_deref(), None | Some("i801_smbus")),
-        "{smbus_driver:?}"
-    );
-    if let Some(driver) = original {
-        sysfs_write(&format!("/sys/bus/pci/drivers/{driver}/bind"), SATA);
-        assert_eq!(sysfs.pci_device(&addr(SATA)).unwrap().driver, Some(driver));
+    // Unbound, the SMBus goes back to what probes it: no driver on 6.1, i801_smbus
+    // (built in) on 6.12; unbind_vfio reports the driver that took it.
+    let after = sysfs.unbind_vfio(&addr(SMBUS), None).unwrap();
+    assert_eq!(after, sysfs.pci_device(&addr(SMBUS)).unwrap().driver);
+    assert_ne!(after.as_deref(), Some("vfio-pci"));
+    // The guest as it was: SATA back to its own driver.
+    if let Some(d) = &own_driver {
+        sysfs_write(&format!("/sys/bus/pci/drivers/{d}/bind"), SATA);
+        assert_eq!(
+            sysfs.pci_device(&addr(SATA)).unwrap().driver.as_deref(),
+            Some(d.as_str())
+        );
     }
 }
 
@@ -1423,7 +1470,6 @@ fn unbind_and_bind() {
     assert_eq!(map_bar0(&dev).read_u32(EDU_ID).unwrap(), 0x0100_00ed);
 }
 
-#[cfg(feature = "vm-memory")]
 #[test]
 fn guest_memory_mapped_at_guest_physical_addresses() {
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -1461,6 +1507,7 @@ fn guest_memory_mapped_at_guest_physical_addresses() {
 }
 
 /// The running kernel's (major, minor), from /proc/sys/kernel/osrelease.
+#[cfg(feature = "vfio_cdev")]
 fn kernel_version() -> (u32, u32, String) {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let release = release.trim().to_string();
@@ -1479,7 +1526,7 @@ fn iommufd_container_or_refusal() -> Option<Arc<VfioContainer>> {
     if (major, minor) < (6, 2) {
         let e = assert_kind(result, ErrorKind::NotFound, "iommufd before Linux 6.2");
         println!("kernel {release}: {e}");
-        assert!(matches!(e, VfioError::NewVfioIommufd { .. }), "{e:?}");
+        assert_eq!((e.op(), e.errno()), ("open", Some(libc::ENOENT)), "{e:?}");
         assert_eq!(e.path().as_deref(), Some("/dev/iommu"));
         assert!(e.to_string().contains("CONFIG_IOMMUFD"), "{e}");
         return None;
@@ -1531,10 +1578,10 @@ fn iommufd_cdev_edu_dma_msi_reset() {
     dev.disable_msi().unwrap();
 
     if dev.info().can_reset() {
-        dev.reset().unwrap();
+        dev.try_reset().unwrap();
     } else {
         assert_kind(
-            dev.reset(),
+            dev.try_reset(),
             ErrorKind::Unsupported,
             "edu has no reset method",
         );
@@ -1595,16 +1642,7 @@ fn iommufd_hwpt_attach_and_detach() {
         ErrorKind::Busy,
         "destroying an attached HWPT",
     );
-    assert!(
-        matches!(
-            e,
-            VfioError::IommufdIoctlError {
-                op: "IOMMU_DESTROY",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_eq!(e.op(), "IOMMU_DESTROY", "{e:?}");
 
     // Detached: the device is blocked from DMA.
     dev.detach_hwpt().unwrap();
@@ -1624,7 +1662,7 @@ fn iommufd_hwpt_attach_and_detach() {
         "a destroyed HWPT",
     );
     assert!(
-        matches!(e, VfioError::VfioDeviceAttachIommufdPt { .. }),
+        matches!(e, VfioError::VfioDeviceAttachIommufdPt(_)),
         "{e:?}"
     );
     let ioas = vfio_ioctls_ioas_id(&c, &dev);

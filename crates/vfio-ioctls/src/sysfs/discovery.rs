@@ -88,7 +88,9 @@ impl Sysfs {
     /// Resolves what a user passes to open a device: a PCI address
     /// (`0000:00:03.0` / `00:03.0`) or an absolute sysfs path (e.g.
     /// `/sys/bus/pci/devices/0000:00:03.0` or its canonical
-    /// `/sys/devices/pci0000:00/0000:00:03.0`), and finds its IOMMU group.
+    /// `/sys/devices/pci0000:00/0000:00:03.0`), or a mediated device's UUID or path
+    /// (`/sys/bus/mdev/devices/<uuid>`, named by its UUID in its group), and finds
+    /// its IOMMU group.
     ///
     /// A path must canonicalize to a directory strictly under `<root>/devices`
     /// or `<root>/bus`; one that canonicalizes elsewhere (e.g. through `..`) is
@@ -99,14 +101,16 @@ impl Sysfs {
         const OP: &str = "resolve device";
         let candidate = if let Some(addr) = parse_address(addr_or_path) {
             self.existing_device_dir(&addr)?
+        } else if super::is_mdev_uuid(addr_or_path) {
+            self.mdev_dir(addr_or_path)
         } else if addr_or_path.starts_with('/') && !addr_or_path.contains('\0') {
             PathBuf::from(addr_or_path)
         } else {
             return Err(VfioError::invalid(
                 OP,
                 format!(
-                    "{addr_or_path:?} is neither a PCI address (DDDD:BB:DD.F or BB:DD.F, e.g. 0000:00:03.0) \
-                     nor an absolute sysfs path (e.g. {}/bus/pci/devices/0000:00:03.0)",
+                    "{addr_or_path:?} is neither a PCI address (DDDD:BB:DD.F or BB:DD.F, e.g. 0000:00:03.0), \
+                     an mdev UUID, nor an absolute sysfs path (e.g. {}/bus/pci/devices/0000:00:03.0)",
                     self.root.display()
                 ),
             ));

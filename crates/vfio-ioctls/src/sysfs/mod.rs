@@ -44,6 +44,7 @@ mod discovery;
 #[cfg(test)]
 mod fake;
 mod files;
+mod mdev;
 pub(crate) mod parse;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ use crate::error::{Result, VfioError};
 pub use address::PciAddress;
 pub use binding::BindOutcome;
 pub use discovery::{DeviceLocation, PciDeviceInfo};
+pub use mdev::{is_mdev_uuid, MdevType};
 
 /// The driver that gives user space access to PCI devices.
 const VFIO_PCI: &str = "vfio-pci";
