@@ -615,6 +615,61 @@ test.serial('the IOMMU backend: ioasId, iommufdDevId, and a HWPT of its own (iom
   code(t, () => e.c.allocHwpt(-1), ErrorCode.OUT_OF_RANGE)
 })
 
+test.serial('edu has no migration, no DMA logging and no dma-buf export: every such member refuses', async (t) => {
+  const release = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()
+  const c = newContainer()
+  using edu = c.openDevice(EDU)
+  c.close()
+  t.is(edu.migration, null)
+  const state = code(t, () => edu.migrationState, ErrorCode.UNSUPPORTED)
+  t.regex(state.message, /does not implement VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE \(VFIO_DEVICE_FEATURE answered ENOTTY\)/)
+  const save = await t.throwsAsync(edu.saveState(), { code: ErrorCode.UNSUPPORTED })
+  t.regex(save?.message ?? '', new RegExp(`${EDU} has no migration driver: the kernel \\(${release.replace(/[.+]/g, '\\$&')}\\)`))
+  await t.throwsAsync(edu.loadState(Buffer.alloc(4)), { code: ErrorCode.UNSUPPORTED })
+  await t.throwsAsync(edu.setMigrationState('stop'), { code: ErrorCode.UNSUPPORTED })
+  code(t, () => edu.migrationDataSize, ErrorCode.UNSUPPORTED)
+  // precopyInfo asks the data fd, which only a PRE_COPY state opens: none is open.
+  const precopy = code(t, () => edu.precopyInfo(), ErrorCode.INVALID_ARGUMENT)
+  t.regex(precopy.message, /migration data fd is not present/)
+  await t.throwsAsync(async () => {
+    for await (const chunk of edu.saveStateStream()) t.fail(`a chunk of ${chunk.length} bytes from edu`)
+  }, { code: ErrorCode.UNSUPPORTED })
+  // No transition ever opened a data fd: reading or writing one says so.
+  const read = await t.throwsAsync(async () => {
+    for await (const chunk of edu.migrationData()) t.fail(`a chunk of ${chunk.length} bytes from edu`)
+  })
+  t.truthy(read?.message, 'migrationData() without a saving state refuses')
+  const write = await t.throwsAsync(edu.writeMigrationData(Buffer.alloc(4)))
+  t.truthy(write?.message, 'writeMigrationData() without a resuming state refuses')
+  t.is((read as { code?: string }).code, (write as { code?: string }).code)
+  const logging = code(t, () => edu.startDmaLogging(4096, [{ iova: 0, length: 4096 }]), ErrorCode.UNSUPPORTED)
+  t.regex(logging.message, /no DMA logging/)
+  t.throws(() => edu.stopDmaLogging(), { message: /DMA logging/ })
+  t.throws(() => edu.reportDmaLogging({ iova: 0, length: 4096 }, 4096), { message: /DMA logging/ })
+  const dmaBuf = code(t, () => edu.exportDmaBuf(0, [{ offset: 0, length: 4096 }]), ErrorCode.UNSUPPORTED)
+  t.regex(dmaBuf.message, /has no VFIO_DEVICE_FEATURE_DMA_BUF/)
+})
+
+test.serial('sysfs: mediated devices are listed, created and removed (mtty on 6.12; refused on 6.1)', async (t) => {
+  const [major = 0, minor = 0] = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim().split('.').map(Number)
+  const hasMtty = major > 6 || (major === 6 && minor >= 12)
+  const types = sysfs.mdevTypes().filter((x) => x.parent === 'mtty')
+  if (!hasMtty) {
+    t.deepEqual(types, [])
+    await t.throwsAsync(sysfs.createMdev('mtty', 'mtty-1'), { code: ErrorCode.NOT_FOUND })
+    await t.throwsAsync(sysfs.removeMdev('6f0e4f9c-5a3b-4c39-9d8e-2b1a7c3d4e5f'), { code: ErrorCode.NOT_FOUND })
+    t.deepEqual(sysfs.mdevDevices(), [])
+    return
+  }
+  t.deepEqual(types.map((x) => x.id).sort(), ['mtty-1', 'mtty-2'])
+  const before = sysfs.mdevDevices()
+  const uuid = await sysfs.createMdev('mtty', 'mtty-2')
+  t.deepEqual(sysfs.mdevDevices().sort(), [...before, uuid].sort())
+  await sysfs.removeMdev(uuid)
+  t.deepEqual(sysfs.mdevDevices(), before)
+  await t.throwsAsync(sysfs.removeMdev(uuid), { code: ErrorCode.NOT_FOUND })
+})
+
 test.serial('every public method was called in this suite', (t) => {
   const covered = coveredList()
   t.log(`covered ${covered.length} public members:\n  ${covered.join('\n  ')}`)
