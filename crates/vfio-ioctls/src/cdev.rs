@@ -33,8 +33,9 @@ use crate::iommufd::VfioIommufd;
 /// Where the kernel creates device cdevs.
 const CDEV_DIR: &str = "/dev/vfio/devices";
 
-/// The first kernel with `VFIO_DEVICE_ATTACH_PASID` / `VFIO_DEVICE_DETACH_PASID`.
-const PASID_KERNEL: (u32, u32) = (6, 13);
+/// The newest kernel whose uAPI is known to lack `VFIO_DEVICE_ATTACH_PASID` /
+/// `VFIO_DEVICE_DETACH_PASID` (checked in its `linux/vfio.h`; the guest runs it).
+const LAST_KERNEL_WITHOUT_PASID: (u32, u32) = (6, 12);
 
 /// The name of the one cdev in `<sysfs_path>/vfio-dev/` (`vfioN`).
 pub(crate) fn cdev_name(sysfs_path: &Path) -> Result<String> {
@@ -91,17 +92,19 @@ pub(crate) fn parse_release(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// The `Unsupported` error for PASID attach on a kernel older than 6.13, when the
+/// The `Unsupported` error for PASID attach on a kernel up to 6.12 (whose uAPI has no
+/// PASID attach at all), when the
 /// kernel refused with EINVAL (6.12 rejects any flag).
 fn pasid_unsupported(op: &'static str, errno: Option<i32>) -> Option<VfioError> {
     let (major, minor, release) = kernel_version()?;
-    ((major, minor) < PASID_KERNEL && errno == Some(libc::EINVAL)).then(|| {
+    ((major, minor) <= LAST_KERNEL_WITHOUT_PASID && errno == Some(libc::EINVAL)).then(|| {
         VfioError::unsupported(
             op,
             format!(
                 "the kernel ({release}) has no VFIO_DEVICE_ATTACH_PASID / \
-                 VFIO_DEVICE_DETACH_PASID: attaching a PASID of a device needs Linux {}.{}",
-                PASID_KERNEL.0, PASID_KERNEL.1
+                 VFIO_DEVICE_DETACH_PASID: attaching a PASID of a device needs a kernel \
+                 newer than {}.{} whose VFIO uAPI has them",
+                LAST_KERNEL_WITHOUT_PASID.0, LAST_KERNEL_WITHOUT_PASID.1
             ),
         )
     })
@@ -293,11 +296,11 @@ impl VfioDevice {
     }
 
     /// Attaches PASID `pasid` of the device to the IOAS or HWPT `pt_id` (upstream's
-    /// function; `VFIO_DEVICE_ATTACH_PASID`, Linux 6.13+). The page table the device
+    /// function; `VFIO_DEVICE_ATTACH_PASID`, kernels after 6.12). The page table the device
     /// itself is attached to must be PASID-compatible.
     ///
     /// # Errors
-    /// `Unsupported` for a device opened through a group, and on kernels before 6.13
+    /// `Unsupported` for a device opened through a group, and on kernels up to 6.12
     /// (saying so); upstream's `VfioDeviceAttachIommufdPt` with the errno otherwise.
     pub fn attach_iommufd_pt_pasid(&self, pt_id: u32, pasid: u32) -> Result<()> {
         const OP: &str = "VFIO_DEVICE_ATTACH_IOMMUFD_PT";
@@ -317,7 +320,7 @@ impl VfioDevice {
     }
 
     /// Detaches PASID `pasid` of the device from its page table (upstream's function;
-    /// Linux 6.13+).
+    /// kernels after 6.12).
     ///
     /// # Errors
     /// As [`VfioDevice::attach_iommufd_pt_pasid`].
@@ -407,7 +410,7 @@ mod tests {
         assert_eq!(parse_release("6.1.0-48-amd64"), Some((6, 1)));
         assert_eq!(parse_release("6.13"), Some((6, 13)));
         assert_eq!(parse_release("x"), None);
-        assert!((6, 12) < PASID_KERNEL && (6, 13) >= PASID_KERNEL);
+        assert!((6, 12) <= LAST_KERNEL_WITHOUT_PASID && (6, 13) > LAST_KERNEL_WITHOUT_PASID);
     }
 
     #[test]
