@@ -4,7 +4,10 @@
  * MSI-X vector, writes a pattern (4 KiB and 16 KiB transfers), reads it back and
  * compares, then deletes the queues and shuts the controller down.
  *
- *   node --import tsx examples/nvme-driver.ts [address] [serial]
+ *   node --import tsx examples/nvme-driver.ts [--iommu MODE] [address] [serial]
+ *
+ * MODE is the IOMMU backend: `type1` (the default, /dev/vfio/vfio), `iommufd-compat`,
+ * `iommufd` (/dev/iommu and the device's cdev) or `auto`; the driver is the same for all.
  *
  * Needs VFIO and an NVMe controller: `guest/run.sh -- node --import tsx examples/nvme-driver.ts`
  * (the project's QEMU guest has one at 0000:00:04.0, serial "deadbeef", on a scratch
@@ -23,7 +26,8 @@
  * offset) page, PRP2 the second page, or, for a transfer over more than two pages, the
  * address of a list of the remaining page addresses.
  */
-import { barrier, Container, ErrorCode, IrqIndex, pageSize, RegionIndex, sysfs, VfioError, type DmaBuffer, type Interrupts, type MappedRegion } from '..'
+import { parseArgs } from 'node:util'
+import { barrier, Container, ErrorCode, IrqIndex, pageSize, RegionIndex, sysfs, VfioError, type DmaBuffer, type IommuBackend, type Interrupts, type MappedRegion } from '..'
 
 const NVME_CLASS = 0x010802 // mass storage, non-volatile memory, NVM Express
 const REG = { CAP: 0x00, VS: 0x08, CC: 0x14, CSTS: 0x1c, AQA: 0x24, ASQ: 0x28, ACQ: 0x30, DOORBELLS: 0x1000 }
@@ -256,14 +260,14 @@ async function shutdown(bar: MappedRegion, timeoutMs: number): Promise<{ shutdow
   return { shutdownMs, disableMs }
 }
 
-async function run(address: string, expectedSerial: string): Promise<void> {
+async function run(address: string, expectedSerial: string, backend: IommuBackend | 'auto'): Promise<void> {
   say(`bind ${address} to vfio-pci`)
   const pci = sysfs.getDevice(address)
   detail(`${pci.address} ${pci.vendor.toString(16).padStart(4, '0')}:${pci.device.toString(16).padStart(4, '0')} class ${pci.class.toString(16).padStart(6, '0')} IOMMU group ${pci.iommuGroup ?? '-'} driver ${pci.driver ?? 'none'}`)
   const bound = sysfs.bind(address)
   detail(bound.alreadyBound ? 'already bound to vfio-pci' : `bound (previous driver: ${bound.previousDriver ?? 'none'})`)
   try {
-    await drive(address, expectedSerial)
+    await drive(address, expectedSerial, backend)
   } finally {
     if (!bound.alreadyBound) {
       // Gives the device back as it was; drive() has closed everything (unbind() refuses
@@ -275,10 +279,14 @@ async function run(address: string, expectedSerial: string): Promise<void> {
   }
 }
 
-async function drive(address: string, expectedSerial: string): Promise<void> {
-  say('open the container and the device; find MSI-X')
-  using container = new Container()
+async function drive(address: string, expectedSerial: string, backend: IommuBackend | 'auto'): Promise<void> {
+  say(`open the container (${backend} IOMMU) and the device; reset it; find MSI-X`)
+  using container = new Container({ iommu: backend })
   using device = container.openDevice(address)
+  detail(`IOMMU backend ${container.iommu}`)
+  // A function-level reset first: the controller starts from its power-on state,
+  // whatever an earlier driver left (the reset runs on the libuv pool).
+  await device.resetAsync()
   const msix = device.capabilities().find((c) => c.kind === 'msix')
   if (msix?.kind !== 'msix') throw new CheckFailed('the controller has no MSI-X capability')
   detail(`MSI-X: ${msix.tableSize} vectors, table in BAR${msix.tableBir} at ${hex(msix.tableOffset)}, PBA in BAR${msix.pbaBir} at ${hex(msix.pbaOffset)}; VFIO offers ${device.irqs[IrqIndex.MSIX].count}`)
@@ -456,10 +464,15 @@ async function drive(address: string, expectedSerial: string): Promise<void> {
 async function main(): Promise<number> {
   const t0 = performance.now()
   try {
-    const address = process.argv[2] ? sysfs.parseAddress(process.argv[2]) : findNvme()
-    const serial = process.argv[3] ?? 'deadbeef'
+    const { values, positionals } = parseArgs({ options: { iommu: { type: 'string', default: 'type1' } }, allowPositionals: true })
+    const backend = values.iommu
+    if (backend !== 'type1' && backend !== 'iommufd-compat' && backend !== 'iommufd' && backend !== 'auto') {
+      throw new CheckFailed(`--iommu ${backend}: one of type1, iommufd-compat, iommufd, auto`)
+    }
+    const address = positionals[0] ? sysfs.parseAddress(positionals[0]) : findNvme()
+    const serial = positionals[1] ?? 'deadbeef'
     console.log(`NVMe driver for ${address}`)
-    await run(address, serial)
+    await run(address, serial, backend)
     console.log(`PASS: all checks passed in ${((performance.now() - t0) / 1000).toFixed(2)} s`)
     return 0
   } catch (err) {
