@@ -61,6 +61,8 @@ export function fakeDevice() {
     bars: () => (rec.record('bars'), fakeBars),
     iommufdDevId: 1,
     attachHwpt: (pt: number) => rec.record('attachHwpt', pt),
+    attachPasid: (pasid: number, pt: number) => rec.record('attachPasid', pasid, pt),
+    detachPasid: (pasid: number) => rec.record('detachPasid', pasid),
     detachHwpt: () => rec.record('detachHwpt'),
     // Migration: records the calls; reads hand out `migrationChunks`, then the end.
     migrationSupport: () => (rec.record('migrationSupport'), { flags: 7, stopCopy: true, p2p: true, preCopy: true, states: ['error', 'stop', 'running'] }),

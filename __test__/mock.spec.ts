@@ -279,6 +279,9 @@ test.serial('mock: only the type1 backend is modelled; iommufd is refused as uns
   using d = c.openDevice(edu.address)
   t.is(d.iommufdDevId, null)
   throwsCode(t, () => d.attachHwpt(1), 'ERR_VFIO_UNSUPPORTED')
+  throwsCode(t, () => d.attachPasid(1, 1), 'ERR_VFIO_UNSUPPORTED')
+  throwsCode(t, () => d.detachPasid(1), 'ERR_VFIO_UNSUPPORTED')
+  throwsCode(t, () => d.attachPasid(-1, 1), 'ERR_VFIO_OUT_OF_RANGE')
   throwsCode(t, () => d.detachHwpt(), 'ERR_VFIO_UNSUPPORTED')
 })
 

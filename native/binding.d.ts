@@ -65,6 +65,18 @@ export declare class Device {
    * then blocked from DMA).
    */
   detachHwpt(): void
+  /**
+   * `VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`: attaches PASID
+   * `pasid` of the device (a cdev of an iommufd container) to the IOAS or HWPT `ptId`.
+   * `Unsupported` on a kernel whose uAPI has no PASID attach (6.12 and older) and for
+   * a device opened through its group.
+   */
+  attachPasid(pasid: number, ptId: number): void
+  /**
+   * `VFIO_DEVICE_DETACH_IOMMUFD_PT` with `VFIO_DEVICE_DETACH_PASID`: detaches PASID
+   * `pasid` from its page table. Refused as `attachPasid` is.
+   */
+  detachPasid(pasid: number): void
   /** Device-wide info. */
   info(): DeviceInfo
   /** Every region, by VFIO index. */

@@ -224,6 +224,25 @@ impl Device {
         self.get()?.detach_hwpt().js()
     }
 
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`: attaches PASID
+    /// `pasid` of the device (a cdev of an iommufd container) to the IOAS or HWPT `ptId`.
+    /// `Unsupported` on a kernel whose uAPI has no PASID attach (6.12 and older) and for
+    /// a device opened through its group.
+    #[napi]
+    pub fn attach_pasid(&self, pasid: f64, pt_id: f64) -> Result<()> {
+        let pasid = to_u32("attachPasid", "pasid", pasid)?;
+        let pt_id = to_u32("attachPasid", "ptId", pt_id)?;
+        self.get()?.attach_iommufd_pt_pasid(pt_id, pasid).js()
+    }
+
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT` with `VFIO_DEVICE_DETACH_PASID`: detaches PASID
+    /// `pasid` from its page table. Refused as `attachPasid` is.
+    #[napi]
+    pub fn detach_pasid(&self, pasid: f64) -> Result<()> {
+        let pasid = to_u32("detachPasid", "pasid", pasid)?;
+        self.get()?.detach_iommufd_pt_pasid(pasid).js()
+    }
+
     /// Device-wide info.
     #[napi]
     pub fn info(&self) -> Result<DeviceInfo> {

@@ -181,6 +181,21 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.native.detachHwpt()
   }
 
+  /**
+   * Attaches PASID `pasid` of the device to the IOAS or HWPT `ptId`
+   * (`VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`). Needs a native
+   * `iommufd` container and a kernel whose uAPI has PASID attach (6.12's has none):
+   * else `ERR_VFIO_UNSUPPORTED` saying which is missing.
+   */
+  attachPasid(pasid: number, ptId: number): void {
+    this.native.attachPasid(num('pasid', pasid), num('ptId', ptId))
+  }
+
+  /** Detaches PASID `pasid` from its page table; refused as {@link Device.attachPasid} is. */
+  detachPasid(pasid: number): void {
+    this.native.detachPasid(num('pasid', pasid))
+  }
+
   /** Whether the kernel's device requests reach this object as `'request'` events. */
   get watchesRequests(): boolean {
     return this.#request !== undefined

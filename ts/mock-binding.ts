@@ -936,6 +936,15 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     detachHwpt(): void {
       throw unsupported('VFIO_DEVICE_DETACH_IOMMUFD_PT', `${this.#get().dev.address} was opened through its group (type1 container): only a device cdev of a native iommufd container attaches to iommufd page tables`)
     }
+    attachPasid(pasid: number, ptId: number): void {
+      toU32('attachPasid', 'pasid', pasid)
+      toU32('attachPasid', 'ptId', ptId)
+      throw unsupported('VFIO_DEVICE_ATTACH_IOMMUFD_PT', `${this.#get().dev.address} was opened through its group (type1 container): only a device cdev of a native iommufd container attaches a PASID`)
+    }
+    detachPasid(pasid: number): void {
+      toU32('detachPasid', 'pasid', pasid)
+      throw unsupported('VFIO_DEVICE_DETACH_IOMMUFD_PT', `${this.#get().dev.address} was opened through its group (type1 container): only a device cdev of a native iommufd container attaches a PASID`)
+    }
     info(): Binding.DeviceInfo {
       const dev = this.#get().dev
       const count = (i: number): number => dev.irqs[i]?.count ?? 0

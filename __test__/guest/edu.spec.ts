@@ -592,7 +592,7 @@ test.serial('the IOMMU backend: ioasId, iommufdDevId, and a HWPT of its own (iom
     t.is(e.c.ioasId, null)
     t.is(d.iommufdDevId, null)
     t.deepEqual(e.c.groupIds(), heldGroups([1]))
-    for (const fn of [() => e.c.allocHwpt(1), () => e.c.destroyHwpt(1), () => d.attachHwpt(1), () => d.detachHwpt()]) {
+    for (const fn of [() => e.c.allocHwpt(1), () => e.c.destroyHwpt(1), () => d.attachHwpt(1), () => d.detachHwpt(), () => d.attachPasid(1, 1), () => d.detachPasid(1)]) {
       code(t, fn, ErrorCode.UNSUPPORTED)
     }
     return
@@ -613,6 +613,11 @@ test.serial('the IOMMU backend: ioasId, iommufdDevId, and a HWPT of its own (iom
   await eduDma(e.bar, DMA.BUFFER, buf.iova, true, e.irq)
   t.deepEqual(buf.read(0, DMA_LEN), Buffer.alloc(DMA_LEN, 0x5a), 'DMA through the HWPT, then back on the IOAS')
   code(t, () => e.c.allocHwpt(-1), ErrorCode.OUT_OF_RANGE)
+  // PASID attach: 6.12's uAPI has none; the refusal says what is missing.
+  for (const fn of [() => d.attachPasid(1, ioas), () => d.detachPasid(1)]) {
+    const err = code(t, fn, ErrorCode.UNSUPPORTED)
+    t.regex(err.message, /VFIO_DEVICE_ATTACH_PASID/)
+  }
 })
 
 test.serial('edu has no migration, no DMA logging and no dma-buf export: every such member refuses', async (t) => {
