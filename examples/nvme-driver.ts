@@ -280,13 +280,10 @@ async function run(address: string, expectedSerial: string, backend: IommuBacken
 }
 
 async function drive(address: string, expectedSerial: string, backend: IommuBackend | 'auto'): Promise<void> {
-  say(`open the container (${backend} IOMMU) and the device; reset it; find MSI-X`)
+  say(`open the container (${backend} IOMMU) and the device; find MSI-X`)
   using container = new Container({ iommu: backend })
   using device = container.openDevice(address)
   detail(`IOMMU backend ${container.iommu}`)
-  // A function-level reset first: the controller starts from its power-on state,
-  // whatever an earlier driver left (the reset runs on the libuv pool).
-  await device.resetAsync()
   const msix = device.capabilities().find((c) => c.kind === 'msix')
   if (msix?.kind !== 'msix') throw new CheckFailed('the controller has no MSI-X capability')
   detail(`MSI-X: ${msix.tableSize} vectors, table in BAR${msix.tableBir} at ${hex(msix.tableOffset)}, PBA in BAR${msix.pbaBir} at ${hex(msix.pbaOffset)}; VFIO offers ${device.irqs[IrqIndex.MSIX].count}`)

@@ -8,7 +8,7 @@
 #   6.12:iommufd-compat   the group/container flow on iommufd's compatibility (/dev/iommu)
 #   6.12:iommufd          native iommufd: /dev/iommu and the device cdev
 # The suites read the mode from VFIO_TEST_IOMMU; the NVMe example runs in each mode
-# (`--iommu`: its DMA, MSI-X and reset through that backend). The bench runs in the
+# (`--iommu`: its DMA and MSI-X through that backend). The bench runs in the
 # first configuration only (it measures nothing mode-specific).
 # Prints each suite's output, a `guest KERNEL:IOMMU: N passed, N failed` line per
 # configuration, and ends with `guest: N passed, N failed`.
