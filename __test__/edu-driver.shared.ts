@@ -194,4 +194,69 @@ export function eduTests(test: TestFn, address: string): void {
     edu.bar.close()
     t.is(code(() => edu.bar.readU32(0)), ErrorCode.CLOSED)
   })
+
+  test.serial('edu: registers as numbers: mapped (free functions), by pread/pwrite, into a buffer; closed handles refuse', (t) => {
+    // edu's BAR0 answers 4-byte accesses (8 from 0x80); config space answers any width.
+    using edu = new EduDriver(address)
+    const bar0 = edu.device.regions[RegionIndex.BAR0]
+    const config = edu.device.regions[RegionIndex.CONFIG]
+    // The same register through the mapping and through the device fd.
+    t.is(bar0.readU32(EDU.ID), 0x010000ed)
+    t.is(edu.device.regionReadU32(RegionIndex.BAR0, EDU.ID), 0x010000ed)
+    bar0.writeU32(EDU.LIVENESS, 0x0f0f_0f0f)
+    t.is(edu.bar.readU32(EDU.LIVENESS), 0xf0f0_f0f0)
+    edu.bar.writeU32(EDU.LIVENESS, 1)
+    t.is(bar0.readU32(EDU.LIVENESS), 0xffff_fffe)
+    edu.device.regionWriteU32(RegionIndex.BAR0, EDU.LIVENESS, 2)
+    t.is(edu.bar.readU32(EDU.LIVENESS), 0xffff_fffd)
+    // 64 bits by pwrite (the kernel may split it into two 4-byte writes: edu keeps the low one).
+    bar0.writeU64(EDU.DMA_SRC, 0x1234_5678_9abc_def0n)
+    t.is(edu.bar.readU32(EDU.DMA_SRC), 0x9abc_def0)
+    // Config space: ids as numbers of each width, and into a caller's buffer.
+    t.is(config.readU16(0), 0x1234)
+    t.is(config.readU8(2), 0xe8)
+    t.is(edu.device.regionReadU16(RegionIndex.CONFIG, 2), 0x11e8)
+    t.is(edu.device.regionReadU8(RegionIndex.CONFIG, 0), 0x34)
+    t.is(config.readU32(0), 0x11e8_1234)
+    t.is(config.readU64(0), BigInt(config.readU32(0)) | (BigInt(config.readU32(4)) << 32n))
+    const into = Buffer.alloc(4)
+    config.readInto(0, into)
+    t.is(into.readUInt32LE(0), 0x11e8_1234)
+    edu.device.regionReadInto(RegionIndex.BAR0, EDU.ID, into)
+    t.is(into.readUInt32LE(0), 0x010000ed)
+    // Config writes of each width land (the interrupt line register is plain storage).
+    const line = config.readU8(0x3c)
+    config.writeU8(0x3c, 0x5a)
+    t.is(config.readU8(0x3c), 0x5a)
+    edu.device.regionWriteU8(RegionIndex.CONFIG, 0x3c, line)
+    t.is(config.readU8(0x3c), line)
+    const command = config.readU16(4)
+    config.writeU16(4, command)
+    t.is(edu.device.regionReadU16(RegionIndex.CONFIG, 4), command)
+    edu.device.regionWriteU16(RegionIndex.CONFIG, 4, command)
+    edu.device.regionWriteU64(RegionIndex.BAR0, EDU.DMA_SRC, 0n)
+    t.is(edu.bar.readU32(EDU.DMA_SRC), 0)
+    // The errors are the class methods' ones.
+    const code = (fn: () => unknown): string | undefined => (t.throws(fn) as { code?: string } | undefined)?.code
+    t.is(code(() => bar0.readU32(1 << 20)), ErrorCode.OUT_OF_RANGE)
+    t.is(code(() => edu.device.regionReadU32(RegionIndex.BAR1, 0)), ErrorCode.OUT_OF_RANGE)
+    t.is(code(() => config.writeU8(0x3c, 256)), ErrorCode.OUT_OF_RANGE)
+    t.is(code(() => config.writeU16(0x3c, 0x1_0000)), ErrorCode.OUT_OF_RANGE)
+    t.is(code(() => edu.bar.writeU16(EDU.LIVENESS, 0x1_0000)), ErrorCode.OUT_OF_RANGE)
+    t.is(code(() => edu.bar.readU16(1)), ErrorCode.INVALID_ARGUMENT)
+    t.is(code(() => bar0.readU32(1.5)), ErrorCode.INVALID_ARGUMENT)
+    // A mapping closed while its free-function handle is kept: the closed error, also once
+    // a new mapping took the slot.
+    const other = bar0.map()
+    other.close()
+    t.is(code(() => other.readU32(EDU.ID)), ErrorCode.CLOSED)
+    t.is(code(() => other.writeU32(EDU.LIVENESS, 0)), ErrorCode.CLOSED)
+    using again = bar0.map()
+    t.is(again.readU32(EDU.ID), 0x010000ed)
+    t.is(code(() => other.readU8(EDU.ID)), ErrorCode.CLOSED)
+    edu.device.close()
+    t.is(code(() => bar0.readU32(EDU.ID)), ErrorCode.CLOSED)
+    t.is(code(() => edu.device.regionReadU8(RegionIndex.BAR0, 0)), ErrorCode.CLOSED)
+    t.is(edu.bar.readU32(EDU.ID), 0x010000ed, 'a mapping keeps its device open')
+  })
 }

@@ -46,6 +46,8 @@ export function fakeDevice() {
       maxInterrupts: 1,
     }),
     regions: () => regions,
+    // No free-function handle: the facade uses the class methods, which record.
+    fastHandle: -1,
     irqs: () => [0, 1, 2, 3, 4].map((index) => ({ index, flags: 1, count: index < 2 ? 1 : 0, eventfd: true, maskable: index === 0, automasked: index === 0 })),
     regionRead: (i: number, o: number, l: number) => (rec.record('regionRead', i, o, l), i === 7 ? Buffer.from(config.subarray(o, o + l)) : Buffer.alloc(l)),
     regionWrite: (i: number, o: number, d: Uint8Array) => (rec.record('regionWrite', i, o, d.length), i === 7 && config.set(d, o)),
@@ -185,6 +187,8 @@ export function fakeMemory(rec = recorder()): Native<Binding.MappedRegion> & Nat
     index: 0,
     size: 0x1000,
     areas: [{ offset: 0, size: 0x1000 }],
+    // No free-function handle: the facade uses the class methods, which record.
+    fastHandle: -1,
     iova: 0x100000n,
     mapped: true,
     ...fakeAccessors(mem, rec),

@@ -51,6 +51,12 @@ export declare class Device {
   /** Whether `close()` was called. */
   get closed(): boolean
   /**
+   * The handle of the free-function region accessors (`regionReadU32(handle, index,
+   * offset)`, ...), which skip a class method's per-call cost; -1 once closed
+   * (a handle kept from before then gives the closed error).
+   */
+  get fastHandle(): number
+  /**
    * The device's id in the iommufd its cdev is bound to; `null` for a device opened
    * through a group.
    */
@@ -310,6 +316,12 @@ export declare class MappedRegion {
   /** Whether `close()` was called. */
   get closed(): boolean
   /**
+   * The handle of the free-function accessors (`mmioReadU32(handle, offset)`, ...),
+   * which skip a class method's per-call cost; -1 once closed
+   * (a handle kept from before then gives the closed error).
+   */
+  get fastHandle(): number
+  /**
    * Waits on the register watcher thread until the 32-bit value at `offset`, masked,
    * equals `value`: resolves with the value read, with `null` when `cancel` is
    * set, rejects with `ERR_VFIO_TIMEOUT` after `timeoutMs` (the message has the last
@@ -557,6 +569,24 @@ export interface MmapArea {
   size: number
 }
 
+/** Reads an aligned 16-bit value at `offset` of the mapped region behind `handle`. */
+export declare function mmioReadU16(handle: number, offset: number): number
+
+/** Reads an aligned 32-bit value at `offset` of the mapped region behind `handle`. */
+export declare function mmioReadU32(handle: number, offset: number): number
+
+/** Reads 8 bits at `offset` of the mapped region behind `handle`. */
+export declare function mmioReadU8(handle: number, offset: number): number
+
+/** Writes an aligned 16-bit value at `offset` of the mapped region behind `handle`. */
+export declare function mmioWriteU16(handle: number, offset: number, value: number): void
+
+/** Writes an aligned 32-bit value at `offset` of the mapped region behind `handle`. */
+export declare function mmioWriteU32(handle: number, offset: number, value: number): void
+
+/** Writes 8 bits at `offset` of the mapped region behind `handle`. */
+export declare function mmioWriteU8(handle: number, offset: number, value: number): void
+
 /** The system page size. */
 export declare function pageSize(): number
 
@@ -703,6 +733,36 @@ export interface RegionRange {
   /** Length in bytes. */
   length: number
 }
+
+/**
+ * Reads `target.length` bytes at `offset` of region `index` into `target` (one pread,
+ * no allocation).
+ */
+export declare function regionReadInto(handle: number, index: number, offset: number, target: Uint8Array): void
+
+/** Reads 16 bits (little-endian) at `offset` of region `index` (one 2-byte pread). */
+export declare function regionReadU16(handle: number, index: number, offset: number): number
+
+/** Reads 32 bits (little-endian) at `offset` of region `index` (one 4-byte pread). */
+export declare function regionReadU32(handle: number, index: number, offset: number): number
+
+/** Reads 64 bits (little-endian) at `offset` of region `index` (one 8-byte pread). */
+export declare function regionReadU64(handle: number, index: number, offset: number): bigint
+
+/** Reads 8 bits at `offset` of region `index` of the device behind `handle` (pread). */
+export declare function regionReadU8(handle: number, index: number, offset: number): number
+
+/** Writes 16 bits (little-endian) at `offset` of region `index` (one 2-byte pwrite). */
+export declare function regionWriteU16(handle: number, index: number, offset: number, value: number): void
+
+/** Writes 32 bits (little-endian) at `offset` of region `index` (one 4-byte pwrite). */
+export declare function regionWriteU32(handle: number, index: number, offset: number, value: number): void
+
+/** Writes 64 bits (little-endian) at `offset` of region `index` (one 8-byte pwrite). */
+export declare function regionWriteU64(handle: number, index: number, offset: number, value: bigint): void
+
+/** Writes 8 bits at `offset` of region `index` (pwrite). */
+export declare function regionWriteU8(handle: number, index: number, offset: number, value: number): void
 
 /** Removes the mdev `uuid` (it must not be open). */
 export declare function removeMdev(uuid: string, root?: string | undefined | null): Promise<void>

@@ -226,7 +226,7 @@ impl Container {
         let address_or_path = to_text("openDevice", "addressOrPath", address_or_path)?;
         let container = self.get()?.clone();
         let device = VfioDevice::open(&address_or_path, container).js()?;
-        Ok(Device::wrap(Arc::new(device)))
+        Device::wrap(Arc::new(device))
     }
 
     /// Allocates zeroed memory and maps it, at `options.iova` or the lowest free IOVA

@@ -7,6 +7,7 @@ use napi_derive::napi;
 use vfio_ioctls::{VfioDevice, VfioError, VfioRegionInfoCap, VfioRegionInfoCapRaw};
 
 use crate::error::{closed, to_u32, to_u64, IntoJs};
+use crate::fast_access::{Entry, FastHandle};
 use crate::irq::Interrupts;
 use crate::region::MappedRegion;
 use crate::task::{self, CoreTask};
@@ -184,12 +185,17 @@ fn other_cap_to_js(cap: &VfioRegionInfoCapRaw) -> RegionCap {
 #[napi]
 pub struct Device {
     inner: Option<Arc<VfioDevice>>,
+    /// The handle of the free-function region accessors (`regionReadU32`, ...).
+    fast: FastHandle,
 }
 
 #[napi]
 impl Device {
-    pub(crate) fn wrap(inner: Arc<VfioDevice>) -> Self {
-        Device { inner: Some(inner) }
+    pub(crate) fn wrap(inner: Arc<VfioDevice>) -> Result<Self> {
+        Ok(Device {
+            fast: FastHandle::register("openDevice", Entry::Device(inner.clone()))?,
+            inner: Some(inner),
+        })
     }
 
     pub(crate) fn get(&self) -> Result<&Arc<VfioDevice>> {
@@ -200,6 +206,14 @@ impl Device {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// The handle of the free-function region accessors (`regionReadU32(handle, index,
+    /// offset)`, ...), which skip a class method's per-call cost; -1 once closed
+    /// (a handle kept from before then gives the closed error).
+    #[napi(getter)]
+    pub fn fast_handle(&self) -> f64 {
+        self.fast.id()
     }
 
     /// The device's id in the iommufd its cdev is bound to; `null` for a device opened
@@ -331,7 +345,7 @@ impl Device {
     #[napi]
     pub fn map_region(&self, index: f64) -> Result<MappedRegion> {
         let index = to_u32("mapRegion", "index", index)?;
-        Ok(MappedRegion::wrap(self.get()?.map_region(index).js()?))
+        MappedRegion::wrap(self.get()?.map_region(index).js()?)
     }
 
     /// `VFIO_DEVICE_RESET`.
@@ -409,6 +423,7 @@ impl Device {
     /// Closes the handle; mapped regions and interrupts keep the device open until they close too.
     #[napi]
     pub fn close(&mut self) {
+        self.fast.release();
         self.inner = None;
     }
 }

@@ -6,6 +6,7 @@ mod container;
 mod device;
 mod dma;
 mod error;
+mod fast_access;
 mod irq;
 mod mdev;
 mod migration;

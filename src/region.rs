@@ -11,6 +11,7 @@ use vfio_ioctls::VolatileAccess;
 
 use crate::device::MmapArea;
 use crate::error::{bigint_to_u64, closed, out_of_range, to_js, to_u32, to_u64, IntoJs};
+use crate::fast_access::{Entry, FastHandle};
 use crate::volatile::volatile_methods;
 
 /// A region mapped into this process; volatile, bounds- and alignment-checked access.
@@ -22,6 +23,8 @@ pub struct MappedRegion {
     closing: Arc<AtomicBool>,
     /// The cancel flags of pending waits, set by `close()`.
     waits: Vec<Weak<AtomicBool>>,
+    /// The handle of the free-function accessors (`mmioReadU32`, ...).
+    fast: FastHandle,
 }
 
 /// Cancels one register wait (the facade's `AbortSignal`).
@@ -55,12 +58,14 @@ impl WaitCancel {
 }
 
 impl MappedRegion {
-    pub(crate) fn wrap(inner: vfio_ioctls::MappedRegion) -> Self {
-        MappedRegion {
-            inner: Some(Arc::new(inner)),
+    pub(crate) fn wrap(inner: vfio_ioctls::MappedRegion) -> Result<Self> {
+        let inner = Arc::new(inner);
+        Ok(MappedRegion {
+            fast: FastHandle::register("mapRegion", Entry::Region(inner.clone()))?,
+            inner: Some(inner),
             closing: Arc::new(AtomicBool::new(false)),
             waits: Vec::new(),
-        }
+        })
     }
 
     fn get_arc(&self) -> Result<&Arc<vfio_ioctls::MappedRegion>> {
@@ -108,6 +113,14 @@ impl MappedRegion {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// The handle of the free-function accessors (`mmioReadU32(handle, offset)`, ...),
+    /// which skip a class method's per-call cost; -1 once closed
+    /// (a handle kept from before then gives the closed error).
+    #[napi(getter)]
+    pub fn fast_handle(&self) -> f64 {
+        self.fast.id()
     }
 
     /// Waits on the register watcher thread until the 32-bit value at `offset`, masked,
@@ -158,6 +171,7 @@ impl MappedRegion {
         for flag in self.waits.drain(..).filter_map(|w| w.upgrade()) {
             flag.store(true, Ordering::Release);
         }
+        self.fast.release();
         self.inner = None;
     }
 }

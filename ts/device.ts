@@ -22,10 +22,11 @@ import {
 } from './migration'
 import { ErrorCode, VfioError, VfioTypeError } from './errors'
 import { NativeSlot } from './handle'
+import { native, type NativeBinding } from './native'
 import { Interrupts } from './interrupts'
 import { PciConfigSpace, toBar, toCapability, type PciBar, type PciCapability } from './pci'
 import { MappedRegion, Region } from './region'
-import { bytes, describe, handle, num, options } from './validate'
+import { bytes, describe, handle, num, options, u64 } from './validate'
 
 /**
  * Device-wide info (`VFIO_DEVICE_GET_INFO`) and where it lives.
@@ -95,6 +96,10 @@ export class Device extends EventEmitter<DeviceEvents> {
   readonly #slot: NativeSlot<Binding.Device>
   /** The REQ index's eventfd (`VFIO_PCI_REQ_IRQ_INDEX`), where the device has one. */
   #request: Binding.Interrupts | undefined
+  /** The binding whose free functions take {@link Device.#fastHandle}. */
+  readonly #binding: NativeBinding = native()
+  /** The handle of the free-function region accessors, read on first use; -1: none. */
+  #fast: number | undefined
   /** Device-wide info. */
   readonly info: DeviceInfo
   /** Every region, by VFIO index (absent ones included, `present` false). */
@@ -241,6 +246,121 @@ export class Device extends EventEmitter<DeviceEvents> {
     const o = num('offset', offset)
     const n = num('length', length)
     return this.native.regionRead(i, o, n)
+  }
+
+  /**
+   * The free-function handle; `ERR_VFIO_CLOSED` once closed. -1 for a native handle
+   * that has none (the facade's test fakes): {@link Device.#viaMethods} serves then.
+   */
+  #fastHandle(): number {
+    const n = this.#slot.get()
+    this.#fast ??= n.fastHandle
+    return this.#fast
+  }
+
+  /** A small region read or write through the class methods (no free-function handle). */
+  #viaMethods(index: number, offset: number, width: 1 | 2 | 4 | 8, value?: number | bigint): number | bigint {
+    const n = this.#slot.get()
+    if (value === undefined) {
+      const b = n.regionRead(index, offset, width)
+      return width === 8 ? b.readBigUInt64LE(0) : b.readUIntLE(0, width)
+    }
+    const b = Buffer.alloc(width)
+    const max = 2n ** BigInt(8 * width) - 1n
+    const v = typeof value === 'bigint' ? value : Number.isInteger(value) ? BigInt(value) : -1n
+    if (v < 0n || v > max) throw new VfioError(ErrorCode.OUT_OF_RANGE, `value ${value} does not fit ${8 * width} bits`)
+    if (width === 8) b.writeBigUInt64LE(v)
+    else b.writeUIntLE(Number(v), 0, width)
+    n.regionWrite(index, offset, b)
+    return 0
+  }
+
+  /**
+   * Reads 8 bits at `offset` of region `index` as a number, in one `pread` (no Buffer):
+   * the cheap way to read a register of config space or of a BAR that is not mmapped.
+   */
+  regionReadU8(index: number, offset: number | bigint): number {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    return h >= 0 ? this.#binding.regionReadU8(h, i, o) : (this.#viaMethods(i, o, 1) as number)
+  }
+
+  /** Reads 16 bits (little-endian) at `offset` of region `index`, in one 2-byte `pread`. */
+  regionReadU16(index: number, offset: number | bigint): number {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    return h >= 0 ? this.#binding.regionReadU16(h, i, o) : (this.#viaMethods(i, o, 2) as number)
+  }
+
+  /** Reads 32 bits (little-endian) at `offset` of region `index`, in one 4-byte `pread`. */
+  regionReadU32(index: number, offset: number | bigint): number {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    return h >= 0 ? this.#binding.regionReadU32(h, i, o) : (this.#viaMethods(i, o, 4) as number)
+  }
+
+  /** Reads 64 bits (little-endian) at `offset` of region `index`, in one 8-byte `pread`. */
+  regionReadU64(index: number, offset: number | bigint): bigint {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    return h >= 0 ? this.#binding.regionReadU64(h, i, o) : (this.#viaMethods(i, o, 8) as bigint)
+  }
+
+  /** Writes 8 bits at `offset` of region `index`, in one `pwrite`. */
+  regionWriteU8(index: number, offset: number | bigint, value: number): void {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    const v = num('value', value)
+    if (h >= 0) this.#binding.regionWriteU8(h, i, o, v)
+    else this.#viaMethods(i, o, 1, v)
+  }
+
+  /** Writes 16 bits (little-endian) at `offset` of region `index`, in one 2-byte `pwrite`. */
+  regionWriteU16(index: number, offset: number | bigint, value: number): void {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    const v = num('value', value)
+    if (h >= 0) this.#binding.regionWriteU16(h, i, o, v)
+    else this.#viaMethods(i, o, 2, v)
+  }
+
+  /** Writes 32 bits (little-endian) at `offset` of region `index`, in one 4-byte `pwrite`. */
+  regionWriteU32(index: number, offset: number | bigint, value: number): void {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    const v = num('value', value)
+    if (h >= 0) this.#binding.regionWriteU32(h, i, o, v)
+    else this.#viaMethods(i, o, 4, v)
+  }
+
+  /** Writes 64 bits (little-endian) at `offset` of region `index`, in one 8-byte `pwrite`. */
+  regionWriteU64(index: number, offset: number | bigint, value: bigint | number): void {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    const v = u64('value', value)
+    if (h >= 0) this.#binding.regionWriteU64(h, i, o, v)
+    else this.#viaMethods(i, o, 8, v)
+  }
+
+  /**
+   * Reads `target.byteLength` bytes at `offset` of region `index` into `target`, in one
+   * `pread` (no allocation; `regionRead` makes a new Buffer each time).
+   */
+  regionReadInto(index: number, offset: number | bigint, target: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    const h = this.#fastHandle()
+    const i = num('index', index)
+    const o = num('offset', offset)
+    const t = bytes('target', target)
+    if (h >= 0) this.#binding.regionReadInto(h, i, o, t)
+    else t.set(this.#slot.get().regionRead(i, o, t.length))
   }
 
   /** Writes `data` at `offset` of region `index`. */
@@ -486,3 +606,4 @@ export class Device extends EventEmitter<DeviceEvents> {
     if (next !== cmd) this.config.writeU16(PciConfig.COMMAND, next)
   }
 }
+

@@ -404,6 +404,41 @@ export function createMockBinding(sys: SystemState): NativeBinding {
 
   const decodesMemory = (dev: DeviceState): boolean => ((dev.regions[CONFIG_INDEX]?.memory.readUInt16LE(COMMAND) ?? 0) & COMMAND_MEMORY) !== 0
 
+  /** The free functions' handles (`fastHandle`): each names the object whose methods serve it. */
+  const fastHandles = new Map<number, MappedRegion | Device>()
+  let nextFastHandle = 0
+  const registerFast = (o: MappedRegion | Device): number => {
+    const h = nextFastHandle++
+    fastHandles.set(h, o)
+    return h
+  }
+  const fastRegion = (op: string, h: number): MappedRegion => {
+    const o = fastHandles.get(toU64(op, 'handle', h))
+    if (o instanceof MappedRegion) return o
+    if (o !== undefined) throw invalid(op, "the handle is a device's, not a mapped region's")
+    throw closed('mapped region')
+  }
+  const fastDevice = (op: string, h: number): Device => {
+    const o = fastHandles.get(toU64(op, 'handle', h))
+    if (o instanceof Device) return o
+    if (o !== undefined) throw invalid(op, "the handle is a mapped region's, not a device's")
+    throw closed('device')
+  }
+  /** `value` as an unsigned integer of `bits` (the native layer's checks and words). */
+  const narrow = (op: string, value: number, bits: 8 | 16): number => {
+    const v = toU32(op, 'value', value)
+    if (v >= 2 ** bits) throw outOfRange(op, `value ${v} does not fit ${bits} bits`)
+    return v
+  }
+  const preadLe = (op: string, h: number, index: number, offset: number, width: 1 | 2 | 4): number =>
+    fastDevice(op, h).regionRead(index, offset, width).readUIntLE(0, width)
+  const pwriteLe = (op: string, h: number, index: number, offset: number, value: number, width: 1 | 2 | 4): void => {
+    const v = width === 4 ? toU32(op, 'value', value) : narrow(op, value, width === 1 ? 8 : 16)
+    const b = Buffer.alloc(width)
+    b.writeUIntLE(v, 0, width)
+    fastDevice(op, h).regionWrite(index, offset, b)
+  }
+
   class WaitCancel implements Binding.WaitCancel {
     #cancelled = false
     cancel(): void {
@@ -529,10 +564,15 @@ export function createMockBinding(sys: SystemState): NativeBinding {
   class MappedRegion extends Volatile implements Binding.MappedRegion {
     #state: { open: OpenState; region: RegionState; areas: Binding.MmapArea[] } | undefined
     readonly #waits = new Set<WaitCancel>()
+    readonly #fast: number
     constructor() {
       super()
       if (makingRegion === undefined) throw notConstructible('MappedRegion', 'device.mapRegion()')
       this.#state = makingRegion
+      this.#fast = registerFast(this)
+    }
+    get fastHandle(): number {
+      return this.#state === undefined ? -1 : this.#fast
     }
     #get(): { open: OpenState; region: RegionState; areas: Binding.MmapArea[] } {
       if (this.#state === undefined) throw closed('mapped region')
@@ -624,6 +664,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       const s = this.#state
       if (s === undefined) return
       this.#state = undefined
+      fastHandles.delete(this.#fast)
       for (const w of this.#waits) w.cancel()
       release(s.open)
     }
@@ -908,9 +949,14 @@ export function createMockBinding(sys: SystemState): NativeBinding {
   let makingDevice: OpenState | undefined
   class Device implements Binding.Device {
     #open: OpenState | undefined
+    readonly #fast: number
     constructor() {
       if (makingDevice === undefined) throw notConstructible('Device', 'container.openDevice()')
       this.#open = makingDevice
+      this.#fast = registerFast(this)
+    }
+    get fastHandle(): number {
+      return this.#open === undefined ? -1 : this.#fast
     }
     #get(): OpenState {
       if (this.#open === undefined) throw closed('device')
@@ -1200,6 +1246,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       const open = this.#open
       if (open === undefined) return
       this.#open = undefined
+      fastHandles.delete(this.#fast)
       release(open)
     }
     capabilities(): Binding.PciCapabilityInfo[] {
@@ -1502,6 +1549,29 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     },
     closedMessage: (what) => closedMessage(what),
     dmaRmb: nothing,
+    mmioReadU8: (h, offset) => fastRegion('readU8', h).readU8(offset),
+    mmioReadU16: (h, offset) => fastRegion('readU16', h).readU16(offset),
+    mmioReadU32: (h, offset) => fastRegion('readU32', h).readU32(offset),
+    mmioWriteU8: (h, offset, value) => fastRegion('writeU8', h).writeU8(offset, value),
+    mmioWriteU16: (h, offset, value) => fastRegion('writeU16', h).writeU16(offset, value),
+    mmioWriteU32: (h, offset, value) => fastRegion('writeU32', h).writeU32(offset, value),
+    regionReadU8: (h, index, offset) => preadLe('region.readU8', h, index, offset, 1),
+    regionReadU16: (h, index, offset) => preadLe('region.readU16', h, index, offset, 2),
+    regionReadU32: (h, index, offset) => preadLe('region.readU32', h, index, offset, 4),
+    regionReadU64: (h, index, offset) => fastDevice('region.readU64', h).regionRead(index, offset, 8).readBigUInt64LE(0),
+    regionWriteU8: (h, index, offset, value) => pwriteLe('region.writeU8', h, index, offset, value, 1),
+    regionWriteU16: (h, index, offset, value) => pwriteLe('region.writeU16', h, index, offset, value, 2),
+    regionWriteU32: (h, index, offset, value) => pwriteLe('region.writeU32', h, index, offset, value, 4),
+    regionWriteU64: (h, index, offset, value) => {
+      if (value < 0n || value >= 2n ** 64n) throw outOfRange('region.writeU64', 'value must be in [0, 2^64)')
+      const b = Buffer.alloc(8)
+      b.writeBigUInt64LE(value)
+      fastDevice('region.writeU64', h).regionWrite(index, offset, b)
+    },
+    regionReadInto: (h, index, offset, target) => {
+      const d = fastDevice('region.readInto', h)
+      target.set(d.regionRead(index, offset, target.length))
+    },
     dmaWmb: nothing,
     errorCodes: () => Object.values(ErrorCode).filter((c) => c !== ErrorCode.ABORTED),
     features: () => [],

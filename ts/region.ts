@@ -2,7 +2,7 @@
 import type * as Binding from '../native/binding'
 import { VfioAbortError } from './errors'
 import { Handle } from './handle'
-import { native } from './native'
+import { native, type NativeBinding } from './native'
 import { bytes, handle, num, optSignal, options, u32Batch, u64 } from './validate'
 import type { Device } from './device'
 
@@ -125,6 +125,51 @@ export class Region {
     this.#device.regionWrite(this.index, offset, data)
   }
 
+  /** Reads `target.byteLength` bytes at `offset` into `target` (one pread, no allocation). */
+  readInto(offset: number | bigint, target: Uint8Array | ArrayBufferView | ArrayBuffer): void {
+    this.#device.regionReadInto(this.index, offset, target)
+  }
+
+  /** Reads 8 bits at `offset` as a number (one pread). */
+  readU8(offset: number | bigint): number {
+    return this.#device.regionReadU8(this.index, offset)
+  }
+
+  /** Reads 16 bits (little-endian) at `offset` (one 2-byte pread). */
+  readU16(offset: number | bigint): number {
+    return this.#device.regionReadU16(this.index, offset)
+  }
+
+  /** Reads 32 bits (little-endian) at `offset` (one 4-byte pread). */
+  readU32(offset: number | bigint): number {
+    return this.#device.regionReadU32(this.index, offset)
+  }
+
+  /** Reads 64 bits (little-endian) at `offset` (one 8-byte pread). */
+  readU64(offset: number | bigint): bigint {
+    return this.#device.regionReadU64(this.index, offset)
+  }
+
+  /** Writes 8 bits at `offset` (one pwrite). */
+  writeU8(offset: number | bigint, value: number): void {
+    this.#device.regionWriteU8(this.index, offset, value)
+  }
+
+  /** Writes 16 bits (little-endian) at `offset` (one 2-byte pwrite). */
+  writeU16(offset: number | bigint, value: number): void {
+    this.#device.regionWriteU16(this.index, offset, value)
+  }
+
+  /** Writes 32 bits (little-endian) at `offset` (one 4-byte pwrite). */
+  writeU32(offset: number | bigint, value: number): void {
+    this.#device.regionWriteU32(this.index, offset, value)
+  }
+
+  /** Writes 64 bits (little-endian) at `offset` (one 8-byte pwrite). */
+  writeU64(offset: number | bigint, value: bigint | number): void {
+    this.#device.regionWriteU64(this.index, offset, value)
+  }
+
   /** Maps the region's mmap-able areas into the process. */
   map(): MappedRegion {
     return this.#device.mapRegion(this.index)
@@ -239,8 +284,22 @@ export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N>
   }
 }
 
-/** A region mapped into this process. Keeps its device open until closed. */
+/**
+ * A region mapped into this process. Keeps its device open until closed.
+ *
+ * The 8-, 16- and 32-bit accessors are napi free functions over the region's handle
+ * (`mmioReadU32(handle, offset)`), not class methods: a class method costs about ten
+ * free-function calls, too much for a register access. They stay native and volatile.
+ */
 export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
+  /** The binding whose free functions take {@link MappedRegion.#fast}. */
+  readonly #binding: NativeBinding
+  /**
+   * The free functions' handle (a stale one gives the closed error); -1 for a native
+   * handle that has none (the facade's test fakes): the class methods serve then.
+   */
+  readonly #fast: number
+
   /** @internal Wraps the handle `device.mapRegion()` made. */
   static fromNative(n: Binding.MappedRegion): MappedRegion {
     return new MappedRegion(n)
@@ -248,6 +307,36 @@ export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
 
   private constructor(n: Binding.MappedRegion) {
     super(handle('MappedRegion', 'region.map()', n), 'mapped region')
+    this.#binding = native()
+    this.#fast = n.fastHandle
+  }
+
+  /** Reads 8 bits at `offset`. */
+  override readU8(offset: number): number {
+    return this.#fast >= 0 ? this.#binding.mmioReadU8(this.#fast, num('offset', offset)) : super.readU8(offset)
+  }
+  /** Reads 16 bits at `offset` (2-aligned). */
+  override readU16(offset: number): number {
+    return this.#fast >= 0 ? this.#binding.mmioReadU16(this.#fast, num('offset', offset)) : super.readU16(offset)
+  }
+  /** Reads 32 bits at `offset` (4-aligned). */
+  override readU32(offset: number): number {
+    return this.#fast >= 0 ? this.#binding.mmioReadU32(this.#fast, num('offset', offset)) : super.readU32(offset)
+  }
+  /** Writes 8 bits. */
+  override writeU8(offset: number, value: number): void {
+    if (this.#fast >= 0) this.#binding.mmioWriteU8(this.#fast, num('offset', offset), num('value', value))
+    else super.writeU8(offset, value)
+  }
+  /** Writes 16 bits (2-aligned). */
+  override writeU16(offset: number, value: number): void {
+    if (this.#fast >= 0) this.#binding.mmioWriteU16(this.#fast, num('offset', offset), num('value', value))
+    else super.writeU16(offset, value)
+  }
+  /** Writes 32 bits (4-aligned). */
+  override writeU32(offset: number, value: number): void {
+    if (this.#fast >= 0) this.#binding.mmioWriteU32(this.#fast, num('offset', offset), num('value', value))
+    else super.writeU32(offset, value)
   }
   /** The region index. */
   get index(): number {
