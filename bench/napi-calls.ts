@@ -7,8 +7,13 @@
  * Interleaved batches after a warm-up; prints the median, the spread and the ratio to
  * the napi free function. `--quick` (CI): a few iterations, to show it runs.
  *
+ * Last, the package's resident memory: the RSS of a node that loaded the built package
+ * and its addon (`dist/`, `pageSize()`), over a bare node's (median of a few runs each).
+ *
  * Usage: node --import tsx bench/napi-calls.ts [--quick] [--batches N]
  */
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { barrier, DmaBuffer } from '../ts/index'
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -77,3 +82,20 @@ variants.forEach(([name], i) => {
   console.log(`| ${name} | ${median(v).toFixed(1)} ns | ${Math.min(...v).toFixed(1)}–${Math.max(...v).toFixed(1)} ns | ${(median(v) / free).toFixed(2)}× |`)
 })
 if (sink === 0.5) console.log(sink)
+
+/** The RSS, in bytes, of a fresh node running `script`, which prints it. */
+function rssOf(script: string): number {
+  const r = spawnSync(process.execPath, ['-e', `${script};process.stdout.write(String(process.memoryUsage().rss))`], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`node -e failed (${r.status ?? r.signal}): ${r.stderr}`)
+  return Number(r.stdout)
+}
+const runs = quick ? 1 : 5
+const bare: number[] = []
+const loaded: number[] = []
+const dist = JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))
+for (let i = 0; i < runs; i++) {
+  bare.push(rssOf(''))
+  loaded.push(rssOf(`require(${dist}).pageSize()`))
+}
+const mb = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MB`
+console.log(`\npackage RSS over bare node: ${mb(median(loaded) - median(bare))} (bare ${mb(median(bare))}, with the package and its addon loaded ${mb(median(loaded))}; median of ${runs})`)
