@@ -857,6 +857,7 @@ module.exports.mdevDevices = nativeBinding.mdevDevices
 module.exports.mdevTypes = nativeBinding.mdevTypes
 module.exports.mmioReadU16 = nativeBinding.mmioReadU16
 module.exports.mmioReadU32 = nativeBinding.mmioReadU32
+module.exports.mmioReadU32Many = nativeBinding.mmioReadU32Many
 module.exports.mmioReadU8 = nativeBinding.mmioReadU8
 module.exports.mmioWriteU16 = nativeBinding.mmioWriteU16
 module.exports.mmioWriteU32 = nativeBinding.mmioWriteU32

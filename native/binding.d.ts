@@ -575,6 +575,12 @@ export declare function mmioReadU16(handle: number, offset: number): number
 /** Reads an aligned 32-bit value at `offset` of the mapped region behind `handle`. */
 export declare function mmioReadU32(handle: number, offset: number): number
 
+/**
+ * Replaces each offset in `values` with the aligned 32-bit value read there, in order, in
+ * one call; every offset is checked before the first read.
+ */
+export declare function mmioReadU32Many(handle: number, values: Uint32Array): void
+
 /** Reads 8 bits at `offset` of the mapped region behind `handle`. */
 export declare function mmioReadU8(handle: number, offset: number): number
 

@@ -245,6 +245,19 @@ pub fn mmio_write_u32(handle: f64, offset: f64, value: f64) -> Result<()> {
     })
 }
 
+/// Replaces each offset in `values` with the aligned 32-bit value read there, in order, in
+/// one call; every offset is checked before the first read.
+#[napi]
+pub fn mmio_read_u32_many(handle: f64, mut values: Uint32Array) -> Result<()> {
+    const OP: &str = "readU32Many";
+    // SAFETY: the typed array's memory is valid for this synchronous call (its JS value is
+    // an argument of it) and no JS runs meanwhile; plain integers.
+    let values = unsafe { values.as_mut() };
+    with_entry(OP, "mapped region", handle, |e| {
+        region(OP, e)?.read_u32_many(values).js()
+    })
+}
+
 /// Reads `N` bytes at `offset` of region `index` through the device fd (one pread).
 fn pread<const N: usize>(
     op: &'static str,

@@ -1552,6 +1552,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     mmioReadU8: (h, offset) => fastRegion('readU8', h).readU8(offset),
     mmioReadU16: (h, offset) => fastRegion('readU16', h).readU16(offset),
     mmioReadU32: (h, offset) => fastRegion('readU32', h).readU32(offset),
+    mmioReadU32Many: (h, values) => fastRegion('readU32Many', h).readU32Many(values),
     mmioWriteU8: (h, offset, value) => fastRegion('writeU8', h).writeU8(offset, value),
     mmioWriteU16: (h, offset, value) => fastRegion('writeU16', h).writeU16(offset, value),
     mmioWriteU32: (h, offset, value) => fastRegion('writeU32', h).writeU32(offset, value),

@@ -323,6 +323,13 @@ export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
   override readU32(offset: number): number {
     return this.#fast >= 0 ? this.#binding.mmioReadU32(this.#fast, num('offset', offset)) : super.readU32(offset)
   }
+  /** Reads the 32-bit values at `offsets` in one call, into `into` or a new array (see {@link VolatileMemory.readU32Many}). */
+  override readU32Many(offsets: readonly number[] | Uint32Array, into?: Uint32Array): Uint32Array {
+    if (this.#fast < 0) return super.readU32Many(offsets, into)
+    const values = u32Batch('offsets', offsets, into)
+    this.#binding.mmioReadU32Many(this.#fast, values)
+    return values
+  }
   /** Writes 8 bits. */
   override writeU8(offset: number, value: number): void {
     if (this.#fast >= 0) this.#binding.mmioWriteU8(this.#fast, num('offset', offset), num('value', value))

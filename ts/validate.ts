@@ -65,7 +65,8 @@ export function bytes(name: string, value: unknown): Uint8Array {
  * array's elements must be integers in [0, 2^32): `Uint32Array.set` would wrap others.
  */
 export function u32Batch(name: string, offsets: unknown, into: unknown): Uint32Array {
-  if (types.isProxy(offsets) || (!types.isUint32Array(offsets) && !Array.isArray(offsets))) {
+  // A Proxy is never a Uint32Array (V8 says so), so only arrays need the (native) Proxy check.
+  if (!types.isUint32Array(offsets) && (!Array.isArray(offsets) || types.isProxy(offsets))) {
     throw new VfioTypeError(`${name} must be an array of numbers or a Uint32Array, got ${describe(offsets)}`)
   }
   if (!types.isUint32Array(offsets)) {
@@ -79,7 +80,7 @@ export function u32Batch(name: string, offsets: unknown, into: unknown): Uint32A
   if (into === undefined) {
     out = new Uint32Array(n)
   } else {
-    if (types.isProxy(into) || !types.isUint32Array(into)) throw new VfioTypeError(`into must be a Uint32Array, got ${describe(into)}`)
+    if (!types.isUint32Array(into)) throw new VfioTypeError(`into must be a Uint32Array, got ${describe(into)}`)
     if (into.length < n) throw new VfioTypeError(`into holds ${into.length} values, fewer than the ${n} offsets`)
     out = into.length === n ? into : into.subarray(0, n)
   }
