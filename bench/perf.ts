@@ -204,7 +204,7 @@ async function main(): Promise<void> {
   const date = new Date().toISOString()
   console.log(`\nvfio-ioctls bench, ${date}, ${profile} addon, ${batches} batches${quick ? ' (--quick: the numbers mean nothing)' : ''}`)
   console.log('median (min–max over the batches); ratios of medians\n')
-  const head = ['op', 'raw', 'upstream 0.10', 'ours-Rust', 'ours-TS', 'JS view', 'TS readInto', 'Rust/raw', 'TS/raw', 'Rust/upstream', 'TS/upstream']
+  const head = ['op', 'raw', 'upstream 0.10', 'ours-Rust', 'ours-TS', 'other variants', 'Rust/raw', 'TS/raw', 'Rust/upstream', 'TS/upstream']
   const rows: string[][] = []
   const ratio = (a: number | undefined, b: number | undefined): string =>
     a === undefined || b === undefined ? '–' : `${(a / b).toFixed(2)}×`
@@ -216,22 +216,24 @@ async function main(): Promise<void> {
     const up = stat(op, 'upstream')
     const ours = stat(op, 'ours')
     const ts = stat(op, 'ts')
-    const js = stat(op, 'jsView')
-    const into = stat(op, 'tsInto')
+    // Every other variant of the op (a JS view, a readInto, a Buffer read, a listener...).
+    const others = [...groups.keys()]
+      .filter((k) => k.startsWith(`${op}/`))
+      .map((k) => k.slice(op.length + 1))
+      .filter((v) => !['raw', 'upstream', 'ours', 'ts'].includes(v))
     rows.push([
       label,
       cell(raw),
       cell(up),
       cell(ours),
       cell(ts),
-      cell(js),
-      cell(into),
+      others.length === 0 ? '–' : others.map((v) => `${v}: ${fmt(stat(op, v)?.median)}`).join('; '),
       ratio(ours?.median, raw?.median),
       ratio(ts?.median, raw?.median),
       ratio(ours?.median, up?.median),
       ratio(ts?.median, up?.median),
     ])
-    ;(json.ops as Record<string, unknown>)[op] = { label, raw, upstream: up, oursRust: ours, oursTs: ts, jsView: js, tsReadInto: into }
+    ;(json.ops as Record<string, unknown>)[op] = { label, raw, upstream: up, oursRust: ours, oursTs: ts, ...Object.fromEntries(others.map((v) => [v, stat(op, v)])) }
   }
   const free = stat('napiFreeCall', 'ts')
   const facade = stat('barrierFacade', 'ts')
@@ -240,13 +242,36 @@ async function main(): Promise<void> {
   console.log(`| ${head.join(' | ')} |`)
   console.log(`|${head.map(() => '---').join('|')}|`)
   for (const r of rows) console.log(`| ${r.join(' | ')} |`)
-  const tsRead = stat('dmaReadU32', 'ts')
-  const jsRead = stat('dmaReadU32', 'jsView')
-  const mmio = stat('mmioReadU32', 'ts')
-  console.log(
-    `\nnapi free function (dmaRmb): ${fmt(free?.median)}; barrier.dmaRmb(): ${fmt(facade?.median)}; ` +
-      `bar.readU32 / free function: ${ratio(mmio?.median, free?.median)}; dma.readU32 / view.readUInt32LE: ${ratio(tsRead?.median, jsRead?.median)}`,
-  )
+  console.log(`\nnapi free function (dmaRmb): ${fmt(free?.median)}; barrier.dmaRmb(): ${fmt(facade?.median)}`)
+  // The issue's goals, each a ratio of two medians of this run.
+  const goals: [string, [string, string], [string, string], number][] = [
+    ['ours-Rust MMIO readU32 / raw', ['mmioReadU32', 'ours'], ['mmioReadU32', 'raw'], 1.5],
+    ['ours-Rust DMA readU32 / raw', ['dmaReadU32', 'ours'], ['dmaReadU32', 'raw'], 1.5],
+    ['ours-Rust pread 4 B / upstream', ['pread4', 'ours'], ['pread4', 'upstream'], 1.05],
+    ['ours-Rust map 4 KiB / upstream', ['map4k', 'ours'], ['map4k', 'upstream'], 1.05],
+    ['ours-Rust unmap 4 KiB / upstream', ['unmap4k', 'ours'], ['unmap4k', 'upstream'], 1.05],
+    ['ours-Rust open / upstream', ['openInfoClose', 'ours'], ['openInfoClose', 'upstream'], 1.05],
+    ['ours-TS bar.readU32 / napi free function', ['mmioReadU32', 'ts'], ['napiFreeCall', 'ts'], 3],
+    ['ours-TS readU32Many per register / ours-Rust', ['mmioReadU32x64', 'ts'], ['mmioReadU32x64', 'ours'], 1.5],
+    ['ours-TS dma.readU32 / view.readUInt32LE', ['dmaReadU32', 'ts'], ['dmaReadU32', 'jsView'], 2],
+    ['ours-TS pread 4 B / upstream', ['pread4', 'ts'], ['pread4', 'upstream'], 3],
+    ['ours-TS allocate + map 4 KiB / upstream', ['map4k', 'ts'], ['map4k', 'upstream'], 1.5],
+    ['ours-TS unmap 4 KiB / upstream', ['unmap4k', 'ts'], ['unmap4k', 'upstream'], 1.5],
+    ['ours-TS MSI round trip / Rust epoll-thread hop', ['msiRoundTrip', 'ts'], ['msiRoundTrip', 'oursHop'], 1.3],
+    ['ours-TS worker blocking wait / ours-Rust', ['msiBlockingWait', 'ts'], ['msiBlockingWait', 'ours'], 1.5],
+    ['ours-TS open / ours-Rust', ['openInfoClose', 'ts'], ['openInfoClose', 'ours'], 2],
+  ]
+  console.log('\n| goal | ratio | at most | met |')
+  console.log('|---|---|---|---|')
+  const goalJson: Record<string, unknown>[] = []
+  for (const [label, [aOp, aVar], [bOp, bVar], limit] of goals) {
+    const a = stat(aOp, aVar)?.median
+    const b = stat(bOp, bVar)?.median
+    const r = a === undefined || b === undefined ? undefined : a / b
+    console.log(`| ${label} | ${r === undefined ? '– (not measured)' : `${r.toFixed(2)}×`} | ${limit}× | ${r === undefined ? '–' : r <= limit ? 'yes' : 'no'} |`)
+    goalJson.push({ goal: label, ratio: r ?? null, limit })
+  }
+  json.goals = goalJson
   writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`)
   console.log(`JSON: ${jsonPath}`)
 }
