@@ -247,6 +247,7 @@ impl VfioDevice {
     }
 
     /// Whether the device decodes memory (its BARs can be touched), as last seen.
+    #[inline]
     pub fn decodes_memory(&self) -> bool {
         self.memory_decoding.load(Ordering::Relaxed)
     }

@@ -53,11 +53,13 @@ impl DmaMemory {
     }
 
     /// The start of the memory.
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// Its length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -231,6 +233,7 @@ impl DmaBuffer {
     }
 
     /// The size in bytes.
+    #[inline]
     pub fn size(&self) -> u64 {
         self.memory.len() as u64
     }
@@ -277,6 +280,7 @@ impl DmaBuffer {
 // crate reaches it only through raw pointers (the device and JS views access it outside
 // Rust), never through Rust references.
 unsafe impl VolatileAccess for DmaBuffer {
+    #[inline]
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
         check_within(
             op,

@@ -129,6 +129,7 @@ fn check_range(what: std::fmt::Arguments<'_>, offset: u64, size: u64, len: u64) 
 // as the `&self` borrow, which is the trait's requirement; the buffer's impl vouches for
 // the rest (accessible bytes, raw-pointer-only access).
 unsafe impl<B: Borrow<DmaBuffer>> VolatileAccess for DmaSlice<B> {
+    #[inline]
     fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
         check_within(
             op,

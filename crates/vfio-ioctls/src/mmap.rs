@@ -173,22 +173,24 @@ impl MappedRegion {
     }
 }
 
-// SAFETY: `checked_ptr` returns a pointer only for a range that lies inside one of `areas`
-// and only when the region is readable and writable. `map_region` mapped each area
-// (page-aligned, inside the reservation `base .. base + span`) MAP_SHARED from the device
-// fd with PROT_READ | PROT_WRITE in that case (the protection follows the region's flags,
-// which never change), and the mapping is removed only by `Drop`, so it outlives every
-// `&self` borrow. The crate reaches it only through raw pointers, never references.
-unsafe impl VolatileAccess for MappedRegion {
-    fn is_mmio(&self) -> bool {
-        true
+impl MappedRegion {
+    /// Whether `[offset, end)` lies inside one mmapped area (`end` within the region).
+    #[inline]
+    fn in_one_area(&self, offset: u64, end: u64) -> bool {
+        // No overflow: `map_region` checked `a.offset + a.size` of every area.
+        self.areas
+            .iter()
+            .any(|a| offset >= a.offset && end <= a.offset + a.size)
     }
 
-    fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
+    /// Why `checked_ptr` refused `[offset, offset + width)`: the first check it fails.
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, op: &'static str, offset: u64, width: usize) -> VfioError {
         if !self.read_write {
             // The areas are mapped read-only (or write-only): a volatile access of the
             // other kind would fault, so refuse both.
-            return Err(VfioError::unsupported(
+            return VfioError::unsupported(
                 op,
                 format!(
                     "region {} of {} is not both readable and writable, so its mapping is not \
@@ -196,41 +198,61 @@ unsafe impl VolatileAccess for MappedRegion {
                     self.index,
                     self.device.name()
                 ),
-            ));
+            );
         }
-        check_within(
+        if let Err(e) = check_within(
             op,
             format_args!("region {}", self.index),
             offset,
             width,
             self.size,
-        )?;
-        // No overflow: `check_within` checked `offset + width <= size`, and `map_region`
-        // checked `a.offset + a.size` of every area.
+        ) {
+            return e;
+        }
         let end = offset + width as u64;
-        if !self
-            .areas
-            .iter()
-            .any(|a| offset >= a.offset && end <= a.offset + a.size)
-        {
-            return Err(VfioError::out_of_range(
+        if !self.in_one_area(offset, end) {
+            return VfioError::out_of_range(
                 op,
                 format!("region {}: [{offset:#x}, {end:#x}) is not in an mmapped area (e.g. the MSI-X table); use region read/write", self.index),
-            ));
+            );
         }
-        if self.is_bar && !self.device.decodes_memory() {
-            // vfio-pci zaps a BAR's mappings while memory decoding is off and answers any
-            // access with SIGBUS, which would kill the process: refuse it here instead.
-            return Err(VfioError::invalid(
-                op,
-                format!(
-                    "region {} of {}: memory decoding is off (bit 1 of the PCI command register \
-                     is clear), and the kernel kills a process that touches a BAR then (SIGBUS): \
-                     set PciConfig.COMMAND_MEMORY in the command register first",
-                    self.index,
-                    self.device.name()
-                ),
-            ));
+        // vfio-pci zaps a BAR's mappings while memory decoding is off and answers any
+        // access with SIGBUS, which would kill the process: refuse it here instead.
+        VfioError::invalid(
+            op,
+            format!(
+                "region {} of {}: memory decoding is off (bit 1 of the PCI command register \
+                 is clear), and the kernel kills a process that touches a BAR then (SIGBUS): \
+                 set PciConfig.COMMAND_MEMORY in the command register first",
+                self.index,
+                self.device.name()
+            ),
+        )
+    }
+}
+
+// SAFETY: `checked_ptr` returns a pointer only for a range that lies inside one of `areas`
+// and only when the region is readable and writable. `map_region` mapped each area
+// (page-aligned, inside the reservation `base .. base + span`) MAP_SHARED from the device
+// fd with PROT_READ | PROT_WRITE in that case (the protection follows the region's flags,
+// which never change), and the mapping is removed only by `Drop`, so it outlives every
+// `&self` borrow. The crate reaches it only through raw pointers, never references.
+unsafe impl VolatileAccess for MappedRegion {
+    #[inline]
+    fn is_mmio(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn checked_ptr(&self, op: &'static str, offset: u64, width: usize) -> Result<*mut u8> {
+        // The success path is a few compares; every refusal is built out of line.
+        let accessible = self.read_write
+            && offset
+                .checked_add(width as u64)
+                .is_some_and(|end| end <= self.size && self.in_one_area(offset, end))
+            && !(self.is_bar && !self.device.decodes_memory());
+        if !accessible {
+            return Err(self.refusal(op, offset, width));
         }
         // SAFETY: `offset + width <= size <= span` (checked above), so the result stays
         // inside our reservation.

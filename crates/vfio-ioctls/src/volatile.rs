@@ -234,6 +234,7 @@ unsafe fn copy_to_volatile(dst: *mut u8, buf: &[u8]) {
     }
 }
 
+#[inline]
 fn aligned_ptr<M: VolatileAccess + ?Sized, T>(
     mem: &M,
     op: &'static str,
@@ -241,19 +242,25 @@ fn aligned_ptr<M: VolatileAccess + ?Sized, T>(
 ) -> Result<*mut T> {
     let width = std::mem::size_of::<T>();
     if !offset.is_multiple_of(width as u64) {
-        return Err(VfioError::invalid(
-            op,
-            format!("offset {offset:#x} is not aligned to the access width of {width} bytes"),
-        ));
+        return Err(misaligned(op, offset, Some(width)));
     }
     let ptr = mem.checked_ptr(op, offset, width)?;
     if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
-        return Err(VfioError::invalid(
-            op,
-            format!("offset {offset:#x} is not naturally aligned in memory"),
-        ));
+        return Err(misaligned(op, offset, None));
     }
     Ok(ptr.cast::<T>())
+}
+
+#[cold]
+#[inline(never)]
+fn misaligned(op: &'static str, offset: u64, width: Option<usize>) -> VfioError {
+    let message = match width {
+        Some(width) => {
+            format!("offset {offset:#x} is not aligned to the access width of {width} bytes")
+        }
+        None => format!("offset {offset:#x} is not naturally aligned in memory"),
+    };
+    VfioError::invalid(op, message)
 }
 
 /// Integers every bit pattern of which is a valid value, so reading any memory gives one.
@@ -263,6 +270,7 @@ impl Plain for u16 {}
 impl Plain for u32 {}
 impl Plain for u64 {}
 
+#[inline]
 fn read<T: Plain>(
     mem: &(impl VolatileAccess + ?Sized),
     op: &'static str,
@@ -279,6 +287,7 @@ fn read<T: Plain>(
     Ok(value)
 }
 
+#[inline]
 fn write<T: Plain>(
     mem: &(impl VolatileAccess + ?Sized),
     op: &'static str,
@@ -297,8 +306,10 @@ fn write<T: Plain>(
 
 /// Checks that `[offset, offset + width)` lies within `len` bytes, without overflow.
 ///
-/// `what` names the memory in the error message; it is only formatted on failure, so
-/// callers pass `format_args!(..)` and the success path builds no string.
+/// `what` names the memory in the error message; it is only formatted on failure (in a
+/// cold function kept out of line, so the success path is a compare and a branch),
+/// so callers pass `format_args!(..)` and build no string.
+#[inline]
 pub(crate) fn check_within(
     op: &'static str,
     what: impl fmt::Display,
@@ -308,14 +319,28 @@ pub(crate) fn check_within(
 ) -> Result<()> {
     match offset.checked_add(width as u64) {
         Some(end) if end <= len => Ok(()),
-        Some(end) => Err(VfioError::out_of_range(
+        _ => Err(outside(op, &what, offset, width, len)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn outside(
+    op: &'static str,
+    what: &dyn fmt::Display,
+    offset: u64,
+    width: usize,
+    len: u64,
+) -> VfioError {
+    match offset.checked_add(width as u64) {
+        Some(end) => VfioError::out_of_range(
             op,
             format!("{what}: [{offset:#x}, {end:#x}) lies past its size {len:#x}"),
-        )),
-        None => Err(VfioError::out_of_range(
+        ),
+        None => VfioError::out_of_range(
             op,
             format!("{what}: offset {offset:#x} + {width} overflows 64 bits"),
-        )),
+        ),
     }
 }
 
