@@ -250,7 +250,7 @@ unsafe impl VolatileAccess for MappedRegion {
             && offset
                 .checked_add(width as u64)
                 .is_some_and(|end| end <= self.size && self.in_one_area(offset, end))
-            && !(self.is_bar && !self.device.decodes_memory());
+            && (!self.is_bar || self.device.decodes_memory());
         if !accessible {
             return Err(self.refusal(op, offset, width));
         }
