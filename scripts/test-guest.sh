@@ -46,12 +46,17 @@ esac
 extras=$first
 first=0
 echo "== guest $config: kernel $kernel, VFIO_TEST_IOMMU=$mode"
+# A boot that ends before the guest reports any status (run.sh exit 125, nothing counted:
+# once, in a fresh CI run, qemu exited after 21 s with no word) is booted once more, with
+# the kernel's messages shown; a second such boot counts as a failure.
+retry_args=()
+for attempt in 1 2; do
 log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
 # libtest's --logfile: a line per test (`ok NAME`, `failed NAME`, `ignored NAME`), written
 # by the guest through the shared root (the same path there).
 kernel_log=$(mktemp /tmp/vfio-guest-XXXXXX.kernel)
 # The inner script runs in the guest; ${...} inside it expand there.
-VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
+VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" "${retry_args[@]}" --timeout "${VFIO_GUEST_TIMEOUT:-900}" -- bash -c '
   status=0
   echo "== kernel: cargo kernel tests"
   "$0" --test-threads=1 --logfile "$1" || status=1
@@ -90,6 +95,14 @@ VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" --timeout "${VFIO_GU
   exit $status
 ' "$kernel_bin" "$kernel_log" "$extras" "$bench_built" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 125 ] && [ "$attempt" -eq 1 ] && ! grep -qE '^(ok|failed) ' "$kernel_log" && ! grep -qE '^(# pass|example: |bench: )' "$log"; then
+  echo "guest $config: the guest ended before reporting a status (harness exit 125): booting it once more, with --verbose" >&2
+  rm -f "$log" "$kernel_log"
+  retry_args=(--verbose)
+  continue
+fi
+break
+done
 
 passed=0
 failed=0
