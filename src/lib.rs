@@ -7,6 +7,7 @@ mod device;
 mod dma;
 mod error;
 mod irq;
+mod irq_waiter;
 mod mdev;
 mod migration;
 mod region;

@@ -220,7 +220,11 @@ mod tests {
         let (_fd, w) = waiter(0);
         let t = Instant::now();
         assert_eq!(w.wait(Duration::from_millis(50)).unwrap(), 0);
-        assert!(t.elapsed() >= Duration::from_millis(50), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
