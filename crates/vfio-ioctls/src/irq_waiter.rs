@@ -110,6 +110,14 @@ impl IrqWaiter {
                 ),
             ));
         }
+        if self.cancelled.load(Ordering::Acquire) {
+            return Err(self.closed());
+        }
+        // An interrupt that came before the wait (a driver raises, then waits) costs one
+        // syscall, not a poll and a read: syscalls are most of a wait's cost.
+        if let Some(count) = self.take()? {
+            return Ok(count);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             if self.cancelled.load(Ordering::Acquire) {
@@ -152,11 +160,9 @@ impl IrqWaiter {
                 ));
             }
             if fds[0].revents & libc::POLLIN != 0 {
-                match self.fd.read() {
-                    Ok(count) => return Ok(u32::try_from(count).unwrap_or(u32::MAX)),
-                    // Another reader took the count first: wait on for what is left.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(VfioError::os("read(eventfd)", self.target(), e)),
+                // None: another reader took the count first; wait on for what is left.
+                if let Some(count) = self.take()? {
+                    return Ok(count);
                 }
             }
             if n == 0 || Instant::now() >= deadline {
@@ -180,6 +186,15 @@ impl IrqWaiter {
     /// Whether [`cancel`](IrqWaiter::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Reads and clears the count; `None` when there is none.
+    fn take(&self) -> Result<Option<u32>> {
+        match self.fd.read() {
+            Ok(count) => Ok(Some(u32::try_from(count).unwrap_or(u32::MAX))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(VfioError::os("read(eventfd)", self.target(), e)),
+        }
     }
 
     fn closed(&self) -> VfioError {
