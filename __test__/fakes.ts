@@ -247,6 +247,10 @@ export function fakeInterrupts(rec = recorder(), index = 1, start = 0, count = 1
       queueMicrotask(() => fire?.(v, 1))
     },
     stop: () => rec.record('stop'),
+    shareVector: (v: number) => {
+      rec.record('shareVector', v)
+      return 1
+    },
     takePending: (v: number) => {
       rec.record('takePending', v)
       const c = pending.get(v) ?? 0

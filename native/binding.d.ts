@@ -301,6 +301,12 @@ export declare class Interrupts {
   unmask(vector: number): void
   /** Reads and clears the pending count of `vector` without waiting (0 if none). */
   takePending(vector: number): number
+  /**
+   * Hands `vector` over to one `InterruptWaiter` (in any thread): returns its token.
+   * The epoll thread stops reading the vector, and `takePending` of it is refused,
+   * until this closes, which wakes the waiter with `ERR_VFIO_CLOSED`.
+   */
+  shareVector(vector: number): number
   /** Stops listening, disables the vectors and closes the eventfds. */
   close(): void
 }
@@ -479,6 +485,21 @@ export interface HotResetDevice {
   /** Its IOMMU group. */
   group: number
 }
+
+/**
+ * Ends the share of `token` (waking a wait on it); idempotent. The vector stays off
+ * the epoll thread until its Interrupts closes: share it again for another waiter.
+ */
+export declare function interruptWaiterClose(token: number): void
+
+/** Takes the vector of `token` for the calling thread's waiter; returns the vector. */
+export declare function interruptWaiterOpen(token: number): number
+
+/**
+ * Blocks the calling thread until the vector fires or `timeout_ms` passes (at most
+ * 60000); the count since the last wait, 0 on timeout.
+ */
+export declare function interruptWaiterWait(token: number, timeoutMs: number): number
 
 /** What `VFIO_IOMMU_GET_INFO` reports. */
 export interface IommuInfo {

@@ -6,10 +6,11 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use vfio_ioctls::poller::{self, Token};
-use vfio_ioctls::{IrqClaim, VfioDevice, VfioError};
+use vfio_ioctls::{IrqClaim, IrqWaiter, VfioDevice, VfioError};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{closed, to_js, to_u32, IntoJs};
+use crate::irq_waiter;
 
 /// Called with (vector, count of interrupts since the last call). Weak: it does not keep
 /// the process alive unless the facade refs it.
@@ -20,7 +21,10 @@ struct Enabled {
     /// The one owner of the vectors: no other `Interrupts` can take or disable them.
     claim: IrqClaim,
     fds: Vec<Arc<EventFd>>,
-    tokens: Vec<Token>,
+    /// The poller's watches, by vector offset.
+    watches: Vec<(usize, Token)>,
+    /// The waiter token of each vector shared by `shareVector`, by vector offset.
+    shared: Vec<Option<u64>>,
     callback: Option<Arc<Mutex<IrqCallback>>>,
     /// Set once `close()` disabled the vectors, so `Drop` does not repeat it.
     disabled: bool,
@@ -28,16 +32,36 @@ struct Enabled {
 
 impl Enabled {
     fn stop_listening(&mut self) {
-        for token in self.tokens.drain(..) {
+        for (_, token) in self.watches.drain(..) {
             poller::unregister(token);
         }
         self.callback = None;
     }
 
+    /// Wakes the waiters of shared vectors (with `ERR_VFIO_CLOSED`) and forgets them.
+    fn revoke_shared(&mut self) {
+        for token in self.shared.iter_mut().filter_map(Option::take) {
+            irq_waiter::revoke(token);
+        }
+    }
+
+    /// The live waiter token of vector offset `i`, if it is shared.
+    fn shared_token(&self, i: usize) -> Option<u64> {
+        self.shared[i].filter(|&t| irq_waiter::is_shared(t))
+    }
+
+    /// The eventfd of `vector`, which must not be shared: its waiter reads it.
     fn fd(&self, op: &'static str, vector: f64) -> Result<&EventFd> {
-        let vector = to_u32(op, "vector", vector)?;
-        self.claim.check_vector(op, vector).js()?;
-        Ok(&self.fds[(vector - self.claim.start()) as usize])
+        let vector = self.vector(op, vector)?;
+        let i = (vector - self.claim.start()) as usize;
+        if let Some(token) = self.shared_token(i) {
+            let message = format!(
+                "vector {vector} is shared with an InterruptWaiter (token {token}), which reads \
+                 its interrupts: wait in that waiter, or close this Interrupts"
+            );
+            return Err(to_js(VfioError::busy(op, message)));
+        }
+        Ok(&self.fds[i])
     }
 
     fn vector(&self, op: &'static str, vector: f64) -> Result<u32> {
@@ -50,6 +74,7 @@ impl Enabled {
 impl Drop for Enabled {
     fn drop(&mut self) {
         self.stop_listening();
+        self.revoke_shared();
         if self.disabled {
             return;
         }
@@ -88,8 +113,9 @@ impl Interrupts {
         Ok(Interrupts {
             inner: Some(Enabled {
                 claim,
+                shared: vec![None; fds.len()],
                 fds,
-                tokens: Vec::new(),
+                watches: Vec::new(),
                 callback: None,
                 disabled: false,
             }),
@@ -148,6 +174,9 @@ impl Interrupts {
             .build()?;
         let tsfn = Arc::new(Mutex::new(tsfn));
         for (i, fd) in enabled.fds.iter().enumerate() {
+            if enabled.shared_token(i).is_some() {
+                continue; // Its waiter reads it.
+            }
             let callback = tsfn.clone();
             // Runs on the core's poller thread; NonBlocking queues the call for JS.
             let on_wake: poller::OnWake = Box::new(move |vector, count| {
@@ -157,7 +186,7 @@ impl Interrupts {
                 );
             });
             match poller::register(fd.clone(), enabled.claim.start() + i as u32, on_wake) {
-                Ok(token) => enabled.tokens.push(token),
+                Ok(token) => enabled.watches.push((i, token)),
                 Err(e) => {
                     enabled.stop_listening();
                     return Err(to_js(e));
@@ -238,6 +267,35 @@ impl Interrupts {
         }
     }
 
+    /// Hands `vector` over to one `InterruptWaiter` (in any thread): returns its token.
+    /// The epoll thread stops reading the vector, and `takePending` of it is refused,
+    /// until this closes, which wakes the waiter with `ERR_VFIO_CLOSED`.
+    #[napi]
+    pub fn share_vector(&mut self, env: Env, vector: f64) -> Result<f64> {
+        const OP: &str = "shareVector";
+        let enabled = self.get_mut()?;
+        let v = enabled.vector(OP, vector)?;
+        let i = (v - enabled.claim.start()) as usize;
+        if let Some(token) = enabled.shared_token(i) {
+            let message = format!(
+                "vector {v} is shared already (token {token}): one waiter reads a vector; close \
+                 that InterruptWaiter first"
+            );
+            return Err(to_js(VfioError::busy(OP, message)));
+        }
+        let waiter = Arc::new(IrqWaiter::new(enabled.fds[i].clone(), v).js()?);
+        let token = irq_waiter::next_token();
+        // Should the env go (process or worker exit) before this closes, the waiter wakes.
+        env.add_env_cleanup_hook(token, irq_waiter::revoke)?;
+        // Off the epoll thread before the waiter can read it: one reader per eventfd.
+        if let Some(at) = enabled.watches.iter().position(|&(w, _)| w == i) {
+            poller::unregister(enabled.watches.swap_remove(at).1);
+        }
+        irq_waiter::share(token, waiter);
+        enabled.shared[i] = Some(token);
+        Ok(token as f64)
+    }
+
     /// Stops listening, disables the vectors and closes the eventfds.
     #[napi]
     pub fn close(&mut self) -> Result<()> {
@@ -245,6 +303,7 @@ impl Interrupts {
             return Ok(());
         };
         enabled.stop_listening();
+        enabled.revoke_shared();
         enabled.disabled = true;
         match enabled.claim.disable() {
             // EINVAL: the index is not enabled any more (e.g. `device.disableIrq()` came

@@ -8,6 +8,7 @@ mod dma;
 mod error;
 mod fast_access;
 mod irq;
+mod irq_waiter;
 mod mdev;
 mod migration;
 mod region;

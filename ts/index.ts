@@ -41,6 +41,7 @@ export {
   type ConfigAccess,
 } from './pci'
 export { Interrupts, type InterruptEvent, type InterruptsEvents, type WaitOptions } from './interrupts'
+export { InterruptWaiter, MAX_WAIT_MS } from './interrupt-waiter'
 export { Region, MappedRegion, type RegionCap, type MmapArea, type VolatileMemory, type RegisterWaitOptions } from './region'
 export * as barrier from './barrier'
 export { VfioError, VfioTypeError, VfioAbortError, ErrorCode, type ErrorCodeValue } from './errors'

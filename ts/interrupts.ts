@@ -9,6 +9,7 @@ import type * as Binding from '../native/binding'
 import { IrqIndex } from './constants'
 import { ErrorCode, VfioAbortError, VfioError } from './errors'
 import { closedError, NativeSlot } from './handle'
+import { native } from './native'
 import { handle, num, optNum, optSignal, options } from './validate'
 
 /** One wake-up: `count` interrupts on `vector` since the last one. */
@@ -43,6 +44,24 @@ interface Waiter {
   reject(err: unknown): void
 }
 
+/**
+ * The tokens this thread shared and whose Interrupts are open. Node joins worker threads
+ * at exit before it tears the env down; ending the shares on `'exit'` wakes their
+ * waiters first, so a blocked worker does not hold the exit up for its timeout.
+ */
+const liveShares = new Set<number>()
+let exitHookInstalled = false
+
+function endSharesAtExit(token: number): void {
+  liveShares.add(token)
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once('exit', () => {
+    for (const t of liveShares) native().interruptWaiterClose(t)
+    liveShares.clear()
+  })
+}
+
 /** What the owning device can tell an aborted wait (why no MSI arrived). */
 export interface InterruptsContext {
   /** Whether the device has bus mastering off (then it cannot send MSI or MSI-X). */
@@ -65,6 +84,8 @@ export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncI
   readonly #waiters = new Set<Waiter>()
   readonly #context: InterruptsContext
   #iterators = 0
+  /** Tokens of the vectors {@link Interrupts.shareVector} handed over. */
+  readonly #shares: number[] = []
   #referenced = false
   #removingAll = false
   #refCheckPending = false
@@ -322,6 +343,31 @@ export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncI
     return this.events()
   }
 
+  /**
+   * Hands `vector` over to one {@link InterruptWaiter} (in a worker thread, or any): returns
+   * its token, a number to `postMessage`. From then on the native epoll thread leaves the
+   * vector to the waiter: no `'interrupt'` events or `next()` for it (wake-ups read before
+   * still arrive), and `takePending(vector)` is `ERR_VFIO_BUSY`. `close()` wakes the waiter
+   * with `ERR_VFIO_CLOSED`. `ERR_VFIO_BUSY` when the vector is shared already, or while an
+   * `'interrupt'` listener or a `next()`/`events()` of it (or of any vector) waits here.
+   */
+  shareVector(vector: number = this.start): number {
+    const v = num('vector', vector)
+    const n = this.#n()
+    const waitsHere = [...this.#waiters].some((w) => w.vector === undefined || w.vector === v)
+    if (this.listenerCount('interrupt') > 0 || waitsHere) {
+      const who = this.listenerCount('interrupt') > 0 ? "an 'interrupt' listener" : 'a pending next() or events() of it or of any vector'
+      throw new VfioError(
+        ErrorCode.BUSY,
+        `shareVector: vector ${v} is listened to here (${who}), which would never see it again: remove the listener or end the wait first, or share another vector`,
+      )
+    }
+    const token = n.shareVector(v)
+    this.#shares.push(token)
+    endSharesAtExit(token)
+    return token
+  }
+
   /** Fires `vector` from user space (`VFIO_IRQ_SET_ACTION_TRIGGER` with no data). */
   trigger(vector = this.start): void {
     const v = num('vector', vector)
@@ -349,6 +395,7 @@ export class Interrupts extends EventEmitter<InterruptsEvents> implements AsyncI
   close(): void {
     const n = this.#slot.take()
     if (n === undefined) return
+    for (const t of this.#shares) liveShares.delete(t)
     for (const w of this.#waiters) w.reject(closedError('interrupts'))
     this.#waiters.clear()
     if (this.#referenced) {

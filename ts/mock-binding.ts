@@ -111,6 +111,8 @@ export interface ClaimState {
   level: boolean[]
   callback: ((vector: number, count: number) => void) | undefined
   flushQueued: boolean
+  /** The waiter token of each vector `shareVector` handed over, by vector offset. */
+  shared: (number | undefined)[]
 }
 
 /** A device declared to the mock system. */
@@ -818,6 +820,31 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     }
   }
 
+  // The native registry of shared vectors: tokens are never reused.
+  interface SharedVector {
+    claim: ClaimState
+    i: number
+    opened: boolean
+  }
+  const sharedVectors = new Map<number, SharedVector>()
+  let nextToken = 1
+  const liveShare = (claim: ClaimState, i: number): number | undefined => {
+    const t = claim.shared[i]
+    return t !== undefined && sharedVectors.has(t) ? t : undefined
+  }
+  const waiterToken = (op: string, value: number): number => {
+    if (Number.isInteger(value) && value >= 1 && value < nextToken) return value
+    throw invalid(op, `${value} is not a token interrupts.shareVector() gave (tokens are positive integers, handed over as they are, e.g. by postMessage)`)
+  }
+  const notShared = (op: string, t: number): VfioError =>
+    mockError(
+      ErrorCode.CLOSED,
+      op,
+      `token ${t} no longer shares a vector: its Interrupts (or device) closed, or its waiter did; share the vector again for a new token`,
+    )
+  /** The mock cannot be signalled while it blocks (one thread): a wait that finds nothing sleeps its timeout. */
+  const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
   let makingIrq: { open: OpenState; claim: ClaimState } | undefined
   class Interrupts implements Binding.Interrupts {
     #state: { open: OpenState; claim: ClaimState } | undefined
@@ -854,6 +881,8 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     listen(callback: (vector: number, count: number) => void): void {
       const c = this.#get().claim
       if (c.callback !== undefined) throw invalid('listen', 'already listening; call stop() first')
+      // Vectors whose waiter closed go back to the poller, as natively.
+      c.shared = c.shared.map((_, i) => liveShare(c, i))
       c.callback = callback
       scheduleFlush(c)
     }
@@ -893,15 +922,30 @@ export function createMockBinding(sys: SystemState): NativeBinding {
     }
     takePending(vector: number): number {
       const { claim, v } = this.#vector('takePending', vector)
+      const token = liveShare(claim, v - claim.start)
+      if (token !== undefined) {
+        throw busy('takePending', `vector ${v} is shared with an InterruptWaiter (token ${token}), which reads its interrupts: wait in that waiter, or close this Interrupts`)
+      }
       const n = claim.pending[v - claim.start] ?? 0
       claim.pending[v - claim.start] = 0
       return n
+    }
+    shareVector(vector: number): number {
+      const { claim, v } = this.#vector('shareVector', vector)
+      const i = v - claim.start
+      const held = liveShare(claim, i)
+      if (held !== undefined) throw busy('shareVector', `vector ${v} is shared already (token ${held}): one waiter reads a vector; close that InterruptWaiter first`)
+      const token = nextToken++
+      sharedVectors.set(token, { claim, i, opened: false })
+      claim.shared[i] = token
+      return token
     }
     close(): void {
       const s = this.#state
       if (s === undefined) return
       this.unref()
       this.#state = undefined
+      for (const t of s.claim.shared) if (t !== undefined) sharedVectors.delete(t)
       s.claim.callback = undefined
       s.open.dev.claims.delete(s.claim.index)
       for (const f of s.open.dev.onClaimsChanged) f()
@@ -1212,6 +1256,7 @@ export function createMockBinding(sys: SystemState): NativeBinding {
         level: new Array<boolean>(n).fill(false),
         callback: undefined,
         flushQueued: false,
+        shared: new Array<number | undefined>(n).fill(undefined),
       }
       makingIrq = { open, claim }
       try {
@@ -1548,6 +1593,35 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       return later(() => bindVfio(address, root, 'bindAsync'))
     },
     closedMessage: (what) => closedMessage(what),
+    interruptWaiterOpen: (token) => {
+      const op = 'InterruptWaiter.open'
+      const t = waiterToken(op, token)
+      const share = sharedVectors.get(t)
+      if (share === undefined) throw notShared(op, t)
+      if (share.opened) {
+        throw busy(op, `token ${t} (vector ${share.claim.start + share.i}) is open in another InterruptWaiter: one waiter reads a vector; close that one first, or share another vector`)
+      }
+      share.opened = true
+      return share.claim.start + share.i
+    },
+    interruptWaiterWait: (token, timeoutMs) => {
+      const op = 'InterruptWaiter.wait'
+      if (!(timeoutMs >= 0 && timeoutMs <= 60_000)) {
+        throw invalid(op, `timeoutMs ${timeoutMs} must be from 0 to 60000 (the cap keeps a thread from blocking for ever): wait in a loop for longer`)
+      }
+      const t = waiterToken(op, token)
+      const share = sharedVectors.get(t)
+      if (share === undefined) throw notShared(op, t)
+      if (!share.opened) throw invalid(op, `token ${t} is not open: InterruptWaiter.open(token) first`)
+      let n = share.claim.pending[share.i] ?? 0
+      if (n === 0 && timeoutMs > 0) Atomics.wait(sleeper, 0, 0, timeoutMs)
+      n = share.claim.pending[share.i] ?? 0
+      share.claim.pending[share.i] = 0
+      return n
+    },
+    interruptWaiterClose: (token) => {
+      sharedVectors.delete(waiterToken('InterruptWaiter.close', token))
+    },
     dmaRmb: nothing,
     mmioReadU8: (h, offset) => fastRegion('readU8', h).readU8(offset),
     mmioReadU16: (h, offset) => fastRegion('readU16', h).readU16(offset),
@@ -1785,7 +1859,7 @@ function resolveDevice(sys: SystemState, text: string): DeviceState {
 // --- the device side of interrupts ---------------------------------------------------
 
 function scheduleFlush(claim: ClaimState): void {
-  if (claim.flushQueued || claim.callback === undefined || !claim.pending.some((n) => n > 0)) return
+  if (claim.flushQueued || claim.callback === undefined || !claim.pending.some((n, i) => n > 0 && claim.shared[i] === undefined)) return
   claim.flushQueued = true
   // The native poller reads each eventfd on its own thread and calls back on a later
   // turn of the event loop: never inside the call that raised.
@@ -1794,7 +1868,8 @@ function scheduleFlush(claim: ClaimState): void {
     for (let i = 0; i < claim.count; i++) {
       const n = claim.pending[i] ?? 0
       const cb = claim.callback
-      if (n > 0 && cb !== undefined) {
+      // A shared vector's waiter reads it, not the poller.
+      if (n > 0 && cb !== undefined && claim.shared[i] === undefined) {
         claim.pending[i] = 0
         cb(claim.start + i, n)
       }

@@ -12,6 +12,7 @@ const classes: Record<string, { prototype: object }> = {
   DmaBuffer: api.DmaBuffer,
   DmaSlice: api.DmaSlice,
   Interrupts: api.Interrupts,
+  InterruptWaiter: api.InterruptWaiter,
 }
 const namespaces: Record<string, Record<string, unknown>> = {
   sysfs: api.sysfs as unknown as Record<string, unknown>,

@@ -6,7 +6,7 @@
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
-import { ErrorCode, Extension, IrqIndex, PciConfig, RegionIndex } from '../../ts/index'
+import { ErrorCode, Extension, InterruptWaiter, IrqIndex, PciConfig, RegionIndex } from '../../ts/index'
 import { main } from '../../ts/cli'
 import { coveredList, instrument, missing, tracked } from './coverage'
 import { code, DMA, DMA_LEN, EDU, eduDma, enableBusMaster, heldGroups, NVME, openEdu, REG, newContainer, testIommu } from './devices'
@@ -387,6 +387,21 @@ test.serial('MSI: device-raised and user-triggered interrupts, as events, promis
   // Once disabled, the kernel refuses to disable the index again.
   code(t, () => d.disableIrq(IrqIndex.MSI), ErrorCode.INVALID_ARGUMENT)
   t.true(d.watchesRequests, 'vfio-pci offers the device request IRQ')
+})
+
+test.serial('MSI: a shared vector, waited for on the main thread (which blocks) with InterruptWaiter', (t) => {
+  using s = openEdu()
+  using waiter = InterruptWaiter.open(s.irq.shareVector(0))
+  t.is(waiter.vector, 0)
+  t.is(waiter.wait(0), 0)
+  s.bar.writeU32(REG.IRQ_RAISE, 0x1)
+  t.true(waiter.wait(10_000) >= 1)
+  s.bar.writeU32(REG.IRQ_ACK, 0x1)
+  code(t, () => s.irq.takePending(0), ErrorCode.BUSY)
+  t.false(waiter.closed)
+  waiter.close()
+  t.true(waiter.closed)
+  code(t, () => waiter.wait(0), ErrorCode.CLOSED)
 })
 
 test.serial('MSI without bus mastering: the device cannot signal, and the aborted wait says so; with it, the wait ends', async (t) => {

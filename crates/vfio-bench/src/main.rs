@@ -13,14 +13,14 @@
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use vfio_bindings::bindings::vfio::{
     vfio_device_info, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap, vfio_irq_info,
     vfio_region_info,
 };
-use vfio_ioctls::{EventFd, VfioContainer, VfioDevice, VolatileAccess};
+use vfio_ioctls::{poller, EventFd, IrqWaiter, VfioContainer, VfioDevice, VolatileAccess};
 
 const VFIO_GROUP_GET_DEVICE_FD: libc::c_ulong = 0x3b6a;
 const VFIO_DEVICE_GET_INFO: libc::c_ulong = 0x3b6b;
@@ -74,6 +74,9 @@ struct Ours {
     bar: vfio_ioctls::MappedRegion,
     dma: vfio_ioctls::DmaBuffer,
     efd: EventFd,
+    /// A non-blocking eventfd, which the waiter and the poller need; MSI goes to it
+    /// for the ops that wait with them (see [`with_nonblocking_msi`]).
+    nb: Arc<EventFd>,
     bar0_offset: u64,
 }
 
@@ -98,12 +101,14 @@ impl Ours {
         let efd = EventFd::new(0).map_err(|e| e.to_string())?;
         device.enable_msi(vec![&efd]).map_err(|e| e.to_string())?;
         let bar0_offset = device.get_region_offset(0);
+        let nb = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(|e| e.to_string())?);
         Ok(Ours {
             container,
             device,
             bar,
             dma,
             efd,
+            nb,
             bar0_offset,
         })
     }
@@ -133,6 +138,23 @@ fn anon_page() -> Res<*mut libc::c_void> {
     }
     Ok(p)
 }
+
+/// Runs `f` with MSI signalling `o.nb` (the same vector count: the kernel swaps the
+/// eventfd), then gives MSI back to the blocking `o.efd`.
+fn with_nonblocking_msi(o: &Ours, f: impl FnOnce(&mut Batch)) -> Res<Batch> {
+    let mut out = Batch::new();
+    o.device
+        .enable_msi(vec![&o.nb])
+        .map_err(|e| e.to_string())?;
+    f(&mut out);
+    o.device
+        .enable_msi(vec![&o.efd])
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// How long a wait may take before the bench gives up on the interrupt.
+const IRQ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// ns per operation of `n` runs of `f`.
 fn time(n: u32, mut f: impl FnMut()) -> f64 {
@@ -286,6 +308,28 @@ fn raw_batch(o: &Ours, scale: u32) -> Res<Batch> {
             }
         }),
     ));
+    let nb = o.nb.as_raw_fd();
+    out.extend(with_nonblocking_msi(o, |out| {
+        out.push((
+            "msiBlockingWait",
+            time(20 * scale, || {
+                let mut v = 0u64;
+                let mut fds = [libc::pollfd {
+                    fd: nb,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                // SAFETY: as msiRoundTrip's; `fds` is one initialised pollfd of the
+                // eventfd `o` keeps open, `v` 8 writable bytes.
+                unsafe {
+                    std::ptr::write_volatile(bar8.add(0x60).cast::<u32>(), 1);
+                    libc::poll(fds.as_mut_ptr(), 1, IRQ_TIMEOUT.as_millis() as i32);
+                    libc::read(nb, (&mut v as *mut u64).cast(), 8);
+                    std::ptr::write_volatile(bar8.add(0x64).cast::<u32>(), 1);
+                }
+            }),
+        ));
+    })?);
     Ok(out)
 }
 
@@ -358,6 +402,33 @@ fn ours_batch(o: &Ours, address: &str, scale: u32) -> Res<Batch> {
             }
         }),
     ));
+    let waiter = IrqWaiter::new(o.nb.clone(), 0).map_err(|e| e.to_string())?;
+    // The epoll thread, then a channel to this thread: the hop the TypeScript API has.
+    let (tx, rx) = mpsc::sync_channel::<u32>(64);
+    let nb = o.nb.clone();
+    out.extend(with_nonblocking_msi(o, |out| {
+        out.push((
+            "msiBlockingWait",
+            time(20 * scale, || {
+                let ok = o.bar.write_u32(0x60, 1).is_ok() && waiter.wait(IRQ_TIMEOUT).is_ok();
+                std::hint::black_box(ok && o.bar.write_u32(0x64, 1).is_ok());
+            }),
+        ));
+        let on_wake: poller::OnWake = Box::new(move |_, count| {
+            let _ = tx.try_send(count);
+        });
+        let Ok(token) = poller::register(nb, 0, on_wake) else {
+            return;
+        };
+        out.push((
+            "msiRoundTripHop",
+            time(20 * scale, || {
+                let ok = o.bar.write_u32(0x60, 1).is_ok() && rx.recv_timeout(IRQ_TIMEOUT).is_ok();
+                std::hint::black_box(ok && o.bar.write_u32(0x64, 1).is_ok());
+            }),
+        ));
+        poller::unregister(token);
+    })?);
     Ok(out)
 }
 
@@ -445,6 +516,11 @@ fn run() -> Res<()> {
                 continue; // warm-up
             }
             for (op, ns) in got {
+                // The poller hop is a variant of the round trip, beside ours without it.
+                let (op, variant) = match op {
+                    "msiRoundTripHop" => ("msiRoundTrip", "oursHop"),
+                    _ => (op, variant),
+                };
                 match results.iter_mut().find(|r| r.0 == op && r.1 == variant) {
                     Some(r) => r.2.push(ns),
                     None => results.push((op, variant, vec![ns])),

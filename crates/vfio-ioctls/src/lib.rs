@@ -69,6 +69,7 @@ mod iommufd;
 mod iova_alloc;
 mod irq;
 mod irq_claim;
+mod irq_waiter;
 #[cfg(feature = "kvm")]
 pub mod kvm;
 mod migration;
@@ -106,6 +107,7 @@ pub use iommufd::{VfioIommufd, IOMMUFD_PATH};
 pub use iommufd_ioctls::{IommuFd, IommufdIoas};
 pub use irq::{pci_irq, VfioIrq};
 pub use irq_claim::{irq_index_name, IrqClaim};
+pub use irq_waiter::{IrqWaiter, MAX_IRQ_WAIT};
 pub use migration::{MigrationState, MigrationSupport, PrecopyInfo};
 pub use mmap::MappedRegion;
 pub use pci_config::{
