@@ -20,15 +20,17 @@ function container(): { c: Container; allocations: ReturnType<typeof fakeContain
   }
 }
 
-test('allocateDma passes sizes as numbers and IOVAs and masks as bigints', (t) => {
+test('allocateDma passes no options object without options, and IOVAs and masks as numbers where exact', (t) => {
   const { c, allocations } = container()
   c.allocateDma(4096)
   c.allocateDma(8192, { iova: 0x100000, align: 0x200000, dmaMask: 0xffffffff, hugePages: '2M' })
-  c.allocateDma(4096, { iova: 0x200000n, dmaMask: 0xffffffffn, hugePages: '1G' })
+  c.allocateDma(4096, { iova: 0x200000n, dmaMask: 2n ** 64n - 1n, hugePages: '1G' })
+  c.allocateDma(4096, {})
   t.deepEqual(allocations, [
+    [4096, undefined],
+    [8192, { iova: 0x100000, align: 0x200000, dmaMask: 0xffffffff, hugePages: '2M' }],
+    [4096, { iova: 0x200000n, dmaMask: 2n ** 64n - 1n, hugePages: '1G' }],
     [4096, {}],
-    [8192, { iova: 0x100000n, align: 0x200000, dmaMask: 0xffffffffn, hugePages: '2M' }],
-    [4096, { iova: 0x200000n, dmaMask: 0xffffffffn, hugePages: '1G' }],
   ])
   const [m] = c.dmaMappings()
   t.is(typeof m.iova, 'bigint')

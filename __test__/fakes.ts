@@ -5,6 +5,7 @@
  */
 import type * as Binding from '../native/binding'
 import { ErrorCode, VfioError } from '../ts/index'
+import { packLayout } from '../ts/device-layout'
 import { recorder } from './helpers'
 
 /**
@@ -33,8 +34,7 @@ export function fakeDevice() {
   }))
   const config = fakeConfigSpace()
   const migrationChunks: Buffer[] = []
-  const n: Native<Binding.Device> = {
-    info: () => ({
+  const info = (): Binding.DeviceInfo => ({
       name: '0000:00:03.0',
       sysfsPath: '/sys/devices/pci0000:00/0000:00:03.0',
       group: 1,
@@ -44,11 +44,15 @@ export function fakeDevice() {
       pci: true,
       canReset: true,
       maxInterrupts: 1,
-    }),
+    })
+  const irqs = (): Binding.IrqInfo[] => [0, 1, 2, 3, 4].map((index) => ({ index, flags: 1, count: index < 2 ? 1 : 0, eventfd: true, maskable: index === 0, automasked: index === 0 }))
+  const n: Native<Binding.Device> = {
+    layout: () => packLayout(info(), regions, irqs()),
+    info,
     regions: () => regions,
     // No free-function handle: the facade uses the class methods, which record.
     fastHandle: -1,
-    irqs: () => [0, 1, 2, 3, 4].map((index) => ({ index, flags: 1, count: index < 2 ? 1 : 0, eventfd: true, maskable: index === 0, automasked: index === 0 })),
+    irqs,
     regionRead: (i: number, o: number, l: number) => (rec.record('regionRead', i, o, l), i === 7 ? Buffer.from(config.subarray(o, o + l)) : Buffer.alloc(l)),
     regionWrite: (i: number, o: number, d: Uint8Array) => (rec.record('regionWrite', i, o, d.length), i === 7 && config.set(d, o)),
     mapRegion: (i: number) => (rec.record('mapRegion', i), fakeMemory(rec)),

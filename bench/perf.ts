@@ -221,6 +221,11 @@ async function tsBatch(): Promise<Sample[]> {
     t0 = process.hrtime.bigint()
     for (const b of bufs) b.close()
     add('unmap4k', 'ts', Number(process.hrtime.bigint() - t0) / n)
+    const big: DmaBuffer[] = []
+    t0 = process.hrtime.bigint()
+    for (let i = 0; i < 64; i++) big.push(s.container.allocateDma(2 << 20))
+    add('map2m', 'ts', Number(process.hrtime.bigint() - t0) / 64)
+    for (const b of big) b.close()
     add(
       'msiRoundTrip',
       'ts',
@@ -299,9 +304,10 @@ async function main(): Promise<void> {
     ['dmaCopy64k', '64 KiB copy out of DMA memory'],
     ['map4k', 'allocate + map 4 KiB'],
     ['unmap4k', 'unmap 4 KiB'],
+    ['map2m', 'allocate + map 2 MiB (64 buffers, per buffer)'],
     ['msiRoundTrip', 'MSI round trip (raise → eventfd → ack)'],
     ['msiBlockingWait', 'MSI, blocking wait in the waiting thread (raise → read, or poll + read → ack)'],
-    ['openInfoClose', 'open → info → close, group held'],
+    ['openInfoClose', 'open → info/regions/irqs → close, group held'],
   ]
   const profile = addonProfile()
   const date = new Date().toISOString()

@@ -83,6 +83,11 @@ export declare class Device {
    * `pasid` from its page table. Refused as `attachPasid` is.
    */
   detachPasid(pasid: number): void
+  /**
+   * The info, regions and IRQ indices at once, packed: what the facade builds its
+   * `Device` from in one crossing.
+   */
+  layout(): DeviceLayout
   /** Device-wide info. */
   info(): DeviceInfo
   /** Every region, by VFIO index. */
@@ -438,6 +443,18 @@ export interface DeviceInfo {
   maxInterrupts: number
 }
 
+/** A device's info, regions and IRQ indices, packed (see `ts/device-layout.ts`). */
+export interface DeviceLayout {
+  /** PCI address / name in the group. */
+  name: string
+  /** Canonical sysfs path. */
+  sysfsPath: string
+  /** The header, then each region, then each IRQ index. */
+  numbers: Float64Array
+  /** The capabilities of the regions that have any. */
+  regionCaps: Array<RegionCaps>
+}
+
 /** An IOVA range for DMA logging. */
 export interface DmaLoggingRange {
   /** Start IOVA. */
@@ -456,12 +473,15 @@ export interface DmaMapping {
 
 /** Where `allocateDma` maps a buffer and what backs it. */
 export interface DmaOptions {
-  /** This IOVA instead of the lowest free one. */
-  iova?: bigint
+  /** This IOVA instead of the lowest free one (a number when below 2^53). */
+  iova?: number | bigint
   /** The IOVA's alignment: a power of two, at least the page size. */
   align?: number
-  /** The highest address the device reaches; the buffer's last byte is at most this. */
-  dmaMask?: bigint
+  /**
+   * The highest address the device reaches; the buffer's last byte is at most this.
+   * A number when below 2^53.
+   */
+  dmaMask?: number | bigint
   /** `2M` or `1G`: back the buffer with huge pages of that size. */
   hugePages?: string
 }
@@ -729,6 +749,14 @@ export interface RegionCap {
   id?: number
   /** Capability version (`unknown`). */
   version?: number
+}
+
+/** The capabilities of one region. */
+export interface RegionCaps {
+  /** VFIO region index. */
+  index: number
+  /** Its capabilities. */
+  caps: Array<RegionCap>
 }
 
 /** One region's info. */

@@ -9,7 +9,8 @@ use vfio_ioctls::{VfioContainer, VfioDevice};
 use crate::device::Device;
 use crate::dma::DmaBuffer;
 use crate::error::{
-    bigint_to_u64, closed, huge_page_size, to_fd, to_opt_text, to_text, to_u32, to_u64, IntoJs,
+    closed, huge_page_size, number_or_bigint_to_u64, to_fd, to_opt_text, to_text, to_u32, to_u64,
+    IntoJs,
 };
 
 /// How a container is tied to a hypervisor.
@@ -61,12 +62,13 @@ pub struct DmaMapping {
 /// Where `allocateDma` maps a buffer and what backs it.
 #[napi(object)]
 pub struct DmaOptions {
-    /// This IOVA instead of the lowest free one.
-    pub iova: Option<BigInt>,
+    /// This IOVA instead of the lowest free one (a number when below 2^53).
+    pub iova: Option<Either<f64, BigInt>>,
     /// The IOVA's alignment: a power of two, at least the page size.
     pub align: Option<f64>,
     /// The highest address the device reaches; the buffer's last byte is at most this.
-    pub dma_mask: Option<BigInt>,
+    /// A number when below 2^53.
+    pub dma_mask: Option<Either<f64, BigInt>>,
     /// `2M` or `1G`: back the buffer with huge pages of that size.
     pub huge_pages: Option<String>,
 }
@@ -237,11 +239,14 @@ impl Container {
         let size = to_u64(OP, "size", size)?;
         let mut core = vfio_ioctls::DmaOptions::default();
         if let Some(o) = options {
-            core.iova = o.iova.map(|v| bigint_to_u64(OP, "iova", &v)).transpose()?;
+            core.iova = o
+                .iova
+                .map(|v| number_or_bigint_to_u64(OP, "iova", &v))
+                .transpose()?;
             core.align = o.align.map(|v| to_u64(OP, "align", v)).transpose()?;
             core.dma_mask = o
                 .dma_mask
-                .map(|v| bigint_to_u64(OP, "dmaMask", &v))
+                .map(|v| number_or_bigint_to_u64(OP, "dmaMask", &v))
                 .transpose()?;
             core.huge_pages = o
                 .huge_pages

@@ -124,6 +124,15 @@ pub struct DeviceInfo {
     pub max_interrupts: u32,
 }
 
+/// A region's capabilities, the known ones first.
+pub(crate) fn region_caps_to_js(r: &vfio_ioctls::VfioRegion) -> Vec<RegionCap> {
+    r.caps
+        .iter()
+        .map(cap_to_js)
+        .chain(r.other_caps.iter().map(other_cap_to_js))
+        .collect()
+}
+
 fn cap_to_js(cap: &VfioRegionInfoCap) -> RegionCap {
     let mut out = RegionCap {
         kind: String::new(),
@@ -257,6 +266,13 @@ impl Device {
         self.get()?.detach_iommufd_pt_pasid(pasid).js()
     }
 
+    /// The info, regions and IRQ indices at once, packed: what the facade builds its
+    /// `Device` from in one crossing.
+    #[napi]
+    pub fn layout(&self) -> Result<crate::device_layout::DeviceLayout> {
+        Ok(crate::device_layout::layout(self.get()?))
+    }
+
     /// Device-wide info.
     #[napi]
     pub fn info(&self) -> Result<DeviceInfo> {
@@ -291,12 +307,7 @@ impl Device {
                 readable: r.readable(),
                 writable: r.writable(),
                 mappable: r.mappable(),
-                caps: r
-                    .caps
-                    .iter()
-                    .map(cap_to_js)
-                    .chain(r.other_caps.iter().map(other_cap_to_js))
-                    .collect(),
+                caps: region_caps_to_js(r),
             })
             .collect())
     }

@@ -274,6 +274,18 @@ pub fn bigint_to_u64(
     Ok(v)
 }
 
+/// A u64 given as a number (exact below 2^53, and cheaper to pass) or a BigInt.
+pub fn number_or_bigint_to_u64(
+    op: &str,
+    what: &str,
+    value: &napi::bindgen_prelude::Either<f64, napi::bindgen_prelude::BigInt>,
+) -> napi::Result<u64> {
+    match value {
+        napi::bindgen_prelude::Either::A(n) => to_u64(op, what, *n),
+        napi::bindgen_prelude::Either::B(b) => bigint_to_u64(op, what, b),
+    }
+}
+
 /// A huge page size by its name, `2M` or `1G`.
 pub fn huge_page_size(op: &str, name: &str) -> napi::Result<vfio_ioctls::HugePageSize> {
     vfio_ioctls::HugePageSize::from_name(name).ok_or_else(|| {

@@ -4,6 +4,7 @@
 mod barrier;
 mod container;
 mod device;
+mod device_layout;
 mod dma;
 mod error;
 mod fast_access;

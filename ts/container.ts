@@ -5,7 +5,7 @@ import { DmaBuffer } from './dma'
 import { VfioTypeError } from './errors'
 import { Handle } from './handle'
 import { externalBuffersAllowed, native } from './native'
-import { num, optBool, optStr, options, str, u64 } from './validate'
+import { exactU64, num, optBool, optStr, options, str } from './validate'
 
 /**
  * An IOMMU backend: VFIO's `type1` container (`/dev/vfio/vfio`), iommufd's container
@@ -182,11 +182,13 @@ export class Container extends Handle<Binding.Container> {
    * sizes, alignments or an overlapping `iova`, `ERR_VFIO_MEMLOCK`.
    */
   allocateDma(size: number, dmaOptions?: DmaOptions): DmaBuffer {
+    // No options object when none is given: the native side then reads no properties.
+    if (dmaOptions === undefined) return DmaBuffer.fromNative(this.native.allocateDma(num('size', size)), this.#external)
     const o = options<DmaOptions>('options', dmaOptions)
     const opts: Binding.DmaOptions = {}
-    if (o.iova !== undefined) opts.iova = u64('iova', o.iova)
+    if (o.iova !== undefined) opts.iova = exactU64('iova', o.iova)
     if (o.align !== undefined) opts.align = num('align', o.align)
-    if (o.dmaMask !== undefined) opts.dmaMask = u64('dmaMask', o.dmaMask)
+    if (o.dmaMask !== undefined) opts.dmaMask = exactU64('dmaMask', o.dmaMask)
     const hugePages = optStr('hugePages', o.hugePages)
     if (hugePages !== undefined) opts.hugePages = hugePages
     return DmaBuffer.fromNative(this.native.allocateDma(num('size', size), opts), this.#external)

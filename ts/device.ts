@@ -20,6 +20,7 @@ import {
   type PrecopyInfo,
   type RegionRange,
 } from './migration'
+import { unpackLayout } from './device-layout'
 import { ErrorCode, VfioError, VfioTypeError } from './errors'
 import { NativeSlot } from './handle'
 import { native, type NativeBinding } from './native'
@@ -116,11 +117,13 @@ export class Device extends EventEmitter<DeviceEvents> {
     super()
     const n = handle<Binding.Device>('Device', 'container.openDevice()', nativeHandle)
     this.#slot = new NativeSlot(n, 'device')
-    this.info = Object.freeze(n.info())
+    // One crossing for everything below (see device-layout.ts).
+    const layout = unpackLayout(n.layout())
+    this.info = Object.freeze(layout.info)
     const absentRegion = (index: number): Binding.RegionInfo => ({ index, present: false, flags: 0, size: 0, offset: 0, readable: false, writable: false, mappable: false, caps: [] })
     const absentIrq = (index: number): IrqInfo => ({ index, flags: 0, count: 0, eventfd: false, maskable: false, automasked: false })
-    const regions = Object.freeze(padded(n.regions(), PCI_REGIONS, absentRegion).map((r) => Region.fromNative(this, r)))
-    const irqs = Object.freeze(padded(n.irqs(), PCI_IRQS, absentIrq))
+    const regions = Object.freeze(padded(layout.regions, PCI_REGIONS, absentRegion).map((r) => Region.fromNative(this, r)))
+    const irqs = Object.freeze(padded(layout.irqs, PCI_IRQS, absentIrq))
     if (!isDeviceRegions(regions) || !isDeviceIrqs(irqs)) throw new VfioError(ErrorCode.IO, 'the device reported too few regions or IRQs')
     this.regions = regions
     this.irqs = irqs

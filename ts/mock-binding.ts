@@ -15,6 +15,7 @@ import {
   hex,
   invalid,
   mockError,
+  numberOrBigintToU64,
   outOfRange,
   parseAddressArg,
   parseAddressParts,
@@ -25,6 +26,7 @@ import {
   toU64,
   unsupported,
 } from './mock-checks'
+import { packLayout } from './device-layout'
 import { MIGRATION_STATES } from './migration'
 import type { NativeBinding } from './native'
 
@@ -1050,6 +1052,9 @@ export function createMockBinding(sys: SystemState): NativeBinding {
         maxInterrupts: Math.max(count(INTX), count(MSI), count(MSIX)),
       }
     }
+    layout(): Binding.DeviceLayout {
+      return packLayout(this.info(), this.regions(), this.irqs())
+    }
     regions(): Binding.RegionInfo[] {
       return this.#get().dev.regions.map((r) => ({ ...r.info, caps: r.info.caps.map((c) => ({ ...c, areas: c.areas?.map((a) => ({ ...a })) })) }))
     }
@@ -1417,9 +1422,9 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       const OP = 'allocateDma'
       const s = BigInt(toU64(OP, 'size', size))
       const o = options ?? {}
-      const given = o.iova === undefined || o.iova === null ? undefined : bigintToU64(OP, 'iova', o.iova)
+      const given = o.iova === undefined || o.iova === null ? undefined : numberOrBigintToU64(OP, 'iova', o.iova)
       const align = o.align === undefined || o.align === null ? undefined : BigInt(toU64(OP, 'align', o.align))
-      const mask = o.dmaMask === undefined || o.dmaMask === null ? undefined : bigintToU64(OP, 'dmaMask', o.dmaMask)
+      const mask = o.dmaMask === undefined || o.dmaMask === null ? undefined : numberOrBigintToU64(OP, 'dmaMask', o.dmaMask)
       const huge = o.hugePages === undefined || o.hugePages === null ? undefined : hugePageSize(OP, o.hugePages)
       const c = this.#get()
       // The core's `allocate_dma_with`, in its order.

@@ -113,6 +113,11 @@ export function bigintToU64(op: string, what: string, value: bigint): bigint {
   return value
 }
 
+/** `error::number_or_bigint_to_u64`: a number ({@link toU64}) or a bigint ({@link bigintToU64}). */
+export function numberOrBigintToU64(op: string, what: string, value: number | bigint): bigint {
+  return typeof value === 'bigint' ? bigintToU64(op, what, value) : BigInt(toU64(op, what, value))
+}
+
 /** A decoded PCI address. */
 export interface PciAddressParts {
   /** PCI domain (segment). */

@@ -50,6 +50,15 @@ export function u64(name: string, value: unknown): bigint {
   throw new VfioTypeError(`${name} must be a number or bigint, got ${describe(value)}`)
 }
 
+/**
+ * A u64 given as a number or bigint, passed on as a number when that is exact (a safe
+ * integer: cheaper to pass than a bigint), else as the bigint.
+ */
+export function exactU64(name: string, value: unknown): number | bigint {
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return value
+  return u64(name, value)
+}
+
 /** Bytes to write: a real TypedArray, DataView or ArrayBuffer (not a Proxy of one). */
 export function bytes(name: string, value: unknown): Uint8Array {
   if (types.isProxy(value)) throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got a Proxy`)

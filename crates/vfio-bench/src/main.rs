@@ -32,6 +32,9 @@ const CONFIG_REGION: u32 = 7;
 /// IOVAs the raw and upstream maps use, far above what our allocator hands out here.
 const RAW_IOVA: u64 = 0x4000_0000;
 const PAGE: usize = 4096;
+/// The `map2m` row: this many 2 MiB buffers, each allocated and mapped.
+const BIG: usize = 2 << 20;
+const BIG_COUNT: u32 = 64;
 
 type Res<T> = std::result::Result<T, String>;
 
@@ -120,13 +123,13 @@ impl Drop for Ours {
     }
 }
 
-/// A fresh page of anonymous memory, for the raw and upstream maps (`munmap`ed by them).
-fn anon_page() -> Res<*mut libc::c_void> {
+/// `len` bytes of fresh anonymous memory, for the raw and upstream maps (`munmap`ed by them).
+fn anon(len: usize) -> Res<*mut libc::c_void> {
     // SAFETY: a new private anonymous mapping: no existing memory is touched.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            PAGE,
+            len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -216,42 +219,10 @@ fn raw_batch(o: &Ours, scale: u32) -> Res<Batch> {
         }),
     ));
     let cfd = o.container.as_raw_fd();
-    let n = 16 * scale;
-    let mut ptrs = Vec::with_capacity(n as usize);
-    let start = Instant::now();
-    for i in 0..n {
-        let p = anon_page()?;
-        let map = vfio_iommu_type1_dma_map {
-            argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
-            flags: 3,
-            vaddr: p as u64,
-            iova: RAW_IOVA + u64::from(i) * PAGE as u64,
-            size: PAGE as u64,
-        };
-        // SAFETY: a valid struct for VFIO_IOMMU_MAP_DMA on the container fd; the memory is ours.
-        if unsafe { libc::ioctl(cfd, VFIO_IOMMU_MAP_DMA, &map) } != 0 {
-            return Err(err("VFIO_IOMMU_MAP_DMA"));
-        }
-        ptrs.push(p);
-    }
-    out.push(("map4k", start.elapsed().as_nanos() as f64 / f64::from(n)));
-    let start = Instant::now();
-    for (i, p) in ptrs.into_iter().enumerate() {
-        let mut unmap = vfio_iommu_type1_dma_unmap {
-            argsz: std::mem::size_of::<vfio_iommu_type1_dma_unmap>() as u32,
-            iova: RAW_IOVA + i as u64 * PAGE as u64,
-            size: PAGE as u64,
-            ..Default::default()
-        };
-        // SAFETY: a valid struct for VFIO_IOMMU_UNMAP_DMA; then the mapping made above goes.
-        unsafe {
-            if libc::ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &mut unmap) != 0 {
-                return Err(err("VFIO_IOMMU_UNMAP_DMA"));
-            }
-            libc::munmap(p, PAGE);
-        }
-    }
-    out.push(("unmap4k", start.elapsed().as_nanos() as f64 / f64::from(n)));
+    let (map, unmap) = raw_maps(cfd, PAGE, 16 * scale)?;
+    out.push(("map4k", map));
+    out.push(("unmap4k", unmap));
+    out.push(("map2m", raw_maps(cfd, BIG, BIG_COUNT)?.0));
     let bar8 = o.bar.as_ptr();
     let efd = o.efd.as_raw_fd();
     out.push((
@@ -385,6 +356,20 @@ fn ours_batch(o: &Ours, address: &str, scale: u32) -> Res<Batch> {
     let start = Instant::now();
     drop(bufs);
     out.push(("unmap4k", start.elapsed().as_nanos() as f64 / f64::from(n)));
+    let start = Instant::now();
+    let mut big = Vec::with_capacity(BIG_COUNT as usize);
+    for _ in 0..BIG_COUNT {
+        big.push(
+            o.container
+                .allocate_dma_with(BIG as u64, &Default::default())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    out.push((
+        "map2m",
+        start.elapsed().as_nanos() as f64 / f64::from(BIG_COUNT),
+    ));
+    drop(big);
     out.push((
         "msiRoundTrip",
         time(20 * scale, || {
@@ -447,27 +432,84 @@ fn upstream_batch(address: &str, scale: u32) -> Res<Batch> {
             std::hint::black_box(&buf);
         }),
     ));
-    let n = 16 * scale;
-    let mut ptrs = Vec::with_capacity(n as usize);
+    let (map, unmap) = upstream_maps(&container, PAGE, 16 * scale)?;
+    out.push(("map4k", map));
+    out.push(("unmap4k", unmap));
+    out.push(("map2m", upstream_maps(&container, BIG, BIG_COUNT)?.0));
+    out.push((
+        "openInfoClose",
+        time(5 * scale, || {
+            // The group stays held by `device` (upstream's container keeps it): open,
+            // info, regions and irqs (read by `new`), close.
+            if let Ok(d) = upstream::VfioDevice::new(Path::new(&path), container.clone(), false) {
+                std::hint::black_box((d.get_region_size(0), d.max_interrupts()));
+            }
+        }),
+    ));
+    Ok(out)
+}
+
+/// Allocates (mmap) and maps `count` buffers of `len` bytes, then unmaps (and munmaps)
+/// them: ns per buffer of each.
+fn raw_maps(cfd: std::os::fd::RawFd, len: usize, count: u32) -> Res<(f64, f64)> {
+    let mut ptrs = Vec::with_capacity(count as usize);
     let start = Instant::now();
-    for i in 0..n {
-        let p = anon_page()?;
-        // SAFETY: the page was just mapped and stays mapped until after its unmap below.
-        unsafe { container.vfio_dma_map(RAW_IOVA + u64::from(i) * PAGE as u64, PAGE, p.cast()) }
+    for i in 0..count {
+        let p = anon(len)?;
+        let map = vfio_iommu_type1_dma_map {
+            argsz: std::mem::size_of::<vfio_iommu_type1_dma_map>() as u32,
+            flags: 3,
+            vaddr: p as u64,
+            iova: RAW_IOVA + u64::from(i) * len as u64,
+            size: len as u64,
+        };
+        // SAFETY: a valid struct for VFIO_IOMMU_MAP_DMA on the container fd; the memory is ours.
+        if unsafe { libc::ioctl(cfd, VFIO_IOMMU_MAP_DMA, &map) } != 0 {
+            return Err(err("VFIO_IOMMU_MAP_DMA"));
+        }
+        ptrs.push(p);
+    }
+    let map_ns = start.elapsed().as_nanos() as f64 / f64::from(count);
+    let start = Instant::now();
+    for (i, p) in ptrs.into_iter().enumerate() {
+        let mut unmap = vfio_iommu_type1_dma_unmap {
+            argsz: std::mem::size_of::<vfio_iommu_type1_dma_unmap>() as u32,
+            iova: RAW_IOVA + i as u64 * len as u64,
+            size: len as u64,
+            ..Default::default()
+        };
+        // SAFETY: a valid struct for VFIO_IOMMU_UNMAP_DMA; then the mapping made above goes.
+        unsafe {
+            if libc::ioctl(cfd, VFIO_IOMMU_UNMAP_DMA, &mut unmap) != 0 {
+                return Err(err("VFIO_IOMMU_UNMAP_DMA"));
+            }
+            libc::munmap(p, len);
+        }
+    }
+    Ok((map_ns, start.elapsed().as_nanos() as f64 / f64::from(count)))
+}
+
+/// [`raw_maps`] through upstream's container.
+fn upstream_maps(container: &upstream::VfioContainer, len: usize, count: u32) -> Res<(f64, f64)> {
+    let mut ptrs = Vec::with_capacity(count as usize);
+    let start = Instant::now();
+    for i in 0..count {
+        let p = anon(len)?;
+        // SAFETY: the memory was just mapped and stays mapped until after its unmap below.
+        unsafe { container.vfio_dma_map(RAW_IOVA + u64::from(i) * len as u64, len, p.cast()) }
             .map_err(|e| format!("upstream map: {e}"))?;
         ptrs.push(p);
     }
-    out.push(("map4k", start.elapsed().as_nanos() as f64 / f64::from(n)));
+    let map_ns = start.elapsed().as_nanos() as f64 / f64::from(count);
     let start = Instant::now();
     for (i, p) in ptrs.into_iter().enumerate() {
         container
-            .vfio_dma_unmap(RAW_IOVA + i as u64 * PAGE as u64, PAGE)
+            .vfio_dma_unmap(RAW_IOVA + i as u64 * len as u64, len)
             .map_err(|e| format!("upstream unmap: {e}"))?;
-        // SAFETY: the page mapped above, no longer in the IOMMU.
-        unsafe { libc::munmap(p, PAGE) };
+        // SAFETY: the memory mapped above, no longer in the IOMMU.
+        unsafe { libc::munmap(p, len) };
     }
-    out.push(("unmap4k", start.elapsed().as_nanos() as f64 / f64::from(n)));
-    Ok(out)
+    Ok((map_ns, start.elapsed().as_nanos() as f64 / f64::from(count)))
 }
 
 fn median(v: &mut [f64]) -> f64 {

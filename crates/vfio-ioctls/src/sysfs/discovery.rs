@@ -4,7 +4,11 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::address::{parse_address, PciAddress};
 use super::files::{link_name, malformed, path_str, read_error, read_hex, read_optional, read_u16};
@@ -99,8 +103,9 @@ impl Sysfs {
     /// without an IOMMU group gives the `NotFound` of [`Sysfs::iommu_group`].
     pub fn resolve_device(&self, addr_or_path: &str) -> Result<DeviceLocation> {
         const OP: &str = "resolve device";
-        let candidate = if let Some(addr) = parse_address(addr_or_path) {
-            self.existing_device_dir(&addr)?
+        let address_input = parse_address(addr_or_path);
+        let candidate = if let Some(addr) = address_input {
+            self.device_dir(&addr)
         } else if super::is_mdev_uuid(addr_or_path) {
             self.mdev_dir(addr_or_path)
         } else if addr_or_path.starts_with('/') && !addr_or_path.contains('\0') {
@@ -115,8 +120,42 @@ impl Sysfs {
                 ),
             ));
         };
+        let root = self.canonical_root()?;
+        // Opening is the hot path: 3 syscalls where walking the path took a dozen. Any
+        // failure takes the walk, which says precisely what is wrong.
+        let canonical = match canonical_dir(&candidate) {
+            Some(dir) if is_inside(&root, &dir) => dir,
+            _ => {
+                if let Some(addr) = address_input {
+                    self.existing_device_dir(&addr)?;
+                }
+                Self::checked_device_dir(addr_or_path, &candidate, &root)?
+            }
+        };
+        let name = canonical
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                VfioError::invalid(OP, format!("{} has no usable name", canonical.display()))
+            })?;
+        let address = parse_address(&name);
+        let group = group_of_dir(&canonical)?;
+        Ok(DeviceLocation {
+            sysfs_path: canonical,
+            name,
+            address,
+            group,
+        })
+    }
 
-        let canonical = Self::canonicalize(&candidate, "device")?;
+    /// The root, canonical; `/sys` is canonicalized once per process.
+    fn canonical_root(&self) -> Result<PathBuf> {
+        static SYS: OnceLock<PathBuf> = OnceLock::new();
+        let is_sys = self.root == Path::new("/sys");
+        if let Some(root) = SYS.get().filter(|_| is_sys) {
+            return Ok(root.clone());
+        }
         let root = fs::canonicalize(&self.root).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 VfioError::NotFound {
@@ -128,10 +167,18 @@ impl Sysfs {
                 VfioError::os("canonicalize", path_str(&self.root), e)
             }
         })?;
-        let inside = [root.join("devices"), root.join("bus")]
-            .iter()
-            .any(|base| canonical.starts_with(base) && canonical != *base);
-        if !inside {
+        if is_sys {
+            let _ = SYS.set(root.clone());
+        }
+        Ok(root)
+    }
+
+    /// The canonical directory `candidate` names, with the error of each way it can be
+    /// wrong: missing, outside `<root>/devices` and `<root>/bus`, not a directory.
+    fn checked_device_dir(addr_or_path: &str, candidate: &Path, root: &Path) -> Result<PathBuf> {
+        const OP: &str = "resolve device";
+        let canonical = Self::canonicalize(candidate, "device")?;
+        if !is_inside(root, &canonical) {
             return Err(VfioError::invalid(
                 OP,
                 format!(
@@ -151,21 +198,7 @@ impl Sysfs {
                 ),
             ));
         }
-        let name = canonical
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                VfioError::invalid(OP, format!("{} has no usable name", canonical.display()))
-            })?;
-        let address = parse_address(&name);
-        let group = self.iommu_group(&canonical)?;
-        Ok(DeviceLocation {
-            sysfs_path: canonical,
-            name,
-            address,
-            group,
-        })
+        Ok(canonical)
     }
 
     /// The IOMMU group of the device in `device_dir`: the last component of
@@ -180,22 +213,7 @@ impl Sysfs {
                 hint: Some(HINT_LIST.into()),
             });
         }
-        let link = device_dir.join("iommu_group");
-        let name = link_name(&link)?.ok_or_else(|| VfioError::NotFound {
-            what: "IOMMU group".into(),
-            path: link.clone(),
-            hint: Some(HINT_NO_IOMMU.into()),
-        })?;
-        parse_group_number(&name).ok_or_else(|| {
-            VfioError::os(
-                "readlink",
-                path_str(&link),
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the link should end in a group number, found {name:?}"),
-                ),
-            )
-        })
+        group_of_dir(device_dir)
     }
 
     /// The names of the devices in IOMMU group `group`
@@ -350,6 +368,52 @@ impl Sysfs {
     }
 }
 
+/// The canonical path of the directory `path` names (following links), from the kernel
+/// (`/proc/self/fd`), in 3 syscalls; `None` when it is not a directory or `/proc` cannot
+/// tell.
+fn canonical_dir(path: &Path) -> Option<PathBuf> {
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+        .ok()?;
+    let canonical = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+    // A directory removed meanwhile reads "<path> (deleted)": let the walk report it.
+    (canonical.is_absolute() && !canonical.as_os_str().as_bytes().ends_with(b" (deleted)"))
+        .then_some(canonical)
+}
+
+/// Whether `dir` is strictly under `<root>/devices` or `<root>/bus`.
+fn is_inside(root: &Path, dir: &Path) -> bool {
+    ["devices", "bus"].iter().any(|base| {
+        dir.strip_prefix(root)
+            .ok()
+            .and_then(|rest| rest.strip_prefix(base).ok())
+            .is_some_and(|under| !under.as_os_str().is_empty())
+    })
+}
+
+/// The IOMMU group of the device directory `device_dir` (known to exist): the last
+/// component of its `iommu_group` link, as a number. A missing link is `NotFound`.
+fn group_of_dir(device_dir: &Path) -> Result<u32> {
+    let link = device_dir.join("iommu_group");
+    let name = link_name(&link)?.ok_or_else(|| VfioError::NotFound {
+        what: "IOMMU group".into(),
+        path: link.clone(),
+        hint: Some(HINT_NO_IOMMU.into()),
+    })?;
+    parse_group_number(&name).ok_or_else(|| {
+        VfioError::os(
+            "readlink",
+            path_str(&link),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the link should end in a group number, found {name:?}"),
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fake::{addr, fake, A, B, C, D, E};
@@ -379,6 +443,32 @@ mod tests {
         );
         let with_dots = format!("{}/bus/pci/devices/../devices/{A}", f.root.display());
         assert_eq!(s.resolve_device(&with_dots).unwrap(), expected);
+    }
+
+    #[test]
+    fn sysfs_fast_canonical_dir_agrees_with_the_walk() {
+        let f = fake();
+        let link = f.root.join("bus/pci/devices").join(A);
+        let fast = canonical_dir(&link).unwrap();
+        assert_eq!(fast, fs::canonicalize(&link).unwrap());
+        assert_eq!(fast, f.dev(A));
+        // Not a directory, or missing: no answer (the walk reports why).
+        assert_eq!(canonical_dir(&f.dev(A).join("vendor")), None);
+        assert_eq!(
+            canonical_dir(&f.root.join("bus/pci/devices/0000:00:04.0")),
+            None
+        );
+        let root = fs::canonicalize(&f.root).unwrap();
+        assert!(is_inside(&root, &f.dev(A)));
+        assert!(
+            !is_inside(&root, &root.join("devices")),
+            "the base itself is no device"
+        );
+        assert!(
+            !is_inside(&root, &root.join("devicesx/y")),
+            "components, not prefixes"
+        );
+        assert!(!is_inside(&root, &root.join("etc/y")));
     }
 
     #[test]
