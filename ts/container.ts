@@ -2,6 +2,7 @@
 import type * as Binding from '../native/binding'
 import { Device } from './device'
 import { DmaBuffer } from './dma'
+import { DmaPool, type DmaPoolOptions } from './dma-pool'
 import { VfioTypeError } from './errors'
 import { Handle } from './handle'
 import { externalBuffersAllowed, native } from './native'
@@ -170,6 +171,15 @@ export class Container extends Handle<Binding.Container> {
   openDevice(addressOrPath: string): Device {
     const a = str('addressOrPath', addressOrPath)
     return Device.fromNative(this.native.openDevice(a))
+  }
+
+  /**
+   * A {@link DmaPool}: small DMA buffers carved from a few large mappings of this
+   * container (`pool.allocate(size)` → a zeroed `DmaSlice`), for a driver that needs many.
+   */
+  dmaPool(poolOptions?: DmaPoolOptions): DmaPool {
+    void this.native // ERR_VFIO_CLOSED on a closed container now, not at the first allocate
+    return DmaPool.create(this, poolOptions)
   }
 
   /**

@@ -174,6 +174,11 @@ export class DmaBuffer extends DmaMemory<Binding.DmaBuffer> {
     return DmaSlice.fromNative(this.native.slice(o, n), this)
   }
 
+  /** @internal A slice whose `close()` runs `onRelease` once (a {@link DmaPool} takes its range back). */
+  carve(offset: number, length: number, onRelease: () => void): DmaSlice {
+    return DmaSlice.fromNative(this.native.slice(offset, length), this, onRelease)
+  }
+
   /** Removes the IOMMU mapping; the memory stays readable. Throws `ERR_VFIO_INVALID_ARGUMENT` when not mapped. */
   unmap(): void {
     this.native.unmap()
@@ -199,15 +204,19 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
   readonly #buffer: DmaBuffer
   #view: Buffer | undefined
 
-  /** @internal Wraps the handle `dmaBuffer.slice()` made. */
-  static fromNative(n: Binding.DmaSlice, buffer: DmaBuffer): DmaSlice {
-    return new DmaSlice(n, buffer)
+  /** Called once when the slice closes (a {@link DmaPool} takes its range back). */
+  readonly #onRelease: (() => void) | undefined
+
+  /** @internal Wraps the handle `dmaBuffer.slice()` made; `onRelease` runs at `close()`. */
+  static fromNative(n: Binding.DmaSlice, buffer: DmaBuffer, onRelease?: () => void): DmaSlice {
+    return new DmaSlice(n, buffer, onRelease)
   }
 
-  private constructor(n: Binding.DmaSlice, buffer: DmaBuffer) {
+  private constructor(n: Binding.DmaSlice, buffer: DmaBuffer, onRelease?: () => void) {
     super(handle('DmaSlice', 'dmaBuffer.slice()', n), 'DMA slice')
     this.#buffer = buffer
     this.#wordAligned = n.offset % 8 === 0
+    this.#onRelease = onRelease
   }
 
   /**
@@ -259,5 +268,6 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
 
   protected override onClose(): void {
     this.#view = undefined
+    this.#onRelease?.()
   }
 }

@@ -17,6 +17,7 @@ import { native } from './native'
 export { Container, type ContainerOptions, type IommuBackend, type IommuInfo, type DmaOptions, type DmaMapping, type HugePageSize } from './container'
 export { Device, type DeviceInfo, type IrqInfo, type DeviceRequest, type DeviceEvents, type HotResetDevice, type DeviceRegions, type DeviceIrqs } from './device'
 export { DmaBuffer, DmaSlice } from './dma'
+export { DmaPool, type DmaPoolOptions, type DmaPoolAllocation } from './dma-pool'
 export {
   MIGRATION_STATES,
   type MigrationState,

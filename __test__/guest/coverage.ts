@@ -11,6 +11,7 @@ const classes: Record<string, { prototype: object }> = {
   MappedRegion: api.MappedRegion,
   DmaBuffer: api.DmaBuffer,
   DmaSlice: api.DmaSlice,
+  DmaPool: api.DmaPool,
   Interrupts: api.Interrupts,
   InterruptWaiter: api.InterruptWaiter,
 }
