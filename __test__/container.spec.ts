@@ -41,7 +41,7 @@ test('hypervisor device fds that are not open are refused with EBADF', (t) => {
 })
 
 test('features and page size come from the binary', (t) => {
-  t.deepEqual(features(), ['kvm', 'mshv'])
+  t.deepEqual(features(), ['kvm', 'mshv', 'vfio_cdev'])
   t.is(pageSize(), 4096)
 })
 

@@ -20,7 +20,7 @@ test('the addon loads in two worker threads at once', async (t) => {
     })
   const results = await Promise.all([run(), run()])
   for (const r of results) {
-    t.deepEqual(r.features, ['kvm', 'mshv'])
+    t.deepEqual(r.features, ['kvm', 'mshv', 'vfio_cdev'])
     t.is(r.pageSize, 4096)
     // Each thread's errors are made in its own env, with their properties.
     t.is(r.code, 'ERR_VFIO_NOT_FOUND')

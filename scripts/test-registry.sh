@@ -196,7 +196,7 @@ cp "$CHECKS" checks.mjs || bail "copy checks.mjs into the app"
 check "installed vfio-ioctls@$VERSION + vfio-ioctls-linux-x64-gnu only, all from the test registry" \
     node checks.mjs installed "$VERSION" "$REGISTRY"
 
-check "require('vfio-ioctls'): Container, features() = kvm,mshv, binary from vfio-ioctls-linux-x64-gnu" node checks.mjs require
+check "require('vfio-ioctls'): Container, features() = kvm,mshv,vfio_cdev, binary from vfio-ioctls-linux-x64-gnu" node checks.mjs require
 check "import 'vfio-ioctls' (ESM): named + default exports, same module as require" node checks.mjs import
 
 cat >tsconfig.json <<EOF

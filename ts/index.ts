@@ -50,14 +50,14 @@ export { RegionIndex, IrqIndex, RegionFlags, IrqFlags, DeviceFlags, Extension, P
 export * as sysfs from './sysfs'
 export type { PciDevice, MdevType } from './sysfs'
 
-/** A hypervisor integration the native binary can be built with. */
-export type Feature = 'kvm' | 'mshv'
+/** A cargo feature the native binary can be built with: a hypervisor integration, or the iommufd/device-cdev backend. */
+export type Feature = 'kvm' | 'mshv' | 'vfio_cdev'
 
 function isFeature(name: string): name is Feature {
-  return name === 'kvm' || name === 'mshv'
+  return name === 'kvm' || name === 'mshv' || name === 'vfio_cdev'
 }
 
-/** Which hypervisor integrations (`kvm`, `mshv`) the native binary has. */
+/** Which of the features (`kvm`, `mshv`, `vfio_cdev`) the native binary has. */
 export function features(): Feature[] {
   return native().features().filter(isFeature)
 }

@@ -45,7 +45,7 @@ test.serial('sysfs: lists edu, binds it to vfio-pci, and reads it back', (t) => 
   t.is(bound.driver, 'vfio-pci')
   t.true(bound.vfioUsable)
   t.true(fs.existsSync('/dev/vfio/1'))
-  t.deepEqual(features(), ['kvm', 'mshv'])
+  t.deepEqual(features(), ['kvm', 'mshv', 'vfio_cdev'])
   t.is(pageSize(), 4096)
 })
 

@@ -145,7 +145,7 @@ const subcommands = {
   require() {
     const m = require('vfio-ioctls')
     assert.strictEqual(typeof m.Container, 'function')
-    assert.deepStrictEqual(m.features(), ['kvm', 'mshv'])
+    assert.deepStrictEqual(m.features(), ['kvm', 'mshv', 'vfio_cdev'])
     const bins = Object.keys(require.cache).filter((f) => f.endsWith('.node'))
     assert.deepStrictEqual(bins, [require.resolve('vfio-ioctls-linux-x64-gnu')])
   },
@@ -155,7 +155,7 @@ const subcommands = {
     const vfio = await import('vfio-ioctls')
     const { Container, features, VfioError } = vfio
     assert.strictEqual(typeof Container, 'function')
-    assert.deepStrictEqual(features(), ['kvm', 'mshv'])
+    assert.deepStrictEqual(features(), ['kvm', 'mshv', 'vfio_cdev'])
     const cjs = require('vfio-ioctls')
     assert.strictEqual(Container, cjs.Container)
     assert.strictEqual(VfioError, cjs.VfioError)

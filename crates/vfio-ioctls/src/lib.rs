@@ -121,18 +121,21 @@ pub use region::{
 pub use vmm_sys_util::eventfd::EventFd;
 pub use volatile::VolatileAccess;
 
-/// The cargo features this build of the crate has, of `kvm` and `mshv`.
+/// The cargo features this build of the crate has, of `kvm`, `mshv` and `vfio_cdev`.
 ///
 /// ```
 /// let features = vfio_ioctls::features();
 /// assert_eq!(features.contains(&"kvm"), cfg!(feature = "kvm"));
-/// assert!(features.iter().all(|f| ["kvm", "mshv"].contains(f)));
+/// assert_eq!(features.contains(&"vfio_cdev"), cfg!(feature = "vfio_cdev"));
+/// assert!(features.iter().all(|f| ["kvm", "mshv", "vfio_cdev"].contains(f)));
 /// ```
 pub fn features() -> &'static [&'static str] {
-    match (cfg!(feature = "kvm"), cfg!(feature = "mshv")) {
-        (true, true) => &["kvm", "mshv"],
-        (true, false) => &["kvm"],
-        (false, true) => &["mshv"],
-        (false, false) => &[],
-    }
+    &[
+        #[cfg(feature = "kvm")]
+        "kvm",
+        #[cfg(feature = "mshv")]
+        "mshv",
+        #[cfg(feature = "vfio_cdev")]
+        "vfio_cdev",
+    ]
 }
