@@ -171,12 +171,12 @@ export class DmaBuffer extends DmaMemory<Binding.DmaBuffer> {
   slice(offset: number, length: number): DmaSlice {
     const o = num('offset', offset)
     const n = num('length', length)
-    return DmaSlice.fromNative(this.native.slice(o, n), this)
+    return DmaSlice.fromNative(this.native.slice(o, n), this, { offset: o, size: n })
   }
 
   /** @internal A slice whose `close()` runs `onRelease` once (a {@link DmaPool} takes its range back). */
   carve(offset: number, length: number, onRelease: () => void): DmaSlice {
-    return DmaSlice.fromNative(this.native.slice(offset, length), this, onRelease)
+    return DmaSlice.fromNative(this.native.slice(offset, length), this, { offset, size: length }, onRelease)
   }
 
   /** Removes the IOMMU mapping; the memory stays readable. Throws `ERR_VFIO_INVALID_ARGUMENT` when not mapped. */
@@ -207,15 +207,24 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
   /** Called once when the slice closes (a {@link DmaPool} takes its range back). */
   readonly #onRelease: (() => void) | undefined
 
-  /** @internal Wraps the handle `dmaBuffer.slice()` made; `onRelease` runs at `close()`. */
-  static fromNative(n: Binding.DmaSlice, buffer: DmaBuffer, onRelease?: () => void): DmaSlice {
-    return new DmaSlice(n, buffer, onRelease)
+  /** Where it starts in its buffer and its size: fixed, so known without asking the addon. */
+  readonly #offset: number
+  readonly #size: number
+
+  /**
+   * @internal Wraps the handle `dmaBuffer.slice()` made, whose place in the buffer the
+   * caller knows (`at`); `onRelease` runs at `close()`.
+   */
+  static fromNative(n: Binding.DmaSlice, buffer: DmaBuffer, at: { offset: number; size: number }, onRelease?: () => void): DmaSlice {
+    return new DmaSlice(n, buffer, at, onRelease)
   }
 
-  private constructor(n: Binding.DmaSlice, buffer: DmaBuffer, onRelease?: () => void) {
+  private constructor(n: Binding.DmaSlice, buffer: DmaBuffer, at: { offset: number; size: number }, onRelease?: () => void) {
     super(handle('DmaSlice', 'dmaBuffer.slice()', n), 'DMA slice')
     this.#buffer = buffer
-    this.#wordAligned = n.offset % 8 === 0
+    this.#offset = at.offset
+    this.#size = at.size
+    this.#wordAligned = at.offset % 8 === 0
     this.#onRelease = onRelease
   }
 
@@ -233,7 +242,14 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
 
   /** Where the slice starts in its buffer, in bytes. */
   get offset(): number {
-    return this.native.offset
+    void this.native // ERR_VFIO_CLOSED once closed, as every member
+    return this.#offset
+  }
+
+  /** The size in bytes. */
+  override get size(): number {
+    void this.native
+    return this.#size
   }
 
   /** Whether this slice or its buffer was closed. */
@@ -247,9 +263,9 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
    * `ERR_VFIO_UNSUPPORTED` where the buffer has no view.
    */
   get view(): Buffer {
-    const n = this.native
+    void this.native
     if (this.#buffer.closed) throw closedError('DMA buffer')
-    this.#view ??= this.#buffer.view.subarray(n.offset, n.offset + n.size)
+    this.#view ??= this.#buffer.view.subarray(this.#offset, this.#offset + this.#size)
     return this.#view
   }
 
@@ -257,7 +273,8 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
   slice(offset: number, length: number): DmaSlice {
     const o = num('offset', offset)
     const n = num('length', length)
-    return DmaSlice.fromNative(this.native.slice(o, n), this.#buffer)
+    // The native slice checked the range, so the new one lies at this one's offset plus `o`.
+    return DmaSlice.fromNative(this.native.slice(o, n), this.#buffer, { offset: this.#offset + o, size: n })
   }
 
   /** The cached view while the buffer is open; made now where allowed and open. */
