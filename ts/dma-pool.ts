@@ -35,6 +35,8 @@ interface FreeRange {
 
 interface Chunk {
   buffer: DmaBuffer
+  /** Its IOVA, read once (a native getter crossing each time otherwise); exact: IOVAs are below 2^53. */
+  iova: number
   /** Free ranges, sorted by offset, never adjacent (they merge). */
   free: FreeRange[]
   /** How many slices are out. */
@@ -53,6 +55,7 @@ export class DmaPool implements Disposable {
   readonly #hugePages: HugePageSize | undefined
   readonly #dmaMask: bigint | number | undefined
   readonly #chunks: Chunk[] = []
+  readonly #pageSize = native().pageSize()
   #closed = false
   /** Ranges of slices collected without `close()`, given back when collected. */
   readonly #collected = new FinalizationRegistry<() => void>((giveBack) => giveBack())
@@ -66,7 +69,7 @@ export class DmaPool implements Disposable {
     const o = options<DmaPoolOptions>('options', poolOptions ?? {})
     this.#container = container
     this.#chunkSize = num('chunkSize', o.chunkSize ?? 2 * 2 ** 20)
-    const page = native().pageSize()
+    const page = this.#pageSize
     if (!Number.isSafeInteger(this.#chunkSize) || this.#chunkSize <= 0 || this.#chunkSize % page !== 0) {
       throw new VfioError(ErrorCode.INVALID_ARGUMENT, `chunkSize must be a positive multiple of the page size (${page}), got ${this.#chunkSize}`)
     }
@@ -103,7 +106,7 @@ export class DmaPool implements Disposable {
   allocate(size: number, allocation?: DmaPoolAllocation): DmaSlice {
     if (this.#closed) throw closedError('DMA pool')
     const n = num('size', size)
-    const a = optNum('align', options<DmaPoolAllocation>('options', allocation ?? {}).align) ?? native().pageSize()
+    const a = optNum('align', allocation === undefined ? undefined : options<DmaPoolAllocation>('options', allocation).align) ?? this.#pageSize
     if (!Number.isSafeInteger(n) || n <= 0) throw new VfioError(ErrorCode.INVALID_ARGUMENT, `size must be a positive integer, got ${n}`)
     if (!Number.isSafeInteger(a) || a <= 0 || (a & (a - 1)) !== 0 || a > this.#chunkSize) {
       throw new VfioError(ErrorCode.INVALID_ARGUMENT, `align must be a power of two of at most the chunk size (${this.#chunkSize}), got ${a}`)
@@ -115,7 +118,13 @@ export class DmaPool implements Disposable {
       const s = this.#carve(chunk, n, a)
       if (s !== undefined) return s
     }
-    const chunk: Chunk = { buffer: this.#mapChunk(), free: [{ offset: 0, size: this.#chunkSize }], used: 0 }
+    const buffer = this.#mapChunk()
+    if (buffer.iova > BigInt(Number.MAX_SAFE_INTEGER)) {
+      // Never seen (the lowest free IOVA is taken), but the carving arithmetic is in numbers.
+      buffer.close()
+      throw new VfioError(ErrorCode.OUT_OF_RANGE, `a pool chunk was mapped at IOVA 0x${buffer.iova.toString(16)}, past 2^53: give the pool a dmaMask below it`)
+    }
+    const chunk: Chunk = { buffer, iova: Number(buffer.iova), free: [{ offset: 0, size: this.#chunkSize }], used: 0 }
     this.#chunks.push(chunk)
     const s = this.#carve(chunk, n, a)
     if (s === undefined) throw new VfioError(ErrorCode.IO, `a fresh chunk of ${this.#chunkSize} bytes had no room for ${n}`)
@@ -145,7 +154,7 @@ export class DmaPool implements Disposable {
   #carve(chunk: Chunk, size: number, align: number): DmaSlice | undefined {
     // Chunks are page-aligned in IOVA (and align ≤ chunkSize), so aligning the offset aligns the IOVA
     // for align ≤ the chunk's own alignment; check the IOVA itself for larger ones.
-    const base = chunk.buffer.iova
+    const base = chunk.iova
     for (let i = 0; i < chunk.free.length; i++) {
       const r = chunk.free[i]!
       const start = alignUp(base, r.offset, align)
@@ -192,9 +201,7 @@ export class DmaPool implements Disposable {
   }
 }
 
-/** The offset in `[from, …)` whose IOVA (`base + offset`) is a multiple of `align`. */
-function alignUp(base: bigint, from: number, align: number): number {
-  const a = BigInt(align)
-  const iova = base + BigInt(from)
-  return from + Number((a - (iova % a)) % a)
+/** The offset in `[from, …)` whose IOVA (`base + offset`) is a multiple of `align` (all exact integers below 2^53). */
+function alignUp(base: number, from: number, align: number): number {
+  return from + ((align - ((base + from) % align)) % align)
 }
