@@ -56,25 +56,12 @@ impl IrqWaiter {
     /// `InvalidArgument` for an eventfd without `EFD_NONBLOCK` (a read that lost a race
     /// would block past the timeout); the errno of `fcntl` or `eventfd`.
     pub fn new(fd: Arc<EventFd>, vector: u32) -> Result<Self> {
-        let raw = fd.as_raw_fd();
-        // SAFETY: F_GETFL takes no argument and only reads the fd's flags; `fd` is open
-        // (we hold it), and a bad fd would only make it return -1.
-        let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(VfioError::last_os(
-                "fcntl",
-                format!("eventfd {raw} of vector {vector}"),
-            ));
-        }
-        if flags & libc::O_NONBLOCK == 0 {
-            return Err(VfioError::invalid(
-                OP,
-                format!(
-                    "the eventfd of vector {vector} blocks: create it with EFD_NONBLOCK, so that \
-                     a wait never outlasts its timeout"
-                ),
-            ));
-        }
+        crate::poller::require_nonblocking(
+            OP,
+            &fd,
+            vector,
+            "so that a wait never outlasts its timeout",
+        )?;
         let cancel = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
             .map_err(|e| VfioError::os("eventfd", format!("cancel of vector {vector}"), e))?;
         Ok(IrqWaiter {

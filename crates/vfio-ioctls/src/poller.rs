@@ -120,14 +120,15 @@ fn run(p: &Poller) {
     }
 }
 
-/// Starts watching `fd` (an eventfd a device signals for `vector`), calling `on_wake`
-/// on the poller thread with `vector` and the count read at each wake-up.
-///
-/// # Errors
-/// `InvalidArgument` for an eventfd without `EFD_NONBLOCK` or one registered already;
-/// the errno of starting the poller (`epoll_create1`, `spawn`) or of `epoll_ctl`.
-pub fn register(fd: Arc<EventFd>, vector: u32, on_wake: OnWake) -> Result<Token> {
-    const OP: &str = "epoll_ctl";
+/// Refuses an eventfd without `O_NONBLOCK` (`InvalidArgument` from `op`, ending with
+/// `consequence`: what a blocking read would do), or the errno of `fcntl`. Every reader of
+/// a vector's eventfd (the poller thread, an `IrqWaiter`) needs a read that cannot block.
+pub(crate) fn require_nonblocking(
+    op: &'static str,
+    fd: &EventFd,
+    vector: u32,
+    consequence: &str,
+) -> Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: F_GETFL takes no argument and only reads the fd's flags; `fd` is open (we
     // hold it), and a bad fd would only make it return -1.
@@ -140,13 +141,30 @@ pub fn register(fd: Arc<EventFd>, vector: u32, on_wake: OnWake) -> Result<Token>
     }
     if flags & libc::O_NONBLOCK == 0 {
         return Err(VfioError::invalid(
-            OP,
+            op,
             format!(
-                "the eventfd of vector {vector} blocks: create it with EFD_NONBLOCK, or a read \
-                 racing another reader would stall every interrupt of the process"
+                "the eventfd of vector {vector} blocks: create it with EFD_NONBLOCK, {consequence}"
             ),
         ));
     }
+    Ok(())
+}
+
+/// Starts watching `fd` (an eventfd a device signals for `vector`), calling `on_wake`
+/// on the poller thread with `vector` and the count read at each wake-up.
+///
+/// # Errors
+/// `InvalidArgument` for an eventfd without `EFD_NONBLOCK` or one registered already;
+/// the errno of starting the poller (`epoll_create1`, `spawn`) or of `epoll_ctl`.
+pub fn register(fd: Arc<EventFd>, vector: u32, on_wake: OnWake) -> Result<Token> {
+    const OP: &str = "epoll_ctl";
+    let raw = fd.as_raw_fd();
+    require_nonblocking(
+        OP,
+        &fd,
+        vector,
+        "or a read racing another reader would stall every interrupt of the process",
+    )?;
     let p = poller()?;
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     // In the table before epoll can report it.
