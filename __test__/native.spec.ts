@@ -1,5 +1,7 @@
 import test from 'ava'
-import { libcFromReportHeader, missingBinaryMessage, platformPackageName, PUBLISHED_ARCHES } from '../ts/native'
+import { ErrorCode, VfioError } from '../ts/index'
+import { FAST_ACCESSOR_NAMES, libcFromReportHeader, missingBinaryMessage, native, platformPackageName, PUBLISHED_ARCHES } from '../ts/native'
+import { throwsCode } from './helpers'
 
 test('platformPackageName names the optionalDependencies of package.json', (t) => {
   t.is(platformPackageName('x64', 'gnu'), 'vfio-ioctls-linux-x64-gnu')
@@ -48,4 +50,28 @@ test('missingBinaryMessage on an architecture without a published package says t
   t.regex(m, /^no vfio-ioctls binary for linux-riscv64 \(glibc\): prebuilt packages exist for linux-x64 and linux-arm64 only/)
   t.regex(m, /npm run build/)
   t.false(m.includes('npm install vfio-ioctls-linux-riscv64'))
+})
+
+test('the hand-written accessors: the addon has each one, and bad calls get clear errors', (t) => {
+  const b = native()
+  const names = Object.keys(b)
+  for (const name of FAST_ACCESSOR_NAMES) t.true(names.includes(name) && typeof b[name] === 'function', name)
+  // A handle no open object has: the closed error, as for a stale one.
+  t.is(throwsCode(t, () => b.mmioReadU32(0, 0), ErrorCode.CLOSED).code, ErrorCode.CLOSED)
+  throwsCode(t, () => b.regionWriteU16(0, 0, 0, 1), ErrorCode.CLOSED)
+  throwsCode(t, () => b.mmioReadU32Many(0, new Uint32Array(2)), ErrorCode.CLOSED)
+  // Arguments that are not numbers, too few of them, the wrong typed array: which one.
+  const call = b.mmioReadU32 as (...args: unknown[]) => number
+  t.regex(throwsCode(t, () => call(0, '4'), ErrorCode.INVALID_ARGUMENT).message, /mmioReadU32: argument 2 must be a number/)
+  t.regex(throwsCode(t, () => call(0), ErrorCode.INVALID_ARGUMENT).message, /argument 2 must be a number/)
+  const many = b.mmioReadU32Many as (...args: unknown[]) => void
+  t.regex(throwsCode(t, () => many(0, new Uint8Array(4)), ErrorCode.INVALID_ARGUMENT).message, /mmioReadU32Many: argument 2 must be a Uint32Array/)
+  t.regex(throwsCode(t, () => many(0, [0, 4]), ErrorCode.INVALID_ARGUMENT).message, /argument 2 must be a Uint32Array/)
+  const into = b.regionReadInto as (...args: unknown[]) => void
+  t.regex(throwsCode(t, () => into(0, 0, 0, new Uint32Array(1)), ErrorCode.INVALID_ARGUMENT).message, /regionReadInto: argument 4 must be a Uint8Array/)
+  // A Buffer is a Uint8Array.
+  throwsCode(t, () => into(0, 0, 0, Buffer.alloc(4)), ErrorCode.CLOSED)
+  // Their errors are the facade's class, with the call's stack.
+  const e = throwsCode(t, () => b.regionReadU32(0, 0, 0), ErrorCode.CLOSED)
+  t.true(e instanceof VfioError)
 })

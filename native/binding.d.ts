@@ -495,6 +495,14 @@ export declare function dmaWmb(): void
 /** Every error code the native layer can report (the facade adds `ERR_VFIO_ABORTED`). */
 export declare function errorCodes(): Array<string>
 
+/**
+ * The hot accessors (`mmioReadU32(handle, offset)` and the rest of `FastAccessors` in
+ * ts/native.ts) as one object of hand-written napi callbacks: napi-rs's generated glue
+ * would cost more than the access (src/raw_callback.rs). The facade merges it into the
+ * binding once per thread; a host test checks it has every name `FastAccessors` has.
+ */
+export declare function fastAccessors(): object
+
 /** Which hypervisor integrations this binary was built with. */
 export declare function features(): Array<string>
 
@@ -514,12 +522,6 @@ export declare function interruptWaiterClose(token: number): void
 
 /** Takes the vector of `token` for the calling thread's waiter; returns the vector. */
 export declare function interruptWaiterOpen(token: number): number
-
-/**
- * Blocks the calling thread until the vector fires or `timeout_ms` passes (at most
- * 60000); the count since the last wait, 0 on timeout.
- */
-export declare function interruptWaiterWait(token: number, timeoutMs: number): number
 
 /** What `VFIO_IOMMU_GET_INFO` reports. */
 export interface IommuInfo {
@@ -609,30 +611,6 @@ export interface MmapArea {
   /** Size. */
   size: number
 }
-
-/** Reads an aligned 16-bit value at `offset` of the mapped region behind `handle`. */
-export declare function mmioReadU16(handle: number, offset: number): number
-
-/** Reads an aligned 32-bit value at `offset` of the mapped region behind `handle`. */
-export declare function mmioReadU32(handle: number, offset: number): number
-
-/**
- * Replaces each offset in `values` with the aligned 32-bit value read there, in order, in
- * one call; every offset is checked before the first read.
- */
-export declare function mmioReadU32Many(handle: number, values: Uint32Array): void
-
-/** Reads 8 bits at `offset` of the mapped region behind `handle`. */
-export declare function mmioReadU8(handle: number, offset: number): number
-
-/** Writes an aligned 16-bit value at `offset` of the mapped region behind `handle`. */
-export declare function mmioWriteU16(handle: number, offset: number, value: number): void
-
-/** Writes an aligned 32-bit value at `offset` of the mapped region behind `handle`. */
-export declare function mmioWriteU32(handle: number, offset: number, value: number): void
-
-/** Writes 8 bits at `offset` of the mapped region behind `handle`. */
-export declare function mmioWriteU8(handle: number, offset: number, value: number): void
 
 /** The system page size. */
 export declare function pageSize(): number
@@ -789,35 +767,11 @@ export interface RegionRange {
   length: number
 }
 
-/**
- * Reads `target.length` bytes at `offset` of region `index` into `target` (one pread,
- * no allocation).
- */
-export declare function regionReadInto(handle: number, index: number, offset: number, target: Uint8Array): void
-
-/** Reads 16 bits (little-endian) at `offset` of region `index` (one 2-byte pread). */
-export declare function regionReadU16(handle: number, index: number, offset: number): number
-
-/** Reads 32 bits (little-endian) at `offset` of region `index` (one 4-byte pread). */
-export declare function regionReadU32(handle: number, index: number, offset: number): number
-
 /** Reads 64 bits (little-endian) at `offset` of region `index` (one 8-byte pread). */
 export declare function regionReadU64(handle: number, index: number, offset: number): bigint
 
-/** Reads 8 bits at `offset` of region `index` of the device behind `handle` (pread). */
-export declare function regionReadU8(handle: number, index: number, offset: number): number
-
-/** Writes 16 bits (little-endian) at `offset` of region `index` (one 2-byte pwrite). */
-export declare function regionWriteU16(handle: number, index: number, offset: number, value: number): void
-
-/** Writes 32 bits (little-endian) at `offset` of region `index` (one 4-byte pwrite). */
-export declare function regionWriteU32(handle: number, index: number, offset: number, value: number): void
-
 /** Writes 64 bits (little-endian) at `offset` of region `index` (one 8-byte pwrite). */
 export declare function regionWriteU64(handle: number, index: number, offset: number, value: bigint): void
-
-/** Writes 8 bits at `offset` of region `index` (pwrite). */
-export declare function regionWriteU8(handle: number, index: number, offset: number, value: number): void
 
 /** Removes the mdev `uuid` (it must not be open). */
 export declare function removeMdev(uuid: string, root?: string | undefined | null): Promise<void>

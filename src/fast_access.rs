@@ -10,6 +10,11 @@
 //!
 //! The table is thread-local because napi objects are: a handle made on one JS thread
 //! means nothing on another (there it is simply unknown).
+//!
+//! Nor are these functions `#[napi]`: napi-rs's glue for a function with arguments (a
+//! native borrow scope per call) costs about three times the call itself, so they are
+//! hand-written callbacks (`raw_callback.rs`) that `fastAccessors()` hands out. Only the
+//! 64-bit region accessors, which take or return a BigInt, keep the generated glue.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use napi_derive::napi;
 use vfio_ioctls::{VfioDevice, VolatileAccess};
 
 use crate::error::{bigint_to_u64, closed, invalid, out_of_range, to_u32, to_u64, IntoJs};
+use crate::raw_callback::{Hot, HotArray, HotFunction};
 
 /// What a handle stands for.
 #[derive(Clone)]
@@ -183,8 +189,7 @@ fn narrow<T: TryFrom<u32>>(op: &'static str, value: u32, bits: u32) -> Result<T>
 }
 
 /// Reads 8 bits at `offset` of the mapped region behind `handle`.
-#[napi]
-pub fn mmio_read_u8(handle: f64, offset: f64) -> Result<u32> {
+fn mmio_read_u8([handle, offset]: [f64; 2]) -> Result<u32> {
     const OP: &str = "readU8";
     let off = to_u64(OP, "offset", offset)?;
     with_entry(OP, "mapped region", handle, |e| {
@@ -193,8 +198,7 @@ pub fn mmio_read_u8(handle: f64, offset: f64) -> Result<u32> {
 }
 
 /// Reads an aligned 16-bit value at `offset` of the mapped region behind `handle`.
-#[napi]
-pub fn mmio_read_u16(handle: f64, offset: f64) -> Result<u32> {
+fn mmio_read_u16([handle, offset]: [f64; 2]) -> Result<u32> {
     const OP: &str = "readU16";
     let off = to_u64(OP, "offset", offset)?;
     with_entry(OP, "mapped region", handle, |e| {
@@ -203,8 +207,7 @@ pub fn mmio_read_u16(handle: f64, offset: f64) -> Result<u32> {
 }
 
 /// Reads an aligned 32-bit value at `offset` of the mapped region behind `handle`.
-#[napi]
-pub fn mmio_read_u32(handle: f64, offset: f64) -> Result<u32> {
+fn mmio_read_u32([handle, offset]: [f64; 2]) -> Result<u32> {
     const OP: &str = "readU32";
     let off = to_u64(OP, "offset", offset)?;
     with_entry(OP, "mapped region", handle, |e| {
@@ -213,8 +216,7 @@ pub fn mmio_read_u32(handle: f64, offset: f64) -> Result<u32> {
 }
 
 /// Writes 8 bits at `offset` of the mapped region behind `handle`.
-#[napi]
-pub fn mmio_write_u8(handle: f64, offset: f64, value: f64) -> Result<()> {
+fn mmio_write_u8([handle, offset, value]: [f64; 3]) -> Result<()> {
     const OP: &str = "writeU8";
     let off = to_u64(OP, "offset", offset)?;
     let v: u8 = narrow(OP, to_u32(OP, "value", value)?, 8)?;
@@ -224,8 +226,7 @@ pub fn mmio_write_u8(handle: f64, offset: f64, value: f64) -> Result<()> {
 }
 
 /// Writes an aligned 16-bit value at `offset` of the mapped region behind `handle`.
-#[napi]
-pub fn mmio_write_u16(handle: f64, offset: f64, value: f64) -> Result<()> {
+fn mmio_write_u16([handle, offset, value]: [f64; 3]) -> Result<()> {
     const OP: &str = "writeU16";
     let off = to_u64(OP, "offset", offset)?;
     let v: u16 = narrow(OP, to_u32(OP, "value", value)?, 16)?;
@@ -235,8 +236,7 @@ pub fn mmio_write_u16(handle: f64, offset: f64, value: f64) -> Result<()> {
 }
 
 /// Writes an aligned 32-bit value at `offset` of the mapped region behind `handle`.
-#[napi]
-pub fn mmio_write_u32(handle: f64, offset: f64, value: f64) -> Result<()> {
+fn mmio_write_u32([handle, offset, value]: [f64; 3]) -> Result<()> {
     const OP: &str = "writeU32";
     let off = to_u64(OP, "offset", offset)?;
     let v = to_u32(OP, "value", value)?;
@@ -247,12 +247,8 @@ pub fn mmio_write_u32(handle: f64, offset: f64, value: f64) -> Result<()> {
 
 /// Replaces each offset in `values` with the aligned 32-bit value read there, in order, in
 /// one call; every offset is checked before the first read.
-#[napi]
-pub fn mmio_read_u32_many(handle: f64, mut values: Uint32Array) -> Result<()> {
+fn mmio_read_u32_many([handle]: [f64; 1], values: &mut [u32]) -> Result<()> {
     const OP: &str = "readU32Many";
-    // SAFETY: the typed array's memory is valid for this synchronous call (its JS value is
-    // an argument of it) and no JS runs meanwhile; plain integers.
-    let values = unsafe { values.as_mut() };
     with_entry(OP, "mapped region", handle, |e| {
         region(OP, e)?.read_u32_many(values).js()
     })
@@ -284,20 +280,17 @@ fn pwrite(op: &'static str, handle: f64, index: f64, offset: f64, bytes: &[u8]) 
 }
 
 /// Reads 8 bits at `offset` of region `index` of the device behind `handle` (pread).
-#[napi]
-pub fn region_read_u8(handle: f64, index: f64, offset: f64) -> Result<u32> {
+fn region_read_u8([handle, index, offset]: [f64; 3]) -> Result<u32> {
     pread::<1>("region.readU8", handle, index, offset).map(|b| u32::from(b[0]))
 }
 
 /// Reads 16 bits (little-endian) at `offset` of region `index` (one 2-byte pread).
-#[napi]
-pub fn region_read_u16(handle: f64, index: f64, offset: f64) -> Result<u32> {
+fn region_read_u16([handle, index, offset]: [f64; 3]) -> Result<u32> {
     pread::<2>("region.readU16", handle, index, offset).map(|b| u32::from(u16::from_le_bytes(b)))
 }
 
 /// Reads 32 bits (little-endian) at `offset` of region `index` (one 4-byte pread).
-#[napi]
-pub fn region_read_u32(handle: f64, index: f64, offset: f64) -> Result<u32> {
+fn region_read_u32([handle, index, offset]: [f64; 3]) -> Result<u32> {
     pread::<4>("region.readU32", handle, index, offset).map(u32::from_le_bytes)
 }
 
@@ -308,24 +301,21 @@ pub fn region_read_u64(handle: f64, index: f64, offset: f64) -> Result<BigInt> {
 }
 
 /// Writes 8 bits at `offset` of region `index` (pwrite).
-#[napi]
-pub fn region_write_u8(handle: f64, index: f64, offset: f64, value: f64) -> Result<()> {
+fn region_write_u8([handle, index, offset, value]: [f64; 4]) -> Result<()> {
     const OP: &str = "region.writeU8";
     let v: u8 = narrow(OP, to_u32(OP, "value", value)?, 8)?;
     pwrite(OP, handle, index, offset, &[v])
 }
 
 /// Writes 16 bits (little-endian) at `offset` of region `index` (one 2-byte pwrite).
-#[napi]
-pub fn region_write_u16(handle: f64, index: f64, offset: f64, value: f64) -> Result<()> {
+fn region_write_u16([handle, index, offset, value]: [f64; 4]) -> Result<()> {
     const OP: &str = "region.writeU16";
     let v: u16 = narrow(OP, to_u32(OP, "value", value)?, 16)?;
     pwrite(OP, handle, index, offset, &v.to_le_bytes())
 }
 
 /// Writes 32 bits (little-endian) at `offset` of region `index` (one 4-byte pwrite).
-#[napi]
-pub fn region_write_u32(handle: f64, index: f64, offset: f64, value: f64) -> Result<()> {
+fn region_write_u32([handle, index, offset, value]: [f64; 4]) -> Result<()> {
     const OP: &str = "region.writeU32";
     let v = to_u32(OP, "value", value)?;
     pwrite(OP, handle, index, offset, &v.to_le_bytes())
@@ -341,21 +331,57 @@ pub fn region_write_u64(handle: f64, index: f64, offset: f64, value: BigInt) -> 
 
 /// Reads `target.length` bytes at `offset` of region `index` into `target` (one pread,
 /// no allocation).
-#[napi]
-pub fn region_read_into(
-    handle: f64,
-    index: f64,
-    offset: f64,
-    mut target: Uint8Array,
-) -> Result<()> {
+fn region_read_into([handle, index, offset]: [f64; 3], buf: &mut [u8]) -> Result<()> {
     const OP: &str = "region.readInto";
     let index = to_u32(OP, "index", index)?;
     let off = to_u64(OP, "offset", offset)?;
-    // SAFETY: the typed array's memory is valid for this synchronous call (its JS value is
-    // an argument of it) and no JS runs meanwhile; plain bytes, so even a SharedArrayBuffer
-    // written by another thread only changes which bytes land.
-    let buf = unsafe { target.as_mut() };
+    // Plain bytes: even a SharedArrayBuffer written by another thread only changes which
+    // bytes land.
     with_entry(OP, "device", handle, |e| {
         device(OP, e)?.try_region_read(index, buf, off).js()
     })
+}
+
+/// The hot accessors (`mmioReadU32(handle, offset)` and the rest of `FastAccessors` in
+/// ts/native.ts) as one object of hand-written napi callbacks: napi-rs's generated glue
+/// would cost more than the access (src/raw_callback.rs). The facade merges it into the
+/// binding once per thread; a host test checks it has every name `FastAccessors` has.
+#[napi(ts_return_type = "object")]
+pub fn fast_accessors(env: &Env) -> Result<Object<'_>> {
+    let target = Object::new(env)?;
+    let (env, obj) = (env.raw(), target.raw());
+    // A struct literal of constants is promoted to a `static` when borrowed, as
+    // `install`'s `&'static self` needs.
+    macro_rules! install {
+        ($kind:ident, $name:literal, $call:path) => {
+            // SAFETY: `env` is this call's env and `obj` an object of it.
+            unsafe {
+                $kind {
+                    name: $name,
+                    call: $call,
+                }
+                .install(env, obj)
+            }?
+        };
+    }
+    install!(Hot, "mmioReadU8", mmio_read_u8);
+    install!(Hot, "mmioReadU16", mmio_read_u16);
+    install!(Hot, "mmioReadU32", mmio_read_u32);
+    install!(Hot, "mmioWriteU8", mmio_write_u8);
+    install!(Hot, "mmioWriteU16", mmio_write_u16);
+    install!(Hot, "mmioWriteU32", mmio_write_u32);
+    install!(HotArray, "mmioReadU32Many", mmio_read_u32_many);
+    install!(Hot, "regionReadU8", region_read_u8);
+    install!(Hot, "regionReadU16", region_read_u16);
+    install!(Hot, "regionReadU32", region_read_u32);
+    install!(Hot, "regionWriteU8", region_write_u8);
+    install!(Hot, "regionWriteU16", region_write_u16);
+    install!(Hot, "regionWriteU32", region_write_u32);
+    install!(HotArray, "regionReadInto", region_read_into);
+    install!(
+        Hot,
+        "interruptWaiterWait",
+        crate::irq_waiter::interrupt_waiter_wait
+    );
+    Ok(target)
 }

@@ -112,8 +112,8 @@ pub fn interrupt_waiter_open(token: f64) -> Result<u32> {
 
 /// Blocks the calling thread until the vector fires or `timeout_ms` passes (at most
 /// 60000); the count since the last wait, 0 on timeout.
-#[napi]
-pub fn interrupt_waiter_wait(token: f64, timeout_ms: f64) -> Result<u32> {
+/// A hand-written callback (`fastAccessors()`): napi-rs's glue costs more than a wait's syscalls.
+pub(crate) fn interrupt_waiter_wait([token, timeout_ms]: [f64; 2]) -> Result<u32> {
     const OP: &str = "InterruptWaiter.wait";
     let cap = MAX_IRQ_WAIT.as_millis() as f64;
     if !(0.0..=cap).contains(&timeout_ms) {

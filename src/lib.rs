@@ -12,6 +12,7 @@ mod irq;
 mod irq_waiter;
 mod mdev;
 mod migration;
+mod raw_callback;
 mod region;
 mod sysfs;
 mod task;

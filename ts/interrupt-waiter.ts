@@ -52,7 +52,7 @@ export class InterruptWaiter {
    */
   wait(timeoutMs: number): number {
     if (this.#token === undefined) throw closedError('interrupt waiter')
-    // A free function over the token: the cheapest call napi has.
+    // A hand-written napi function over the token (src/raw_callback.rs): the cheapest call there is.
     return native().interruptWaiterWait(this.#token, num('timeoutMs', timeoutMs))
   }
 

@@ -28,7 +28,7 @@ import {
 } from './mock-checks'
 import { packLayout } from './device-layout'
 import { MIGRATION_STATES } from './migration'
-import type { NativeBinding } from './native'
+import { FAST_ACCESSOR_NAMES, type NativeBinding } from './native'
 
 /** The page size the mock reports, on every machine. */
 export const MOCK_PAGE_SIZE = 4096
@@ -1598,6 +1598,8 @@ export function createMockBinding(sys: SystemState): NativeBinding {
       return later(() => bindVfio(address, root, 'bindAsync'))
     },
     closedMessage: (what) => closedMessage(what),
+    // The real addon's accessors come from here; the mock's are its own members below.
+    fastAccessors: () => Object.fromEntries(FAST_ACCESSOR_NAMES.map((name) => [name, binding[name]])),
     interruptWaiterOpen: (token) => {
       const op = 'InterruptWaiter.open'
       const t = waiterToken(op, token)

@@ -5,7 +5,51 @@
 import type * as Binding from '../native/binding'
 import { ErrorCode, VfioError } from './errors'
 
-export type NativeBinding = typeof Binding
+/**
+ * The hot accessors, which the addon registers by hand rather than through napi-rs
+ * (whose glue costs a call with arguments about three times the call itself; see
+ * src/raw_callback.rs): the object `fastAccessors()` returns, merged into the binding
+ * once per thread. A host test checks that the addon has each of these.
+ */
+export interface FastAccessors {
+  mmioReadU8(handle: number, offset: number): number
+  mmioReadU16(handle: number, offset: number): number
+  mmioReadU32(handle: number, offset: number): number
+  mmioWriteU8(handle: number, offset: number, value: number): void
+  mmioWriteU16(handle: number, offset: number, value: number): void
+  mmioWriteU32(handle: number, offset: number, value: number): void
+  /** Replaces each offset in `values` with the 32-bit value read there. */
+  mmioReadU32Many(handle: number, values: Uint32Array): void
+  regionReadU8(handle: number, index: number, offset: number): number
+  regionReadU16(handle: number, index: number, offset: number): number
+  regionReadU32(handle: number, index: number, offset: number): number
+  regionWriteU8(handle: number, index: number, offset: number, value: number): void
+  regionWriteU16(handle: number, index: number, offset: number, value: number): void
+  regionWriteU32(handle: number, index: number, offset: number, value: number): void
+  regionReadInto(handle: number, index: number, offset: number, target: Uint8Array): void
+  interruptWaiterWait(token: number, timeoutMs: number): number
+}
+
+/** The names of {@link FastAccessors}, for the mock and the test that checks the addon. */
+export const FAST_ACCESSOR_NAMES = [
+  'mmioReadU8',
+  'mmioReadU16',
+  'mmioReadU32',
+  'mmioWriteU8',
+  'mmioWriteU16',
+  'mmioWriteU32',
+  'mmioReadU32Many',
+  'regionReadU8',
+  'regionReadU16',
+  'regionReadU32',
+  'regionWriteU8',
+  'regionWriteU16',
+  'regionWriteU32',
+  'regionReadInto',
+  'interruptWaiterWait',
+] as const satisfies readonly (keyof FastAccessors)[]
+
+export type NativeBinding = typeof Binding & FastAccessors
 
 let binding: NativeBinding | undefined
 let loadError: unknown
@@ -25,10 +69,10 @@ export function native(): NativeBinding {
   if (loadError === undefined) {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const loaded = require('../native/binding.cjs') as NativeBinding
+      const loaded = require('../native/binding.cjs') as typeof Binding
       // Native errors are made as VfioError instances, with code, errno, syscall, path.
       loaded.useErrorClass(VfioError as new (code: string, message: string, fields: object) => Error)
-      binding = loaded
+      binding = { ...loaded, ...(loaded.fastAccessors() as FastAccessors) }
       return binding
     } catch (err) {
       loadError = err

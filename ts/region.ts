@@ -287,9 +287,10 @@ export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N>
 /**
  * A region mapped into this process. Keeps its device open until closed.
  *
- * The 8-, 16- and 32-bit accessors are napi free functions over the region's handle
- * (`mmioReadU32(handle, offset)`), not class methods: a class method costs about ten
- * free-function calls, too much for a register access. They stay native and volatile.
+ * The 8-, 16- and 32-bit accessors are plain native functions over the region's handle
+ * (`mmioReadU32(handle, offset)`, hand-written napi callbacks: src/raw_callback.rs), not
+ * class methods: a class method costs about ten of those calls, too much for a register
+ * access. They stay native and volatile.
  */
 export class MappedRegion extends VolatileHandle<Binding.MappedRegion> {
   /** The binding whose free functions take {@link MappedRegion.#fast}. */
