@@ -188,17 +188,9 @@ unsafe fn elements<'a, T: Element>(
     index: usize,
     value: sys::napi_value,
 ) -> Result<&'a mut [T]> {
-    let wrong = || invalid(name, &format!("argument {index} must be a {}", T::CLASS));
-    let mut is_typed_array = false;
-    // SAFETY: as the caller promises; the out pointer is this frame's.
-    if unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) } != sys::Status::napi_ok
-        || !is_typed_array
-    {
-        return Err(wrong());
-    }
     let (mut kind, mut length, mut data) = (0, 0, ptr::null_mut());
-    // SAFETY: `value` is a typed array; the out pointers are this frame's (the buffer and
-    // its offset are not wanted).
+    // SAFETY: as the caller promises; the out pointers are this frame's (the buffer and
+    // its offset are not wanted). napi refuses a value that is not a typed array.
     let status = unsafe {
         sys::napi_get_typedarray_info(
             env,
@@ -211,7 +203,10 @@ unsafe fn elements<'a, T: Element>(
         )
     };
     if status != sys::Status::napi_ok || kind != T::TYPE {
-        return Err(wrong());
+        return Err(invalid(
+            name,
+            &format!("argument {index} must be a {}", T::CLASS),
+        ));
     }
     if length == 0 || data.is_null() {
         return Ok(&mut []);

@@ -74,22 +74,25 @@ export function bytes(name: string, value: unknown): Uint8Array {
  * array's elements must be integers in [0, 2^32): `Uint32Array.set` would wrap others.
  */
 export function u32Batch(name: string, offsets: unknown, into: unknown): Uint32Array {
-  // A Proxy is never a Uint32Array (V8 says so), so only arrays need the (native) Proxy check.
-  if (!types.isUint32Array(offsets) && (!Array.isArray(offsets) || types.isProxy(offsets))) {
+  // `instanceof` first: it is plain JS, where `types.isUint32Array` is a call into C++
+  // (which also knows arrays of other realms). A Proxy is never a Uint32Array (V8 says
+  // so), so only arrays need the (native) Proxy check.
+  const typed = offsets instanceof Uint32Array || types.isUint32Array(offsets)
+  if (!typed && (!Array.isArray(offsets) || types.isProxy(offsets))) {
     throw new VfioTypeError(`${name} must be an array of numbers or a Uint32Array, got ${describe(offsets)}`)
   }
-  if (!types.isUint32Array(offsets)) {
+  if (!typed) {
     for (let i = 0; i < offsets.length; i++) {
       const o: unknown = offsets[i]
       if (typeof o !== 'number' || o >>> 0 !== o) throw new VfioTypeError(`${name}[${i}] must be an integer in [0, 2^32), got ${describe(o)}`)
     }
   }
-  const n = offsets.length
+  const n = (offsets as ArrayLike<number>).length
   let out: Uint32Array
   if (into === undefined) {
     out = new Uint32Array(n)
   } else {
-    if (!types.isUint32Array(into)) throw new VfioTypeError(`into must be a Uint32Array, got ${describe(into)}`)
+    if (!(into instanceof Uint32Array) && !types.isUint32Array(into)) throw new VfioTypeError(`into must be a Uint32Array, got ${describe(into)}`)
     if (into.length < n) throw new VfioTypeError(`into holds ${into.length} values, fewer than the ${n} offsets`)
     out = into.length === n ? into : into.subarray(0, n)
   }

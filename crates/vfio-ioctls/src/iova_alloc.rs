@@ -51,9 +51,9 @@ pub(crate) fn lowest_free(
         .next()
 }
 
-/// The lowest fit in `[start, last]`: each turn either fits or moves past the one
-/// mapping in the way (the highest that starts inside the candidate), so it ends after
-/// at most as many turns as there are mappings.
+/// The lowest fit in `[start, last]`: one walk up the mappings from the candidate,
+/// moving it past each one in the way until a gap fits (a tree descent per mapping in
+/// the way, as before, made allocating next to many buffers quadratic in tree lookups).
 fn lowest_in_range(
     start: u64,
     last: u64,
@@ -62,20 +62,25 @@ fn lowest_in_range(
     align: u64,
 ) -> Option<u64> {
     let mut candidate = align_up(start, align)?;
-    loop {
-        let candidate_last = candidate.checked_add(size - 1)?;
-        if candidate_last > last {
-            return None;
+    // Mappings do not overlap, so of those starting below the candidate only the highest
+    // can reach into it: the walk starts there.
+    let from = mappings
+        .range(..candidate)
+        .next_back()
+        .map_or(candidate, |(&iova, _)| iova);
+    let fits = |candidate: u64| candidate.checked_add(size - 1).filter(|&l| l <= last);
+    for (&iova, &len) in mappings.range(from..) {
+        let candidate_last = fits(candidate)?;
+        if iova > candidate_last {
+            return Some(candidate);
         }
-        match mappings.range(..=candidate_last).next_back() {
-            // Mappings do not overlap: the highest one starting at or before our last
-            // byte is the only one that can reach into the candidate.
-            Some((&iova, &len)) if iova.saturating_add(len) > candidate => {
-                candidate = align_up(iova.checked_add(len)?, align)?;
-            }
-            _ => return Some(candidate),
+        // In the way (or inside the alignment gap before the candidate): move past it.
+        let end = iova.saturating_add(len);
+        if end > candidate {
+            candidate = align_up(end, align)?;
         }
     }
+    fits(candidate).map(|_| candidate)
 }
 
 /// `value` rounded up to a multiple of the power of two `align`; `None` past 2^64.
