@@ -24,7 +24,7 @@ const flag = (name: string): string | undefined => {
   return i >= 0 ? argv[i + 1] : undefined
 }
 const quick = argv.includes('--quick')
-const batches = Number(flag('--batches') ?? (quick ? 2 : 11))
+const batches = Number(flag('--batches') ?? (quick ? 2 : 21))
 const scale = quick ? 1 : 10
 const jsonPath = flag('--json') ?? join(root, 'bench', 'results.json')
 const bin = flag('--bin') ?? join(root, 'target', 'bench', 'release', 'vfio-bench')
@@ -405,6 +405,9 @@ async function main(): Promise<void> {
     ['ours-TS pread 4 B / upstream', ['pread4', 'ts'], ['pread4', 'upstream'], 3],
     ['ours-TS allocate + map 4 KiB / upstream', ['map4k', 'ts'], ['map4k', 'upstream'], 1.5],
     ['ours-TS unmap 4 KiB / upstream', ['unmap4k', 'ts'], ['unmap4k', 'upstream'], 1.5],
+    // The same goals where the caller lets buffers be carved from a pool's mapping.
+    ['ours-TS pool.allocate 4 KiB / upstream allocate + map', ['map4k', 'tsPool'], ['map4k', 'upstream'], 1.5],
+    ['ours-TS pool slice close / upstream unmap', ['unmap4k', 'tsPool'], ['unmap4k', 'upstream'], 1.5],
     ['ours-TS MSI round trip / Rust epoll-thread hop', ['msiRoundTrip', 'ts'], ['msiRoundTrip', 'oursHop'], 1.3],
     ['ours-TS blocking wait (InterruptWaiter.wait) / ours-Rust', ['msiBlockingWait', 'ts'], ['msiBlockingWait', 'ours'], 1.5],
     ['ours-TS open / ours-Rust', ['openInfoClose', 'ts'], ['openInfoClose', 'ours'], 2],

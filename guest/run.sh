@@ -509,6 +509,14 @@ if [[ -f "$RUN/rc" ]]; then
 fi
 if ! [[ "$rc" =~ ^[0-9]+$ ]]; then
     log "the guest failed without reporting an exit status (qemu exit $qrc after ${ELAPSED}s)."
+    # What the console said last (a panic, a reset, nothing at all): the run directory
+    # goes with this exit, so this is the only trace of a boot that died early.
+    if [[ -s "$RUN/console.log" ]]; then
+        log "the console's last lines:"
+        tail -n 40 "$RUN/console.log" | tr -d '\r' | sed 's/^/[console] /' >&2
+    else
+        log "the console printed nothing"
+    fi
     log "re-run with --verbose (kernel messages) and --keep (keeps the run directory with console.log) to debug"
     exit "$EXIT_GUEST"
 fi
