@@ -107,9 +107,7 @@ abstract class DmaMemory<N extends Binding.DmaBuffer | Binding.DmaSlice> extends
   }
 
   /** The IOVA devices use for the first byte. */
-  get iova(): bigint {
-    return this.native.iova
-  }
+  abstract get iova(): bigint
 
   /** The size in bytes. */
   get size(): number {
@@ -129,6 +127,8 @@ abstract class DmaMemory<N extends Binding.DmaBuffer | Binding.DmaSlice> extends
  */
 export class DmaBuffer extends DmaMemory<Binding.DmaBuffer> {
   #view: Buffer | undefined
+  /** The IOVA, read once: it is fixed, and every slice's `iova` is reckoned from it. */
+  #iova: bigint | undefined
   readonly #external: boolean
 
   /** @internal Wraps the handle `container.allocateDma()` made. */
@@ -174,9 +174,21 @@ export class DmaBuffer extends DmaMemory<Binding.DmaBuffer> {
     return DmaSlice.fromNative(this.native.slice(o, n), this, { offset: o, size: n })
   }
 
-  /** @internal A slice whose `close()` runs `onRelease` once (a {@link DmaPool} takes its range back). */
+  /** The IOVA devices use for the first byte. */
+  override get iova(): bigint {
+    const n = this.native // ERR_VFIO_CLOSED once closed, cached or not
+    this.#iova ??= n.iova
+    return this.#iova
+  }
+
+  /**
+   * @internal A slice of a range the caller knows is inside (a {@link DmaPool}'s), whose
+   * `close()` runs `onRelease` once. Its native slice is made only if an access needs it:
+   * a napi call and a native object per slice would cost more than the rest of a pool's
+   * allocate and close.
+   */
   carve(offset: number, length: number, onRelease: () => void): DmaSlice {
-    return DmaSlice.fromNative(this.native.slice(offset, length), this, { offset, size: length }, onRelease)
+    return DmaSlice.lazy(() => this.native.slice(offset, length), this, { offset, size: length }, onRelease)
   }
 
   /** Removes the IOMMU mapping; the memory stays readable. Throws `ERR_VFIO_INVALID_ARGUMENT` when not mapped. */
@@ -216,11 +228,23 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
    * caller knows (`at`); `onRelease` runs at `close()`.
    */
   static fromNative(n: Binding.DmaSlice, buffer: DmaBuffer, at: { offset: number; size: number }, onRelease?: () => void): DmaSlice {
-    return new DmaSlice(n, buffer, at, onRelease)
+    return new DmaSlice(n, undefined, buffer, at, onRelease)
   }
 
-  private constructor(n: Binding.DmaSlice, buffer: DmaBuffer, at: { offset: number; size: number }, onRelease?: () => void) {
-    super(handle('DmaSlice', 'dmaBuffer.slice()', n), 'DMA slice')
+  /** @internal A slice at `at` of `buffer` whose native handle `make` makes at its first use (see `DmaBuffer.carve`). */
+  static lazy(make: () => Binding.DmaSlice, buffer: DmaBuffer, at: { offset: number; size: number }, onRelease?: () => void): DmaSlice {
+    return new DmaSlice(undefined, make, buffer, at, onRelease)
+  }
+
+  private constructor(
+    n: Binding.DmaSlice | undefined,
+    make: (() => Binding.DmaSlice) | undefined,
+    buffer: DmaBuffer,
+    at: { offset: number; size: number },
+    onRelease?: () => void,
+  ) {
+    // A handle is checked, as every class checks its own (`new DmaSlice()` from JavaScript is refused).
+    super(make === undefined ? handle<Binding.DmaSlice>('DmaSlice', 'dmaBuffer.slice()', n) : undefined, 'DMA slice', make)
     this.#buffer = buffer
     this.#offset = at.offset
     this.#size = at.size
@@ -240,16 +264,36 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
     return this.#buffer
   }
 
+  /**
+   * `ERR_VFIO_CLOSED` once this slice is closed, as every member throws, without making
+   * its native slice: the members that JavaScript answers check this (and the buffer,
+   * where the native slice would).
+   */
+  #checkOpen(): void {
+    if (super.closed) throw closedError('DMA slice')
+  }
+
+  /** The IOVA devices use for the first byte: the buffer's plus `offset`. */
+  override get iova(): bigint {
+    this.#checkOpen()
+    return this.#buffer.iova + BigInt(this.#offset)
+  }
+
   /** Where the slice starts in its buffer, in bytes. */
   get offset(): number {
-    void this.native // ERR_VFIO_CLOSED once closed, as every member
+    this.#checkOpen()
     return this.#offset
   }
 
   /** The size in bytes. */
   override get size(): number {
-    void this.native
+    this.#checkOpen()
     return this.#size
+  }
+
+  /** Whether its buffer is mapped in the IOMMU. */
+  override get mapped(): boolean {
+    return !this.closed && this.#buffer.mapped
   }
 
   /** Whether this slice or its buffer was closed. */
@@ -263,7 +307,7 @@ export class DmaSlice extends DmaMemory<Binding.DmaSlice> {
    * `ERR_VFIO_UNSUPPORTED` where the buffer has no view.
    */
   get view(): Buffer {
-    void this.native
+    this.#checkOpen()
     if (this.#buffer.closed) throw closedError('DMA buffer')
     this.#view ??= this.#buffer.view.subarray(this.#offset, this.#offset + this.#size)
     return this.#view

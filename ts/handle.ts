@@ -16,37 +16,50 @@ export interface NativeClosable {
  * Holds one native handle until it is taken for closing; after that `get()` throws
  * `ERR_VFIO_CLOSED`. Classes that must extend something else (an EventEmitter) own
  * one of these; the others extend {@link Handle}.
+ *
+ * A lazy slot (`make` instead of a handle) makes its handle at the first `get()`: for
+ * objects that JavaScript can mostly serve alone, where making a native object for
+ * each would cost more than the object's whole use (a pool's slices).
  */
 export class NativeSlot<N> {
   #native: N | undefined
+  /** Makes the handle of a lazy slot at the first `get()`; cleared once made or taken. */
+  #make: (() => N) | undefined
   readonly #what: string
 
-  constructor(nativeHandle: N, what: string) {
+  constructor(nativeHandle: N | undefined, what: string, make?: () => N) {
     this.#native = nativeHandle
+    this.#make = make
     this.#what = what
   }
 
-  /** The native handle; throws `ERR_VFIO_CLOSED` once taken. */
+  /** The native handle (made now in a lazy slot); throws `ERR_VFIO_CLOSED` once taken. */
   get(): N {
-    if (this.#native === undefined) throw closedError(this.#what)
+    if (this.#native === undefined) {
+      if (this.#make === undefined) throw closedError(this.#what)
+      // Kept when it throws (a closed parent): the next get() tries, and throws, again.
+      this.#native = this.#make()
+      this.#make = undefined
+    }
     return this.#native
   }
 
-  /** The native handle, or `undefined` once taken (no throw). */
+  /** The native handle, or `undefined` once taken or not made yet (no throw). */
   peek(): N | undefined {
     return this.#native
   }
 
-  /** Takes the handle out for closing; `undefined` when it was taken already. */
+  /** Takes the handle out for closing; `undefined` when it was taken already, or never made. */
   take(): N | undefined {
     const n = this.#native
     this.#native = undefined
+    this.#make = undefined
     return n
   }
 
   /** Whether the handle was taken. */
   get closed(): boolean {
-    return this.#native === undefined
+    return this.#native === undefined && this.#make === undefined
   }
 }
 
@@ -54,8 +67,11 @@ export class NativeSlot<N> {
 export abstract class Handle<N extends NativeClosable> {
   readonly #slot: NativeSlot<N>
 
-  protected constructor(nativeHandle: N, what: string) {
-    this.#slot = new NativeSlot(nativeHandle, what)
+  /** Owns `nativeHandle`; or, given `make` (and no handle), a lazy one (see {@link NativeSlot}). */
+  protected constructor(nativeHandle: N, what: string)
+  protected constructor(nativeHandle: N | undefined, what: string, make: (() => N) | undefined)
+  protected constructor(nativeHandle: N | undefined, what: string, make?: () => N) {
+    this.#slot = new NativeSlot(nativeHandle, what, make)
   }
 
   /** The native handle; throws `ERR_VFIO_CLOSED` after `close()`. */
@@ -70,10 +86,10 @@ export abstract class Handle<N extends NativeClosable> {
 
   /** Releases the native resources now. Closing twice is harmless. */
   close(): void {
+    if (this.#slot.closed) return
     const n = this.#slot.take()
-    if (n === undefined) return
     this.onClose()
-    n.close()
+    n?.close() // none when a lazy handle was never made: nothing native to release
   }
 
   /** Hook for subclasses, run before the native close. */
