@@ -50,9 +50,10 @@ echo "== guest $config: kernel $kernel, VFIO_TEST_IOMMU=$mode"
 # TCG alone, but on a loaded host a fresh CI run's iommufd-compat boot passed 900 s inside
 # the 2,000-cycle soak (62 ms a cycle unloaded, several times that loaded). A hang guard,
 # not a budget.
-# A boot that ends before the guest reports any status (run.sh exit 125, nothing counted:
-# once, in a fresh CI run, qemu exited after 21 s with no word) is booted once more, with
-# the kernel's messages shown; a second such boot counts as a failure.
+# A boot that ends without the guest reporting a status (run.sh exit 125: qemu exited 0 with
+# no word, after 2 s, 21 s, and once 45 s into the ava suite, in fresh CI runs under TCG) is
+# booted once more, with the kernel's messages shown, and only that boot counts; a second
+# such boot counts as a failure (and its console says why).
 retry_args=()
 for attempt in 1 2; do
 log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
@@ -99,8 +100,8 @@ VFIO_TEST_IOMMU=$mode bash guest/run.sh "${kernel_args[@]}" "${retry_args[@]}" -
   exit $status
 ' "$kernel_bin" "$kernel_log" "$extras" "$bench_built" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-if [ "$rc" -eq 125 ] && [ "$attempt" -eq 1 ] && ! grep -qE '^(ok|failed) ' "$kernel_log" && ! grep -qE '^(# pass|example: |bench: )' "$log"; then
-  echo "guest $config: the guest ended before reporting a status (harness exit 125): booting it once more, with --verbose" >&2
+if [ "$rc" -eq 125 ] && [ "$attempt" -eq 1 ]; then
+  echo "guest $config: the guest ended without reporting a status (harness exit 125): booting it once more, with --verbose; only that boot counts" >&2
   rm -f "$log" "$kernel_log"
   retry_args=(--verbose)
   continue
