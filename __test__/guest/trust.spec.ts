@@ -223,8 +223,10 @@ test.serial('surprise removal: QEMU removes a held device; request arrives, late
   t.deepEqual(c.groupIds(), [], 'the container let its group go')
   // Put it back for whoever comes next.
   await qmp.qmp('device_add', { driver: 'edu', id, bus: 'hotport' })
+  // Until its IOMMU group is there too, which comes after its sysfs directory: a bind
+  // before that finds no group (see reset.spec.ts).
   const back = Date.now() + 10_000
-  while (!fs.existsSync(`/sys/bus/pci/devices/${hot}`) && Date.now() < back) await new Promise((r) => setTimeout(r, 50))
+  while (!fs.existsSync(`/sys/bus/pci/devices/${hot}/iommu_group`) && Date.now() < back) await new Promise((r) => setTimeout(r, 50))
   t.is(sysfs.getDevice(hot).device, 0x11e8)
 })
 
