@@ -197,3 +197,30 @@ test('readU32Many: one native call with the offsets in one array; readInto fills
   r.close()
   throwsCode(t, () => r.readU32Many([0]), 'ERR_VFIO_CLOSED')
 })
+
+test('MappedRegion: native code never gets SharedArrayBuffer memory (reads land through a copy, writes take a snapshot)', (t) => {
+  const native = fakeMemory()
+  const seen: boolean[] = []
+  const isShared = (a: ArrayBufferView): boolean => a.buffer instanceof SharedArrayBuffer
+  const { readInto, readU32Many, write } = native
+  native.readInto = (o, target) => (seen.push(isShared(target)), readInto(o, target))
+  native.readU32Many = (values) => (seen.push(isShared(values)), readU32Many(values))
+  native.write = (o, data) => (seen.push(isShared(data)), write(o, data))
+  const m = MappedRegion.fromNative(native)
+  const data = new Uint8Array(new SharedArrayBuffer(8))
+  data.set([1, 2, 3, 4, 5, 6, 7, 8])
+  m.write(16, data)
+  const into = new Uint8Array(new SharedArrayBuffer(8))
+  m.readInto(16, into)
+  t.deepEqual([...into], [1, 2, 3, 4, 5, 6, 7, 8])
+  const values = new Uint32Array(new SharedArrayBuffer(8))
+  values.set([16, 20])
+  t.is(m.readU32Many(values, values), values)
+  t.deepEqual([...values], [0x04030201, 0x08070605])
+  t.deepEqual(seen, [false, false, false])
+  // An ArrayBuffer's memory goes to the native call itself (no copy on the common path).
+  const plain = new Uint8Array(8)
+  native.readInto = (o, target) => (t.is(target, plain), readInto(o, target))
+  m.readInto(16, plain)
+  t.is(plain[7], 8)
+})

@@ -56,8 +56,10 @@ test('the hand-written accessors: the addon has each one, and bad calls get clea
   const b = native()
   const names = Object.keys(b)
   for (const name of FAST_ACCESSOR_NAMES) t.true(names.includes(name) && typeof b[name] === 'function', name)
+  // And the other way: the addon hands out no function the list (and FastAccessors) lacks.
+  t.deepEqual(Object.keys(b.fastAccessors()).sort(), [...FAST_ACCESSOR_NAMES].sort())
   // A handle no open object has: the closed error, as for a stale one.
-  t.is(throwsCode(t, () => b.mmioReadU32(0, 0), ErrorCode.CLOSED).code, ErrorCode.CLOSED)
+  throwsCode(t, () => b.mmioReadU32(0, 0), ErrorCode.CLOSED)
   throwsCode(t, () => b.regionWriteU16(0, 0, 0, 1), ErrorCode.CLOSED)
   throwsCode(t, () => b.mmioReadU32Many(0, new Uint32Array(2)), ErrorCode.CLOSED)
   // Arguments that are not numbers, too few of them, the wrong typed array: which one.
@@ -71,6 +73,9 @@ test('the hand-written accessors: the addon has each one, and bad calls get clea
   t.regex(throwsCode(t, () => into(0, 0, 0, new Uint32Array(1)), ErrorCode.INVALID_ARGUMENT).message, /regionReadInto: argument 4 must be a Uint8Array/)
   // A Buffer is a Uint8Array.
   throwsCode(t, () => into(0, 0, 0, Buffer.alloc(4)), ErrorCode.CLOSED)
+  // SharedArrayBuffer memory is taken too (through a copy; the guest suite checks the data).
+  throwsCode(t, () => into(0, 0, 0, new Uint8Array(new SharedArrayBuffer(4))), ErrorCode.CLOSED)
+  throwsCode(t, () => many(0, new Uint32Array(new SharedArrayBuffer(8))), ErrorCode.CLOSED)
   // Their errors are the facade's class, with the call's stack.
   const e = throwsCode(t, () => b.regionReadU32(0, 0, 0), ErrorCode.CLOSED)
   t.true(e instanceof VfioError)

@@ -335,8 +335,8 @@ fn region_read_into([handle, index, offset]: [f64; 3], buf: &mut [u8]) -> Result
     const OP: &str = "region.readInto";
     let index = to_u32(OP, "index", index)?;
     let off = to_u64(OP, "offset", offset)?;
-    // Plain bytes: even a SharedArrayBuffer written by another thread only changes which
-    // bytes land.
+    // `buf` is the caller's memory, or a private copy of a SharedArrayBuffer's
+    // (raw_callback::with_elements).
     with_entry(OP, "device", handle, |e| {
         device(OP, e)?.try_region_read(index, buf, off).js()
     })

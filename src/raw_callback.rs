@@ -13,6 +13,7 @@
 
 use std::ffi::c_void;
 use std::ptr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::{sys, JsError, Result};
@@ -35,21 +36,48 @@ pub(crate) struct HotArray<const N: usize, T> {
 }
 
 /// An element type a typed array argument may have.
-pub(crate) trait Element {
+pub(crate) trait Element: Copy + Default {
     /// napi's name for the array type.
     const TYPE: sys::napi_typedarray_type;
     /// The JS class, for the error message.
     const CLASS: &'static str;
+    /// Reads the element at `at` of a SharedArrayBuffer, which another thread may write
+    /// meanwhile (a relaxed atomic load: no data race on our side).
+    ///
+    /// # Safety
+    /// `at` is aligned for `Self` and valid for reads during the call.
+    unsafe fn load_shared(at: *mut Self) -> Self;
+    /// Writes `value` at `at` of a SharedArrayBuffer (a relaxed atomic store).
+    ///
+    /// # Safety
+    /// `at` is aligned for `Self` and valid for writes during the call.
+    unsafe fn store_shared(at: *mut Self, value: Self);
 }
 
 impl Element for u8 {
     const TYPE: sys::napi_typedarray_type = sys::TypedarrayType::uint8_array;
     const CLASS: &'static str = "Uint8Array";
+    unsafe fn load_shared(at: *mut u8) -> u8 {
+        // SAFETY: as the caller promises (a byte is always aligned).
+        unsafe { AtomicU8::from_ptr(at) }.load(Ordering::Relaxed)
+    }
+    unsafe fn store_shared(at: *mut u8, value: u8) {
+        // SAFETY: as the caller promises.
+        unsafe { AtomicU8::from_ptr(at) }.store(value, Ordering::Relaxed);
+    }
 }
 
 impl Element for u32 {
     const TYPE: sys::napi_typedarray_type = sys::TypedarrayType::uint32_array;
     const CLASS: &'static str = "Uint32Array";
+    unsafe fn load_shared(at: *mut u32) -> u32 {
+        // SAFETY: as the caller promises (a Uint32Array's elements are 4-byte aligned).
+        unsafe { AtomicU32::from_ptr(at) }.load(Ordering::Relaxed)
+    }
+    unsafe fn store_shared(at: *mut u32, value: u32) {
+        // SAFETY: as the caller promises.
+        unsafe { AtomicU32::from_ptr(at) }.store(value, Ordering::Relaxed);
+    }
 }
 
 /// What a hot function is to napi: a name and the generic callback of its signature.
@@ -177,20 +205,29 @@ unsafe fn numbers<const N: usize>(
     Ok(out)
 }
 
-/// The elements of the typed array `value`, or the invalid-argument error.
+/// A typed array argument's memory, valid during the call.
+struct ArrayArg<T> {
+    data: *mut T,
+    length: usize,
+    /// Backed by a SharedArrayBuffer: another thread may read and write it meanwhile, so
+    /// it is never made a Rust slice.
+    shared: bool,
+}
+
+/// The memory of the typed array `value`, or the invalid-argument error.
 ///
 /// # Safety
-/// `env` is the running call's env and `value` a value of it. The slice is valid only
-/// during the call (no JS runs meanwhile, so nothing can detach or resize the buffer).
-unsafe fn elements<'a, T: Element>(
+/// `env` is the running call's env and `value` a value of it.
+unsafe fn typed_array<T: Element>(
     env: sys::napi_env,
     name: &str,
     index: usize,
     value: sys::napi_value,
-) -> Result<&'a mut [T]> {
+) -> Result<ArrayArg<T>> {
     let (mut kind, mut length, mut data) = (0, 0, ptr::null_mut());
-    // SAFETY: as the caller promises; the out pointers are this frame's (the buffer and
-    // its offset are not wanted). napi refuses a value that is not a typed array.
+    let mut buffer = ptr::null_mut();
+    // SAFETY: as the caller promises; the out pointers are this frame's (the offset is
+    // not wanted). napi refuses a value that is not a typed array.
     let status = unsafe {
         sys::napi_get_typedarray_info(
             env,
@@ -198,7 +235,7 @@ unsafe fn elements<'a, T: Element>(
             &mut kind,
             &mut length,
             &mut data,
-            ptr::null_mut(),
+            &mut buffer,
             ptr::null_mut(),
         )
     };
@@ -208,13 +245,54 @@ unsafe fn elements<'a, T: Element>(
             &format!("argument {index} must be a {}", T::CLASS),
         ));
     }
-    if length == 0 || data.is_null() {
-        return Ok(&mut []);
+    // napi_is_arraybuffer is false for a SharedArrayBuffer (the only other backing).
+    let mut plain = false;
+    // SAFETY: `buffer` is the array's buffer, a value of this call; `plain` is this frame's.
+    if unsafe { sys::napi_is_arraybuffer(env, buffer, &mut plain) } != sys::Status::napi_ok {
+        return Err(invalid(
+            name,
+            &format!("argument {index}: could not inspect its buffer"),
+        ));
     }
-    // SAFETY: napi says `data` holds `length` elements of `T` (the array's type was
-    // checked), aligned as the array type requires; they stay valid during this
-    // synchronous call, and this is the only reference made to them.
-    Ok(unsafe { std::slice::from_raw_parts_mut(data.cast::<T>(), length) })
+    Ok(ArrayArg {
+        data: data.cast::<T>(),
+        length: if data.is_null() { 0 } else { length },
+        shared: !plain,
+    })
+}
+
+/// Calls `f` with the array's elements as a slice: the memory itself for an ArrayBuffer
+/// (one thread's), a copy for a SharedArrayBuffer, loaded before and stored back after
+/// element by element with atomics (its other threads see each element whole).
+///
+/// # Safety
+/// `array` is an argument of the running call, whose memory stays valid during it (no JS
+/// runs meanwhile, so nothing can detach or resize its buffer).
+unsafe fn with_elements<T: Element>(
+    array: &ArrayArg<T>,
+    f: impl FnOnce(&mut [T]) -> Result<()>,
+) -> Result<()> {
+    if array.length == 0 {
+        return f(&mut []);
+    }
+    if !array.shared {
+        // SAFETY: napi says `data` holds `length` elements of `T` (the array's type was
+        // checked), aligned as the array type requires; an ArrayBuffer is only this
+        // thread's, and this is the only reference made to it during the call.
+        return f(unsafe { std::slice::from_raw_parts_mut(array.data, array.length) });
+    }
+    let at = |i: usize| array.data.wrapping_add(i);
+    let mut copy: Vec<T> = (0..array.length)
+        // SAFETY: `at(i)` for `i < length` is an aligned element of the array, valid
+        // during the call (napi's word, as above).
+        .map(|i| unsafe { T::load_shared(at(i)) })
+        .collect();
+    let result = f(&mut copy);
+    for (i, &value) in copy.iter().enumerate() {
+        // SAFETY: as for the loads.
+        unsafe { T::store_shared(at(i), value) };
+    }
+    result
 }
 
 /// Returns `result`'s value to JS, or throws its error (and returns nothing).
@@ -255,7 +333,9 @@ unsafe extern "C" fn array_callback<const N: usize, T: Element>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    // One slot more than the numbers, for the array (const generics cannot say N + 1).
+    // One slot more than the numbers, for the array (const generics cannot say N + 1):
+    // a signature with more numbers does not compile.
+    const { assert!(N < 5, "a HotArray takes at most 4 numbers") };
     // SAFETY: napi passes this call's env and info.
     let Some((argv, data)) = (unsafe { arguments::<5>(env, info) }) else {
         return ptr::null_mut();
@@ -264,16 +344,14 @@ unsafe extern "C" fn array_callback<const N: usize, T: Element>(
     let hot = unsafe { &*data.cast::<HotArray<N, T>>() };
     let result = (|| {
         let Some(&array) = argv.get(N) else {
-            return Err(invalid(
-                hot.name,
-                "too many arguments for the hand-written callback",
-            ));
+            return Err(invalid(hot.name, "more numbers than the callback reads"));
         };
         // SAFETY: `env` is this call's, `argv` its values.
         let nums = unsafe { numbers::<N>(env, hot.name, &argv[..N]) }?;
-        // SAFETY: as above; the slice is used only within this call.
-        let elements = unsafe { elements::<T>(env, hot.name, N + 1, array) }?;
-        (hot.call)(nums, elements)?;
+        // SAFETY: as above.
+        let array = unsafe { typed_array::<T>(env, hot.name, N + 1, array) }?;
+        // SAFETY: `array` is this call's argument, used only within it.
+        unsafe { with_elements(&array, |elements| (hot.call)(nums, elements)) }?;
         Ok(ptr::null_mut())
     })();
     // SAFETY: `env` is this call's env.

@@ -78,8 +78,9 @@ macro_rules! volatile_methods {
                 let off = to_u64("readInto", "offset", offset)?;
                 let mem = self.mem()?;
                 // SAFETY: the typed array's memory is valid for this synchronous call (its JS
-                // value is an argument of it) and no JS runs meanwhile; plain bytes, so even a
-                // SharedArrayBuffer written by another thread only changes which bytes land.
+                // value is an argument of it) and no JS runs meanwhile. The facade passes
+                // only an ArrayBuffer's memory (one thread's): it reads into a
+                // SharedArrayBuffer through a copy (ts/validate.ts, readThroughCopy).
                 mem.read_bytes(off, unsafe { target.as_mut() }).js()
             }
             /// Replaces each offset in `values` with the aligned 32-bit value read there, in
@@ -88,7 +89,7 @@ macro_rules! volatile_methods {
             #[napi]
             pub fn read_u32_many(&self, mut values: Uint32Array) -> Result<()> {
                 let mem = self.mem()?;
-                // SAFETY: as in `read_into`: valid for this synchronous call, plain integers.
+                // SAFETY: as in `read_into` (a shared array goes through a copy).
                 mem.read_u32_many(unsafe { values.as_mut() }).js()
             }
             /// Copies `data` to `offset`.

@@ -4,7 +4,7 @@ import { ErrorCode, VfioError } from './errors'
 import { closedError } from './handle'
 import { externalBuffersAllowed } from './native'
 import { VolatileHandle } from './region'
-import { bytes, handle, num } from './validate'
+import { bytes, handle, num, readTarget } from './validate'
 
 /** Whether `o` is an integer offset in [0, 2^32) with `width` bytes at it inside `v`, aligned to `width`. */
 function fits(v: Buffer, o: number, width: number): boolean {
@@ -85,7 +85,7 @@ abstract class DmaMemory<N extends Binding.DmaBuffer | Binding.DmaSlice> extends
   override readInto(offset: number, target: Uint8Array | ArrayBufferView | ArrayBuffer): void {
     const v = this.fastView
     if (v !== undefined && offset >>> 0 === offset) {
-      const t = bytes('target', target)
+      const t = readTarget('target', target)
       if (offset + t.length <= v.length) {
         t.set(v.subarray(offset, offset + t.length))
         return

@@ -48,6 +48,10 @@ export const FAST_ACCESSOR_NAMES = [
   'regionReadInto',
   'interruptWaiterWait',
 ] as const satisfies readonly (keyof FastAccessors)[]
+// The list names every member of FastAccessors (a compile error otherwise).
+type Unlisted = Exclude<keyof FastAccessors, (typeof FAST_ACCESSOR_NAMES)[number]>
+const everyAccessorListed: [Unlisted] extends [never] ? true : Unlisted = true
+void everyAccessorListed
 
 export type NativeBinding = typeof Binding & FastAccessors
 

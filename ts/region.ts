@@ -3,7 +3,7 @@ import type * as Binding from '../native/binding'
 import { VfioAbortError } from './errors'
 import { Handle } from './handle'
 import { native, type NativeBinding } from './native'
-import { bytes, handle, num, optSignal, options, u32Batch, u64 } from './validate'
+import { bytes, handle, num, optSignal, options, readTarget, readThroughCopy, u32Batch, u64 } from './validate'
 import type { Device } from './device'
 
 /** A capability of a region (`VFIO_REGION_INFO_CAP_*`). */
@@ -267,13 +267,12 @@ export abstract class VolatileHandle<N extends NativeVolatile> extends Handle<N>
   /** Copies `target.byteLength` bytes from `offset` into `target` (no allocation). */
   readInto(offset: number, target: Uint8Array | ArrayBufferView | ArrayBuffer): void {
     const o = num('offset', offset)
-    const t = bytes('target', target)
-    this.native.readInto(o, t)
+    readThroughCopy(readTarget('target', target), (t) => this.native.readInto(o, t))
   }
   /** Reads the 32-bit values at `offsets` in one call, into `into` or a new array (see {@link VolatileMemory.readU32Many}). */
   readU32Many(offsets: readonly number[] | Uint32Array, into?: Uint32Array): Uint32Array {
     const values = u32Batch('offsets', offsets, into)
-    this.native.readU32Many(values)
+    readThroughCopy(values, (v) => this.native.readU32Many(v))
     return values
   }
   /** Copies `data` to `offset`. */

@@ -59,13 +59,51 @@ export function exactU64(name: string, value: unknown): number | bigint {
   return u64(name, value)
 }
 
-/** Bytes to write: a real TypedArray, DataView or ArrayBuffer (not a Proxy of one). */
+/**
+ * Bytes to write: a real TypedArray, DataView or ArrayBuffer (not a Proxy of one). Bytes
+ * in a SharedArrayBuffer are copied first: native code must not read memory that another
+ * thread may write during the call, and the copy is what the call writes.
+ */
 export function bytes(name: string, value: unknown): Uint8Array {
+  const view = byteView(name, value)
+  return isShared(view) ? view.slice() : view
+}
+
+/**
+ * The bytes a read fills: as {@link bytes}, but the caller's memory itself; a read into
+ * one that {@link isShared} goes through a copy (see `readThroughCopy`).
+ */
+export function readTarget(name: string, value: unknown): Uint8Array {
+  return byteView(name, value)
+}
+
+function byteView(name: string, value: unknown): Uint8Array {
   if (types.isProxy(value)) throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got a Proxy`)
   if (types.isUint8Array(value)) return value
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
   if (types.isAnyArrayBuffer(value)) return new Uint8Array(value)
   throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got ${describe(value)}`)
+}
+
+/** Whether `view` lies in a SharedArrayBuffer, which other threads may use meanwhile. */
+export function isShared(view: ArrayBufferView): boolean {
+  // `instanceof` first: plain JS, true for nearly every buffer (those of this realm).
+  const buffer = view.buffer
+  return !(buffer instanceof ArrayBuffer) && types.isSharedArrayBuffer(buffer)
+}
+
+/**
+ * Runs the native `fill` on `into`, or, when `into` is shared, on a private copy that is
+ * then copied into it by JS (native code writes only memory no other thread uses).
+ */
+export function readThroughCopy<T extends Uint8Array | Uint32Array>(into: T, fill: (into: T) => void): void {
+  if (!isShared(into)) {
+    fill(into)
+    return
+  }
+  const copy = into.slice() as T
+  fill(copy)
+  into.set(copy)
 }
 
 /**
