@@ -1,5 +1,5 @@
 import test from 'ava'
-import { Container, Device, RegionIndex } from '../ts/index'
+import { Container, Device, IrqIndex, RegionIndex } from '../ts/index'
 import { MockSystem } from '../ts/testing'
 import { fakeDevice, fakeHotResetDevices } from './fakes'
 import { throwsCode } from './helpers'
@@ -117,4 +117,27 @@ test('Symbol.dispose closes', (t) => {
   t.true(d.closed)
   using other = new Container()
   other.openDevice('0000:00:03.0').close()
+})
+
+test.serial("the REQ index is armed by the first 'request' listener, not by the open, and given back by close", (t) => {
+  const d = open()
+  t.false(d.watchesRequests)
+  // Not armed: the caller may enable REQ itself.
+  d.enableIrq(IrqIndex.REQ).close()
+  const onRequest = (): void => {}
+  d.on('request', onRequest)
+  t.true(d.watchesRequests)
+  throwsCode(t, () => d.enableIrq(IrqIndex.REQ), 'ERR_VFIO_BUSY')
+  d.off('request', onRequest)
+  d.once('request', onRequest)
+  t.true(d.watchesRequests, 'armed once, until close')
+  d.close()
+  const again = open()
+  again.enableIrq(IrqIndex.REQ).close()
+  again.close()
+  // A listener on a closed device arms nothing and throws nothing.
+  const closed = open()
+  closed.close()
+  closed.on('request', onRequest)
+  t.false(closed.watchesRequests)
 })

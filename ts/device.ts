@@ -27,7 +27,7 @@ import { native, type NativeBinding } from './native'
 import { Interrupts } from './interrupts'
 import { PciConfigSpace, toBar, toCapability, type PciBar, type PciCapability } from './pci'
 import { MappedRegion, Region } from './region'
-import { bytes, describe, handle, num, options, u64 } from './validate'
+import { bytes, describe, handle, num, options, readTarget, u64 } from './validate'
 
 /**
  * Device-wide info (`VFIO_DEVICE_GET_INFO`) and where it lives.
@@ -85,6 +85,7 @@ export interface DeviceEvents {
    * The kernel asks for the device back (it is being unbound from vfio-pci, or removed):
    * close the device and everything opened through it (mapped regions, interrupts) so
    * the unbind or removal can complete. It asks again, about every 10 s, until then.
+   * The first listener arms the device's REQ index (see {@link Device.watchesRequests}).
    */
   request: [DeviceRequest]
 }
@@ -128,21 +129,32 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.regions = regions
     this.irqs = irqs
     const req = this.irqs[IrqIndex.REQ]
-    if (req !== undefined && req.count > 0 && req.eventfd) {
-      try {
-        this.#request = this.#watchRequests(n)
-      } catch (err) {
-        n.close() // the caller never sees this device: give it back now, not at GC
-        throw err
-      }
-    }
+    // The REQ eventfd is armed when the first 'request' listener comes, not here: arming
+    // (an eventfd, the kernel's trigger, a watch on the epoll thread) was most of an
+    // open's cost, and a request nobody listens to does nothing either way.
+    // EventEmitter's own event, which the typed event map leaves out.
+    const emitter: EventEmitter = this
+    if (req !== undefined && req.count > 0 && req.eventfd) emitter.on('newListener', this.#armRequests)
+  }
+
+  /** Arms the REQ eventfd at the first 'request' listener; a failure throws from `on()`. */
+  readonly #armRequests = (event: string | symbol): void => {
+    const n = this.#slot.peek()
+    if (event !== 'request' || this.#request !== undefined || n === undefined) return
+    this.#request = this.#watchRequests(n)
+    const emitter: EventEmitter = this
+    emitter.off('newListener', this.#armRequests)
   }
 
   /** Registers an eventfd for device requests; weakly held, so it keeps nothing alive. */
   #watchRequests(n: Binding.Device): Binding.Interrupts {
     const irq = n.enableIrq(IrqIndex.REQ, 0, 1)
-    const onRequest = Device.#weakRequests(new WeakRef(this))
-    irq.listen(onRequest)
+    try {
+      irq.listen(Device.#weakRequests(new WeakRef(this)))
+    } catch (err) {
+      irq.close()
+      throw err
+    }
     return irq
   }
 
@@ -204,7 +216,11 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.native.detachPasid(num('pasid', pasid))
   }
 
-  /** Whether the kernel's device requests reach this object as `'request'` events. */
+  /**
+   * Whether the kernel's device requests reach this object as `'request'` events: from
+   * the first `'request'` listener on (the REQ index is armed then, and stays armed until
+   * `close()`), where the device has a REQ index.
+   */
   get watchesRequests(): boolean {
     return this.#request !== undefined
   }
@@ -361,7 +377,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     const h = this.#fastHandle()
     const i = num('index', index)
     const o = num('offset', offset)
-    const t = bytes('target', target)
+    const t = readTarget('target', target)
     if (h >= 0) this.#binding.regionReadInto(h, i, o, t)
     else t.set(this.#slot.get().regionRead(i, o, t.length))
   }

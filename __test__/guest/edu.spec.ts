@@ -157,6 +157,40 @@ test.serial('device: info, regions by index, IRQs, config space', (t) => {
   t.true(info.iovaRanges.length > 0)
 })
 
+test.serial('SharedArrayBuffer memory: reads fill it and writes take it (native code works on a private copy)', (t) => {
+  using e = openEdu()
+  const { bar, device: d } = e
+  const shared = new Uint8Array(new SharedArrayBuffer(8), 4)
+  bar.readInto(REG.ID, shared)
+  t.deepEqual([...shared], [0xed, 0x00, 0x00, 0x01])
+  shared.fill(0)
+  d.regionReadInto(RegionIndex.CONFIG, PciConfig.VENDOR_ID, shared)
+  t.deepEqual([...shared], [0x34, 0x12, 0xe8, 0x11])
+  // The batch read: offsets read from, values written to, shared memory.
+  const many = new Uint32Array(new SharedArrayBuffer(12))
+  many.set([REG.ID, REG.LIVENESS, REG.ID])
+  bar.writeU32(REG.LIVENESS, 0x0badf00d)
+  t.is(bar.readU32Many(many, many), many)
+  t.deepEqual([...many], [0x010000ed, ~0x0badf00d >>> 0, 0x010000ed])
+  many.set([REG.LIVENESS, 2, 0])
+  code(t, () => bar.readU32Many(many, many), ErrorCode.INVALID_ARGUMENT)
+  t.deepEqual([...many], [REG.LIVENESS, 2, 0], 'nothing was read')
+  // Writes from shared memory: through the mapping and through the device fd.
+  const value = new Uint8Array(new SharedArrayBuffer(4))
+  value.set([0x78, 0x56, 0x34, 0x12])
+  bar.write(REG.LIVENESS, value)
+  t.is(bar.readU32(REG.LIVENESS), ~0x12345678 >>> 0)
+  value.set([0x01, 0x00, 0x00, 0x00])
+  d.regionWrite(RegionIndex.BAR0, REG.LIVENESS, value)
+  t.is(d.regionReadU32(RegionIndex.BAR0, REG.LIVENESS), ~1 >>> 0)
+  // DMA memory both ways.
+  using buf = e.c.allocateDma(4096)
+  buf.write(8, value)
+  const back = new Uint8Array(new SharedArrayBuffer(4))
+  buf.readInto(8, back)
+  t.deepEqual([...back], [0x01, 0x00, 0x00, 0x00])
+})
+
 test.serial('device: out-of-range region access is refused', (t) => {
   using c = newContainer()
   using d = c.openDevice('00:03.0')
@@ -444,7 +478,16 @@ test.serial('MSI: device-raised and user-triggered interrupts, as events, promis
   again.close()
   // Once disabled, the kernel refuses to disable the index again.
   code(t, () => d.disableIrq(IrqIndex.MSI), ErrorCode.INVALID_ARGUMENT)
+  // The REQ index is armed by the first 'request' listener, not by the open.
+  t.false(d.watchesRequests)
+  // Until then the caller may enable it for itself.
+  d.enableIrq(IrqIndex.REQ).close()
+  const onRequest = (): void => {}
+  d.on('request', onRequest)
   t.true(d.watchesRequests, 'vfio-pci offers the device request IRQ')
+  code(t, () => d.enableIrq(IrqIndex.REQ), ErrorCode.BUSY)
+  d.off('request', onRequest)
+  t.true(d.watchesRequests, 'armed until close')
 })
 
 test.serial('MSI: a shared vector, waited for on the main thread (which blocks) with InterruptWaiter', (t) => {

@@ -131,9 +131,10 @@ test.serial("after a hot reset the kernel's device request still arrives as 'req
   using qmp = await Qmp.open()
   const c = newContainer()
   const d = c.openDevice(HOT)
-  d.hotReset()
-  t.true(d.watchesRequests)
+  // Armed (by the listener) before the reset, which must leave the trigger in place.
   const requested = once(d, 'request', { signal: AbortSignal.timeout(30_000) }) as Promise<[{ count: number }]>
+  t.true(d.watchesRequests)
+  d.hotReset()
   const deleted = qmp.waitEvent('DEVICE_DELETED', (e) => e.data?.device === HOT_ID, 60_000)
   await qmp.qmp('device_del', { id: HOT_ID })
   const [request] = await requested

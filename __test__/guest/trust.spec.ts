@@ -175,8 +175,8 @@ test.serial("a device request from another process arrives as 'request'; closing
   const d = c.openDevice(EDU)
   const bar = d.regions[RegionIndex.BAR0].map()
   const irq = d.enableMsi(1)
-  t.true(d.watchesRequests)
   const requested = once(d, 'request', { signal: AbortSignal.timeout(30_000) }) as Promise<[{ count: number }]>
+  t.true(d.watchesRequests)
   const unbinding = run('sh', ['-c', `echo ${EDU} > /sys/bus/pci/drivers/vfio-pci/unbind`], 60_000)
   const [request] = await requested
   t.true(request.count >= 1)
