@@ -39,6 +39,9 @@ say() { echo "[guest] $*"; }
 info() { if [ "$VERBOSE" = 1 ]; then say "$(cut -d' ' -f1 /proc/uptime)s $*"; fi; }
 halt() {
     sync
+    # The console shows emergencies (loglevel=2) while the guest runs; not the
+    # kernel's "reboot: Power down" of a normal end.
+    [ "$VERBOSE" = 1 ] || echo 0 >/proc/sys/kernel/printk 2>/dev/null
     poweroff -f
     echo o >/proc/sysrq-trigger
     sleep 10

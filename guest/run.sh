@@ -378,7 +378,8 @@ mkfifo "$RUN/out.fifo" "$RUN/err.fifo"
 if [[ "$VERBOSE" == 1 ]]; then
     KLOG="loglevel=7"
 else
-    KLOG="quiet loglevel=0"
+    # Emergencies and alerts only (a panic, an oops): a boot that dies says why.
+    KLOG="quiet loglevel=2"
 fi
 qesc() { printf '%s' "${1//,/,,}"; }
 # shellcheck disable=SC2054 # commas are part of qemu option values
@@ -399,6 +400,8 @@ QEMU=(qemu-system-x86_64
     -fsdev local,id=fs0,path=/,security_model=none,multidevs=remap
     -device virtio-9p-pci,fsdev=fs0,mount_tag=hostroot,addr=05.0
     -kernel "$VMLINUZ" -initrd "$INITRD"
+    # CPU resets and their cause (a triple fault says so), for a boot that ends early.
+    -d cpu_reset -D "$RUN/qemu.log"
     -append "console=ttyS0 $KLOG intel_iommu=on panic=-1 mitigations=off vfio_guest.run=$RUN vfio_guest.verbose=$VERBOSE vfio_guest.9pcache=$P9CACHE"
 )
 SHOWDEV=()
@@ -516,6 +519,13 @@ if ! [[ "$rc" =~ ^[0-9]+$ ]]; then
         tail -n 40 "$RUN/console.log" | tr -d '\r' | sed 's/^/[console] /' >&2
     else
         log "the console printed nothing"
+    fi
+    # qemu's CPU reset log (-d cpu_reset) tells an emulated triple fault from a guest
+    # that reset itself (a panic, with panic=-1) or powered off.
+    if grep -qi 'triple fault' "$RUN/qemu.log" 2>/dev/null; then
+        log "qemu: a CPU took a triple fault (the emulator reset the machine)"
+    elif [[ -s "$RUN/qemu.log" ]]; then
+        log "qemu: no triple fault: the guest reset or powered off itself"
     fi
     log "re-run with --verbose (kernel messages) and --keep (keeps the run directory with console.log) to debug"
     exit "$EXIT_GUEST"
