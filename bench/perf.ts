@@ -7,6 +7,11 @@
  * the spread (min–max over the batches) per operation, the ratios ours/raw and
  * ours/upstream, and writes every number as JSON.
  *
+ * `npm run bench` boots the guest with one vCPU (VFIO_GUEST_SMP=1): with two, an MSI
+ * that lands on the other, idle vCPU waits for the emulator to wake it (50–100 µs under
+ * TCG, in some batches and not others), and the interrupt rows measured that instead of
+ * the code.
+ *
  * Usage: node --import tsx bench/perf.ts [--quick] [--batches N] [--json PATH] [--bin PATH]
  * `--quick` (CI): 2 batches of a few iterations, to show the bench still runs; its
  * numbers mean nothing.
