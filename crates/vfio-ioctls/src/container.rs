@@ -1,6 +1,6 @@
 //! The VFIO container (`/dev/vfio/vfio`): one IOMMU context shared by its groups.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -13,7 +13,7 @@ use crate::group::VfioGroup;
 use crate::hypervisor::VfioDeviceFd;
 use crate::ioctls;
 use crate::iommu::{check_iova_ranges, parse_iommu_info, IommuInfo, IovaRange};
-use crate::iova_alloc::{lowest_free, no_space, IovaRequest};
+use crate::iova_alloc::{lowest_free, no_space, IovaMappings, IovaRequest};
 
 /// Where a new DMA mapping goes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ struct ContainerState {
     /// Counts IOMMU contexts, so a DMA buffer knows whether its mapping still exists.
     generation: u64,
     /// Current DMA mappings: IOVA → size.
-    mappings: BTreeMap<u64, u64>,
+    mappings: IovaMappings,
     /// The IOMMU's usable IOVA ranges, queried on the first map after the set of groups
     /// changed (each group can add reserved ranges); empty when the kernel reports none.
     iova_ranges: Option<Vec<IovaRange>>,
@@ -566,7 +566,7 @@ impl VfioContainer {
             )
         })?;
         check_iova_ranges(OP, iova, end, &ranges)?;
-        if let Some((&other, &other_size)) = state.mappings.range(..end).next_back() {
+        if let Some((other, other_size)) = state.mappings.last_below(end) {
             if other + other_size > iova {
                 return Err(VfioError::invalid(
                     OP,
@@ -688,9 +688,9 @@ impl VfioContainer {
     /// Unmaps with the state lock held, so the table and the kernel cannot diverge.
     fn unmap_locked(&self, state: &mut ContainerState, iova: u64, size: u64) -> Result<()> {
         const OP: &str = "VFIO_IOMMU_UNMAP_DMA";
-        match state.mappings.get(&iova) {
-            Some(&s) if s == size => {}
-            Some(&s) => {
+        match state.mappings.get(iova) {
+            Some(s) if s == size => {}
+            Some(s) => {
                 return Err(VfioError::invalid(
                     OP,
                     format!("the mapping at iova {iova:#x} has size {s:#x}, not {size:#x}"),
@@ -704,7 +704,7 @@ impl VfioContainer {
             }
         }
         let unmapped = self.kernel_unmap(OP, iova, size)?;
-        state.mappings.remove(&iova);
+        state.mappings.remove(iova);
         if unmapped != size {
             return Err(VfioError::invalid(
                 OP,
@@ -733,7 +733,7 @@ impl VfioContainer {
 
     /// Current DMA mappings as `(iova, size)`, sorted by IOVA.
     pub fn dma_mappings(&self) -> Vec<(u64, u64)> {
-        self.lock().mappings.iter().map(|(&i, &s)| (i, s)).collect()
+        self.lock().mappings.iter().collect()
     }
 }
 

@@ -62,34 +62,42 @@ pub unsafe trait VolatileAccess {
     }
 
     /// Reads an 8-bit value.
+    #[inline]
     fn read_u8(&self, offset: u64) -> Result<u8> {
         read::<u8>(self, "read_u8", offset)
     }
     /// Reads a naturally aligned 16-bit value.
+    #[inline]
     fn read_u16(&self, offset: u64) -> Result<u16> {
         read::<u16>(self, "read_u16", offset)
     }
     /// Reads a naturally aligned 32-bit value.
+    #[inline]
     fn read_u32(&self, offset: u64) -> Result<u32> {
         read::<u32>(self, "read_u32", offset)
     }
     /// Reads a naturally aligned 64-bit value.
+    #[inline]
     fn read_u64(&self, offset: u64) -> Result<u64> {
         read::<u64>(self, "read_u64", offset)
     }
     /// Writes an 8-bit value.
+    #[inline]
     fn write_u8(&self, offset: u64, value: u8) -> Result<()> {
         write(self, "write_u8", offset, value)
     }
     /// Writes a naturally aligned 16-bit value.
+    #[inline]
     fn write_u16(&self, offset: u64, value: u16) -> Result<()> {
         write(self, "write_u16", offset, value)
     }
     /// Writes a naturally aligned 32-bit value.
+    #[inline]
     fn write_u32(&self, offset: u64, value: u32) -> Result<()> {
         write(self, "write_u32", offset, value)
     }
     /// Writes a naturally aligned 64-bit value.
+    #[inline]
     fn write_u64(&self, offset: u64, value: u64) -> Result<()> {
         write(self, "write_u64", offset, value)
     }
