@@ -45,6 +45,7 @@
 # reporting a status (boot failure, ...); 3 prerequisites missing; 2 usage.
 # More env: VFIO_GUEST_CACHE, VFIO_GUEST_MEM (MiB, 2048), VFIO_GUEST_SMP (2),
 # VFIO_GUEST_CPU (qemu64,+svm), VFIO_GUEST_9P_CACHE (loose),
+# VFIO_GUEST_TCG_THREAD (single; multi runs a host thread per vCPU, see accel_args),
 # VFIO_GUEST_QEMU_ARGS (extra args, word-split), VFIO_GUEST_NO_SETUP=1 (fail
 # instead of running setup.sh when the cache is not ready).
 set -euo pipefail
@@ -439,7 +440,13 @@ accel_args() {
     if [[ "$ACCEL" == kvm ]]; then
         ACCEL_ARGS=(-accel kvm -cpu "${VFIO_GUEST_CPU:-host}")
     else
-        ACCEL_ARGS=(-accel tcg,thread=multi -cpu "$CPU")
+        # One host thread for all vCPUs: with a thread each (thread=multi), QEMU 7.2 let a
+        # vCPU run code another had just patched, stale: the kernel's live patching of a
+        # static branch (KVM_CREATE_VM turns one on in __schedule) left an int3 that the
+        # idle vCPU then hit ("Oops: int3" in __schedule, a panic, qemu gone without a
+        # word), and node's JIT died by SIGILL/SIGSEGV the same way. The vCPUs still
+        # interleave (preemption, IPIs), only not at the same instant.
+        ACCEL_ARGS=(-accel "tcg,thread=${VFIO_GUEST_TCG_THREAD:-single}" -cpu "$CPU")
     fi
 }
 # start_guest: the output relays and qemu (under timeout), in the background.
