@@ -7,10 +7,7 @@
  * the spread (min–max over the batches) per operation, the ratios ours/raw and
  * ours/upstream, and writes every number as JSON.
  *
- * `npm run bench` boots the guest with one vCPU (VFIO_GUEST_SMP=1): with two, an MSI
- * that lands on the other, idle vCPU waits for the emulator to wake it (50–100 µs under
- * TCG, in some batches and not others), and the interrupt rows measured that instead of
- * the code.
+ * The measured paths run on vCPU 0 with the device's interrupts (see `pinToCpu0`).
  *
  * Usage: node --import tsx bench/perf.ts [--quick] [--batches N] [--json PATH] [--bin PATH]
  * `--quick` (CI): 2 batches of a few iterations, to show the bench still runs; its
@@ -301,8 +298,28 @@ function fmt(ns: number | undefined): string {
   return `${ns.toFixed(1)} ns`
 }
 
+/**
+ * Pins the measured paths to vCPU 0, as a latency-minded driver pins itself and routes its
+ * interrupts: new IRQs (the edu's MSI, enabled later) go to CPU 0, and so does this
+ * thread, with the threads it starts from now on (the epoll thread, the worker, the Rust
+ * bench). V8's compiler and GC threads, started already, keep both vCPUs. Unpinned, an
+ * MSI that landed on the other, idle vCPU waited for the emulator to wake it (50–100 µs
+ * under TCG, in some batches and not others), and the interrupt rows measured that.
+ */
+function pinToCpu0(): string {
+  try {
+    writeFileSync('/proc/irq/default_smp_affinity', '1')
+  } catch (err) {
+    return `not pinned: /proc/irq/default_smp_affinity: ${(err as Error).message}`
+  }
+  const r = spawnSync('taskset', ['-p', '-c', '0', String(process.pid)], { encoding: 'utf8' })
+  if (r.status !== 0) return `not pinned: taskset: ${r.stderr || r.error?.message || r.status}`
+  return 'pinned to vCPU 0 (this thread, the threads it starts, new IRQs)'
+}
+
 async function main(): Promise<void> {
   sysfs.bind(EDU)
+  const pinning = pinToCpu0()
   const all: Sample[] = []
   for (let b = 0; b <= batches; b++) {
     const order = b % 2 === 0 ? ['rust', 'ts'] : ['ts', 'rust']
@@ -333,7 +350,7 @@ async function main(): Promise<void> {
   ]
   const profile = addonProfile()
   const date = new Date().toISOString()
-  console.log(`\nvfio-ioctls bench, ${date}, ${profile} addon, ${batches} batches${quick ? ' (--quick: the numbers mean nothing)' : ''}`)
+  console.log(`\nvfio-ioctls bench, ${date}, ${profile} addon, ${batches} batches, ${pinning}${quick ? ' (--quick: the numbers mean nothing)' : ''}`)
   console.log('median (min–max over the batches); ratios of medians\n')
   const head = ['op', 'raw', 'upstream 0.10', 'ours-Rust', 'ours-TS', 'other variants', 'Rust/raw', 'TS/raw', 'Rust/upstream', 'TS/upstream']
   const rows: string[][] = []
@@ -341,7 +358,7 @@ async function main(): Promise<void> {
     a === undefined || b === undefined ? '–' : `${(a / b).toFixed(2)}×`
   const cell = (s: { median: number; min: number; max: number } | undefined): string =>
     s === undefined ? '–' : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`
-  const json: Record<string, unknown> = { date, addon: profile, batches, quick, ops: {} }
+  const json: Record<string, unknown> = { date, addon: profile, batches, pinning, quick, ops: {} }
   for (const [op, label] of ops) {
     const raw = stat(op, 'raw')
     const up = stat(op, 'upstream')
