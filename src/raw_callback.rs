@@ -36,7 +36,7 @@ pub(crate) struct HotArray<const N: usize, T> {
 }
 
 /// An element type a typed array argument may have.
-pub(crate) trait Element: Copy + Default {
+pub(crate) trait Element: Copy {
     /// napi's name for the array type.
     const TYPE: sys::napi_typedarray_type;
     /// The JS class, for the error message.
@@ -282,11 +282,21 @@ unsafe fn with_elements<T: Element>(
         return f(unsafe { std::slice::from_raw_parts_mut(array.data, array.length) });
     }
     let at = |i: usize| array.data.wrapping_add(i);
-    let mut copy: Vec<T> = (0..array.length)
-        // SAFETY: `at(i)` for `i < length` is an aligned element of the array, valid
-        // during the call (napi's word, as above).
-        .map(|i| unsafe { T::load_shared(at(i)) })
-        .collect();
+    let mut copy: Vec<T> = Vec::new();
+    // An error, not an abort, when the copy does not fit in memory.
+    copy.try_reserve_exact(array.length).map_err(|_| {
+        crate::error::to_js(vfio_ioctls::VfioError::os(
+            "copying a SharedArrayBuffer",
+            format!(
+                "a private copy of {} elements (pass an ArrayBuffer's memory instead)",
+                array.length
+            ),
+            std::io::Error::from_raw_os_error(libc::ENOMEM),
+        ))
+    })?;
+    // SAFETY: `at(i)` for `i < length` is an aligned element of the array, valid during
+    // the call (napi's word, as above).
+    copy.extend((0..array.length).map(|i| unsafe { T::load_shared(at(i)) }));
     let result = f(&mut copy);
     for (i, &value) in copy.iter().enumerate() {
         // SAFETY: as for the loads.

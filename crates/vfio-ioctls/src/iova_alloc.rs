@@ -271,9 +271,16 @@ mod tests {
         assert_eq!(m.remove(500 * P), Some(P));
         assert_eq!(m.covered, 0..500 * P);
         assert_eq!(lowest_free(&x86(), &m, req(P, P, u64::MAX)), Some(500 * P));
-        assert_eq!(lowest_free(&x86(), &m, req(2 * P, P, u64::MAX)), Some(1000 * P));
+        assert_eq!(
+            lowest_free(&x86(), &m, req(2 * P, P, u64::MAX)),
+            Some(1000 * P)
+        );
         m.insert(500 * P, P);
-        assert_eq!(m.covered, 0..1000 * P, "refilled, the span reaches the rest again");
+        assert_eq!(
+            m.covered,
+            0..1000 * P,
+            "refilled, the span reaches the rest again"
+        );
         m.clear();
         assert!(m.covered.is_empty() && m.len() == 0);
     }
