@@ -134,6 +134,14 @@ test.serial("the REQ index is armed by the first 'request' listener, not by the 
   d.close()
   const again = open()
   again.enableIrq(IrqIndex.REQ).close()
+  // removeAllListeners() (also with a 'removeListener' listener, which makes EventEmitter
+  // remove event by event) leaves the watch for the first 'request' listener in place.
+  again.on('removeListener', () => {})
+  again.removeAllListeners()
+  again.removeAllListeners('newListener')
+  t.false(again.watchesRequests)
+  again.on('request', onRequest)
+  t.true(again.watchesRequests)
   again.close()
   // A listener on a closed device arms nothing and throws nothing.
   const closed = open()

@@ -132,9 +132,19 @@ export class Device extends EventEmitter<DeviceEvents> {
     // The REQ eventfd is armed when the first 'request' listener comes, not here: arming
     // (an eventfd, the kernel's trigger, a watch on the epoll thread) was most of an
     // open's cost, and a request nobody listens to does nothing either way.
+    this.#hasRequests = req !== undefined && req.count > 0 && req.eventfd
+    this.#awaitRequestListener()
+  }
+
+  /** Whether the device has a REQ index with an eventfd to arm. */
+  readonly #hasRequests: boolean
+
+  /** Until armed, watches for the first 'request' listener (idempotent). */
+  #awaitRequestListener(): void {
     // EventEmitter's own event, which the typed event map leaves out.
     const emitter: EventEmitter = this
-    if (req !== undefined && req.count > 0 && req.eventfd) emitter.on('newListener', this.#armRequests)
+    if (!this.#hasRequests || this.#request !== undefined) return
+    if (!emitter.listeners('newListener').includes(this.#armRequests)) emitter.on('newListener', this.#armRequests)
   }
 
   /** Arms the REQ eventfd at the first 'request' listener; a failure throws from `on()`. */
@@ -144,6 +154,15 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.#request = this.#watchRequests(n)
     const emitter: EventEmitter = this
     emitter.off('newListener', this.#armRequests)
+  }
+
+  /** Removes listeners; the watch for a first 'request' listener stays (until armed). */
+  override removeAllListeners(event?: keyof DeviceEvents | 'newListener' | 'removeListener'): this {
+    // EventEmitter tells "no argument" from `undefined` by `arguments.length`.
+    if (event === undefined) super.removeAllListeners()
+    else super.removeAllListeners(event)
+    this.#awaitRequestListener()
+    return this
   }
 
   /** Registers an eventfd for device requests; weakly held, so it keeps nothing alive. */
