@@ -1,4 +1,5 @@
 import test from 'ava'
+import type { EventEmitter } from 'node:events'
 import { Container, Device, IrqIndex, RegionIndex } from '../ts/index'
 import { MockSystem } from '../ts/testing'
 import { fakeDevice, fakeHotResetDevices } from './fakes'
@@ -136,7 +137,7 @@ test.serial("the REQ index is armed by the first 'request' listener, not by the 
   again.enableIrq(IrqIndex.REQ).close()
   // removeAllListeners() (also with a 'removeListener' listener, which makes EventEmitter
   // remove event by event) leaves the watch for the first 'request' listener in place.
-  again.on('removeListener', () => {})
+  ;(again as EventEmitter).on('removeListener', () => {})
   again.removeAllListeners()
   again.removeAllListeners('newListener')
   t.false(again.watchesRequests)
