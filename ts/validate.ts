@@ -65,7 +65,7 @@ export function exactU64(name: string, value: unknown): number | bigint {
  * thread may write during the call, and the copy is what the call writes.
  */
 export function bytes(name: string, value: unknown): Uint8Array {
-  const view = byteView(name, value)
+  const view = readTarget(name, value)
   return isShared(view) ? view.slice() : view
 }
 
@@ -74,10 +74,6 @@ export function bytes(name: string, value: unknown): Uint8Array {
  * one that {@link isShared} goes through a copy (see `readThroughCopy`).
  */
 export function readTarget(name: string, value: unknown): Uint8Array {
-  return byteView(name, value)
-}
-
-function byteView(name: string, value: unknown): Uint8Array {
   if (types.isProxy(value)) throw new VfioTypeError(`${name} must be a Buffer, TypedArray or ArrayBuffer, got a Proxy`)
   if (types.isUint8Array(value)) return value
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
