@@ -262,8 +262,10 @@ unsafe fn typed_array<T: Element>(
 }
 
 /// Calls `f` with the array's elements as a slice: the memory itself for an ArrayBuffer
-/// (one thread's), a copy for a SharedArrayBuffer, loaded before and stored back after
-/// element by element with atomics (its other threads see each element whole).
+/// (one thread's), a copy for a SharedArrayBuffer, loaded before and, when `f` succeeds,
+/// stored back after, element by element with atomics (its other threads see each
+/// element whole). A failed call leaves the shared memory as it was, as the facade's
+/// `readThroughCopy` (ts/validate.ts) does for the napi-rs methods.
 ///
 /// # Safety
 /// `array` is an argument of the running call, whose memory stays valid during it (no JS
@@ -297,12 +299,12 @@ unsafe fn with_elements<T: Element>(
     // SAFETY: `at(i)` for `i < length` is an aligned element of the array, valid during
     // the call (napi's word, as above).
     copy.extend((0..array.length).map(|i| unsafe { T::load_shared(at(i)) }));
-    let result = f(&mut copy);
+    f(&mut copy)?;
     for (i, &value) in copy.iter().enumerate() {
         // SAFETY: as for the loads.
         unsafe { T::store_shared(at(i), value) };
     }
-    result
+    Ok(())
 }
 
 /// Returns `result`'s value to JS, or throws its error (and returns nothing).
