@@ -51,9 +51,11 @@ echo "== guest $config: kernel $kernel, VFIO_TEST_IOMMU=$mode"
 # the 2,000-cycle soak (62 ms a cycle unloaded, several times that loaded). A hang guard,
 # not a budget.
 # A boot that ends without the guest reporting a status (run.sh exit 125: qemu exited 0 with
-# no word, after 2 s, 21 s, and once 45 s into the ava suite, in fresh CI runs under TCG) is
-# booted again, with the kernel's messages shown, up to twice, and only the last boot
-# counts; a third such boot counts as a failure (and its console says why).
+# no word, after 2 s, 21 s, and once 45 s into the ava suite, in fresh CI runs under TCG;
+# the one whose console was caught was a panic on stale live-patched kernel code under
+# multi-threaded TCG, which run.sh no longer uses: see accel_args there) is booted again,
+# with the kernel's messages shown, up to twice, and only the last boot counts; a third
+# such boot counts as a failure (and its console says why).
 retry_args=()
 for attempt in 1 2 3; do
 log=$(mktemp /tmp/vfio-guest-XXXXXX.log)
